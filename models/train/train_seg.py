@@ -1,0 +1,187 @@
+"""Train and export the lung or lesion segmentation model (2D thin U-Net, CPU only).
+
+  python models/train/train_seg.py --task lung   --minutes 14
+  python models/train/train_seg.py --task lesion --minutes 28
+
+Training data: ONLY the three redistributable-licence NIfTI volumes in
+../shared/data/normal-chest-ct (TCGA CC BY 3.0, Lung-PET-CT-Dx CC BY 4.0, POPI research
+licence - see MODEL_CARD.md), with classical lung labels (common.classical_lung_mask) and
+synthetic lesions (synth.py). No covid-ct-md and no infnet-eval data is used for training.
+"""
+import argparse
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage as ndi
+
+import common as C
+import synth
+
+VAL_SEED = 1234
+
+
+def load_training_volumes(data, cache):
+    vols = []
+    os.makedirs(cache, exist_ok=True)
+    for name in C.NORMAL_VOLUMES:
+        stem = name.replace(".nii.gz", "")
+        p = os.path.join(cache, stem + ".npz")
+        if os.path.exists(p):
+            z = np.load(p)
+            vol, lab, sp = z["vol"].astype(np.float32), z["lab"], tuple(z["spacing"])
+        else:
+            vol, sp = C.load_nifti(os.path.join(data, "normal-chest-ct", name))
+            lab = C.classical_lung_mask(vol, sp)
+            np.savez_compressed(p, vol=vol.astype(np.int16), lab=lab, spacing=np.array(sp))
+        lung_slices = np.where((lab > 0).reshape(lab.shape[0], -1).sum(1) * sp[1] * sp[2] > 300)[0]
+        box = C.lesion_box(lab > 0, sp[1:])
+        vols.append(dict(name=stem, vol=vol, lab=lab, sp=sp, lung_slices=lung_slices, box=box))
+        print(f"loaded {stem} {vol.shape} lung slices {len(lung_slices)}", flush=True)
+    return vols
+
+
+def make_sample(v, rng, task):
+    """One augmented training pair in the model frame: (x float32 (N,N), y int64 (N,N))."""
+    Z = v["vol"].shape[0]
+    if task == "lung":
+        z = rng.choice(v["lung_slices"]) if rng.random() < 0.85 else rng.integers(Z)
+        n = C.LUNG_N
+        pix = C.LUNG_PIX_MM * rng.uniform(0.8, 1.25)  # covers FOVs / patient sizes
+        center = C.lung_frame_center(v["vol"].shape[1:])
+        center = (center[0] + rng.normal(0, 15) / v["sp"][1], center[1] + rng.normal(0, 15) / v["sp"][2])
+    else:
+        z = rng.choice(v["lung_slices"]) if rng.random() < 0.95 else rng.integers(Z)
+        n = C.LES_N
+        (cy, cx), pix = v["box"]
+        pix = pix * rng.uniform(0.85, 1.2)
+        center = (cy + rng.normal(0, 6) / v["sp"][1], cx + rng.normal(0, 6) / v["sp"][2])
+    rot = rng.normal(0, 6)
+    hu = C.sample_plane(v["vol"][z], n, center, pix, v["sp"][1:], rot)
+    lab = C.sample_plane(v["lab"][z], n, center, pix, v["sp"][1:], rot, order=0)
+    if task == "lung":
+        if rng.random() < 0.6:
+            hu, _ = synth.insert_lesions(hu, lab, rng, pix, kinds=["cons", "cons", "mixed", "ggo", "crazy"],
+                                         max_r_mm=80.0)
+        y = lab.astype(np.int64)
+    else:
+        if rng.random() < 0.85:
+            hu, les = synth.insert_lesions(hu, lab, rng, pix)
+        else:
+            les = np.zeros(hu.shape, np.uint8)
+        y = les.astype(np.int64)
+        if rng.random() < 0.5:
+            hu, y = hu[:, ::-1], y[:, ::-1]
+    # scanner variation: offset, noise, blur
+    hu = hu + rng.normal(0, 15)
+    if rng.random() < 0.5:
+        hu = ndi.gaussian_filter(hu, rng.uniform(0.3, 1.0))
+    hu = hu + rng.normal(0, rng.uniform(0, 25), hu.shape)
+    return C.normalise(hu), np.ascontiguousarray(y)
+
+
+def batch(vols, rng, task, bs):
+    w = np.array([len(v["lung_slices"]) for v in vols], float)
+    xs, ys = [], []
+    for _ in range(bs):
+        v = vols[rng.choice(len(vols), p=w / w.sum())]
+        x, y = make_sample(v, rng, task)
+        xs.append(x)
+        ys.append(y)
+    return torch.from_numpy(np.stack(xs)[:, None]), torch.from_numpy(np.stack(ys))
+
+
+def dice_loss(logits, y, n_cls):
+    p = torch.softmax(logits, 1)
+    oh = F.one_hot(y, n_cls).permute(0, 3, 1, 2).float()
+    inter = (p * oh).sum((0, 2, 3))
+    den = p.sum((0, 2, 3)) + oh.sum((0, 2, 3))
+    d = (2 * inter + 1) / (den + 1)
+    return 1 - d[1:].mean()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--task", choices=["lung", "lesion"], required=True)
+    ap.add_argument("--data", default=C.DATA_DEFAULT)
+    ap.add_argument("--cache", default="/tmp/lungwatch-cache")
+    ap.add_argument("--out", default=os.path.join(C.HERE, ".."))
+    ap.add_argument("--minutes", type=float, default=None)
+    ap.add_argument("--base", type=int, default=None)
+    ap.add_argument("--bs", type=int, default=12)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    rng = np.random.default_rng(a.seed)
+    task = a.task
+    n = C.LUNG_N if task == "lung" else C.LES_N
+    base = a.base or (8 if task == "lung" else 10)
+    minutes = a.minutes or (14 if task == "lung" else 28)
+    vols = load_training_volumes(a.data, a.cache)
+    # fixed synthetic validation set (same generator, other seed) to pick nothing but to
+    # report convergence; the real evaluations are in eval_*.py
+    vrng = np.random.default_rng(VAL_SEED)
+    vx, vy = batch(vols, vrng, task, 48)
+    model = C.unet(1, 3, base=base)
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
+    w = torch.tensor([1.0, 1.0, 1.0]) if task == "lung" else torch.tensor([1.0, 2.0, 2.0])
+    t0 = time.time()
+    it = 0
+    budget = minutes * 60
+    while True:
+        el = time.time() - t0
+        if el > budget:
+            break
+        lr = a.lr * 0.5 * (1 + np.cos(np.pi * min(1.0, el / budget)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        model.train()
+        x, y = batch(vols, rng, task, a.bs)
+        out = model(x)
+        loss = F.cross_entropy(out, y, weight=w) + dice_loss(out, y, 3)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        it += 1
+        if it % 50 == 0:
+            model.eval()
+            with torch.no_grad():
+                pv = model(vx).argmax(1)
+            ds = []
+            for k in (1, 2):
+                inter = ((pv == k) & (vy == k)).sum().item()
+                den = (pv == k).sum().item() + (vy == k).sum().item()
+                ds.append(2 * inter / den if den else float("nan"))
+            print(f"it {it} t {el / 60:.1f}m lr {lr:.2e} loss {loss.item():.3f} synth-val dice "
+                  f"{ds[0]:.3f} {ds[1]:.3f}", flush=True)
+    model.eval()
+    os.makedirs(a.out, exist_ok=True)
+    name = "lung_seg" if task == "lung" else "lesion_seg"
+    torch.save(model.state_dict(), os.path.join(a.cache, name + ".pt"))
+    onnx_path = os.path.join(a.out, name + ".onnx")
+    C.export_onnx(model, (1, 1, n, n), onnx_path)
+    # parity fixture: a real training-domain slice (TCGA, CC BY) in the model frame
+    v = vols[0]
+    z = v["lung_slices"][len(v["lung_slices"]) // 2]
+    if task == "lung":
+        hu = C.sample_plane(v["vol"][z], n, C.lung_frame_center(v["vol"].shape[1:]), C.LUNG_PIX_MM, v["sp"][1:])
+    else:
+        (cy, cx), pix = v["box"]
+        hu = C.sample_plane(v["vol"][z], n, (cy, cx), pix, v["sp"][1:])
+        lab = C.sample_plane(v["lab"][z], n, (cy, cx), pix, v["sp"][1:], order=0)
+        hu, _ = synth.insert_lesions(hu, lab, np.random.default_rng(7), pix, n_lesions=4)
+    x = C.normalise(hu)[None, None]
+    y = C.write_fixture(onnx_path, x, name, os.path.join(a.out, "fixtures"))
+    with torch.no_grad():
+        yt = model(torch.from_numpy(x)).numpy()
+    print(f"exported {onnx_path} ({os.path.getsize(onnx_path)} bytes) sha256 {C.sha256(onnx_path)}; "
+          f"torch-vs-ort max abs diff {np.abs(yt - y).max():.2e}; iterations {it}")
+
+
+if __name__ == "__main__":
+    main()
