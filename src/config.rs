@@ -48,6 +48,7 @@ pub struct Paths {
 pub struct Watch {
     pub rescan_secs: u64,
     pub stable_secs: u64,
+    pub truncated_grace_secs: u64,
     pub ignore_suffixes: Vec<String>,
 }
 
@@ -202,6 +203,9 @@ impl Config {
 
     pub fn stable_after(&self) -> Duration {
         Duration::from_secs(self.watch.stable_secs)
+    }
+    pub fn truncated_grace(&self) -> Duration {
+        Duration::from_secs(self.watch.truncated_grace_secs)
     }
     pub fn rescan_every(&self) -> Duration {
         Duration::from_secs(self.watch.rescan_secs)

@@ -1,4 +1,12 @@
 //! lungwatch: an offline appliance that watches a PACS drop folder and analyses chest CT.
+//!
+//! See ARCHITECTURE.md for the map of modules and the invariants they keep.
 
 pub mod config;
+pub mod daemon;
+pub mod db;
 pub mod dicom;
+pub mod ingest;
+pub mod inspect;
+pub mod series;
+pub mod status;

@@ -1,1 +1,149 @@
-fn main() {}
+//! The lungwatch command line: parsing and dispatch only.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use lungwatch::config::Config;
+use lungwatch::db::Database;
+use lungwatch::{daemon, inspect};
+
+#[derive(Parser)]
+#[command(
+    name = "lungwatch",
+    version,
+    about = "Chest CT analysis appliance: watches a PACS drop folder"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: watch the drop folder, store and index files, queue complete series.
+    Serve {
+        /// Config file (TOML). Without it the embedded default is used.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Group files or folders into series, judge them and build their HU volumes.
+    Inspect {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Config whose selection rules to apply (default: the embedded default).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Show counts of instances, series, jobs and quarantined files, and the last errors.
+    Status {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("lungwatch: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    env_logger::Builder::new()
+        .parse_filters(&config.log.level)
+        .parse_env("RUST_LOG")
+        .format_timestamp_millis()
+        .init();
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { config } => {
+            let config = Config::load_or_default(config.as_deref())?;
+            init_logging(&config);
+            let shutdown = Arc::new(AtomicBool::new(false));
+            for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+                // A second signal while shutting down exits at once.
+                signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&shutdown))?;
+                signal_hook::flag::register(signal, Arc::clone(&shutdown))?;
+            }
+            daemon::serve(config, shutdown)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Inspect {
+            paths,
+            json,
+            config,
+        } => {
+            let config = Config::load_or_default(config.as_deref())?;
+            init_logging(&config);
+            let report = inspect::inspect(&paths, &config)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_inspect_table(&report);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { config, json } => {
+            let config = Config::load_or_default(config.as_deref())?;
+            let path = config.database_path();
+            if !path.exists() {
+                anyhow::bail!(
+                    "no database at {} (has `lungwatch serve` run with this config?)",
+                    path.display()
+                );
+            }
+            let db =
+                Database::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+            let status = lungwatch::status::collect(&db)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", lungwatch::status::render_text(&status));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_inspect_table(report: &inspect::Report) {
+    for s in &report.series {
+        let spacing = s
+            .spacing_mm
+            .map(|v| format!("{:.3} x {:.3} x {:.3} mm", v[0], v[1], v[2]))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{}  {}  {} slices  {}x{}  {}  HU {}..{}  {}",
+            s.series_instance_uid,
+            s.modality.as_deref().unwrap_or("?"),
+            s.slices,
+            s.rows.unwrap_or(0),
+            s.columns.unwrap_or(0),
+            spacing,
+            s.hu_min.map_or("?".into(), |v| v.to_string()),
+            s.hu_max.map_or("?".into(), |v| v.to_string()),
+            match &s.skip_reason {
+                None => "selected".to_string(),
+                Some(r) => format!("skipped: {r}"),
+            }
+        );
+    }
+    for r in &report.rejected {
+        println!("rejected {}: {}", r.path.display(), r.reason);
+    }
+}

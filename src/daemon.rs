@@ -1,0 +1,229 @@
+//! `lungwatch serve`: wires the watcher, the stability tracker, ingest and series
+//! completion into one loop, and stops cleanly on SIGTERM/SIGINT.
+//!
+//! Ingest runs on a single thread on purpose: each file is a few milliseconds of work, and a
+//! single writer keeps the crash-safety argument simple (see `ingest`). Shutdown is checked
+//! between files, and every file operation is atomic, so stopping never leaves a file
+//! half-moved.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use log::{error, info, warn};
+
+use crate::config::Config;
+use crate::db::{self, Database};
+use crate::dicom::InstanceHeader;
+use crate::ingest::stability::StabilityTracker;
+use crate::ingest::{self, Dirs, Outcome, store, watcher};
+use crate::series;
+
+/// How often the loop wakes when nothing happens.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Creates the state folders and opens the database, after recovering from any crash.
+pub fn prepare(config: &Config) -> anyhow::Result<(Database, Dirs)> {
+    let dirs = Dirs {
+        store: config.store_dir(),
+        quarantine: config.quarantine_dir(),
+        staging: config.staging_dir(),
+    };
+    for d in [
+        &config.paths.incoming,
+        &dirs.store,
+        &dirs.quarantine,
+        &dirs.staging,
+    ] {
+        std::fs::create_dir_all(d)
+            .with_context(|| format!("cannot create folder {}", d.display()))?;
+    }
+    let db_path = config.database_path();
+    let db = Database::open(&db_path)
+        .with_context(|| format!("cannot open database {}", db_path.display()))?;
+    let cleared = store::clear_staging(&dirs.staging).context("cannot clear staging folder")?;
+    if cleared > 0 {
+        info!("removed {cleared} partial copies left by an interrupted run");
+    }
+    let requeued = db.requeue_running_jobs()?;
+    if requeued > 0 {
+        info!("{requeued} jobs were running when lungwatch stopped; they are pending again");
+    }
+    Ok((db, dirs))
+}
+
+pub fn serve(config: Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let (mut db, dirs) = prepare(&config)?;
+    let (tx, rx) = mpsc::channel::<PathBuf>();
+    let _watcher = match watcher::watch(&config.paths.incoming, tx) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            warn!(
+                "cannot watch {} for events ({e}); relying on rescans every {} s",
+                config.paths.incoming.display(),
+                config.watch.rescan_secs
+            );
+            None
+        }
+    };
+    info!(
+        "lungwatch {} watching {} (rescan every {} s, files stable after {} s, series quiet after {} s)",
+        env!("CARGO_PKG_VERSION"),
+        config.paths.incoming.display(),
+        config.watch.rescan_secs,
+        config.watch.stable_secs,
+        config.series.quiet_secs
+    );
+
+    let mut tracker = StabilityTracker::new(config.stable_after());
+    let mut next_rescan = Instant::now();
+    while !shutdown.load(Ordering::SeqCst) {
+        let now = Instant::now();
+        // Paths from events; the rescan below catches whatever events miss.
+        while let Ok(p) = rx.try_recv() {
+            observe(&mut tracker, &config, &p, now);
+        }
+        if now >= next_rescan {
+            match watcher::scan(&config.paths.incoming, &config.watch.ignore_suffixes) {
+                Ok(found) => found
+                    .iter()
+                    .for_each(|p| observe(&mut tracker, &config, p, now)),
+                Err(e) => report(
+                    &db,
+                    "error",
+                    &format!("cannot scan {}: {e}", config.paths.incoming.display()),
+                ),
+            }
+            next_rescan = now + config.rescan_every();
+        }
+        // Re-check every tracked file so growth is seen without events.
+        for p in tracker.tracked() {
+            observe(&mut tracker, &config, &p, now);
+        }
+        for path in tracker.ready(Instant::now()) {
+            if shutdown.load(Ordering::SeqCst) {
+                break;
+            }
+            ingest_ready(&mut db, &dirs, &config, &mut tracker, &path);
+        }
+        if let Err(e) = complete_quiet_series(&mut db, &config) {
+            report(&db, "error", &format!("series completion failed: {e}"));
+        }
+        // Sleep, but wake at once for an event.
+        if let Ok(p) = rx.recv_timeout(TICK) {
+            observe(&mut tracker, &config, &p, Instant::now());
+        }
+    }
+    info!("shutdown requested; stopped between files, nothing is half-moved");
+    Ok(())
+}
+
+fn observe(tracker: &mut StabilityTracker, config: &Config, path: &std::path::Path, now: Instant) {
+    let ignored = path
+        .file_name()
+        .map(|n| ingest::is_ignored_name(&n.to_string_lossy(), &config.watch.ignore_suffixes))
+        .unwrap_or(true);
+    if ignored {
+        return;
+    }
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => tracker.observe(path, m.len(), m.modified().ok(), now),
+        Ok(_) => {}
+        Err(_) => tracker.forget(path),
+    }
+}
+
+fn ingest_ready(
+    db: &mut Database,
+    dirs: &Dirs,
+    config: &Config,
+    tracker: &mut StabilityTracker,
+    path: &std::path::Path,
+) {
+    let now = Instant::now();
+    let settled = tracker
+        .unchanged_for(path, now)
+        .is_some_and(|d| d >= config.truncated_grace());
+    match ingest::ingest_file(db, dirs, path, settled) {
+        Ok(Outcome::Stored {
+            sop_instance_uid,
+            series_uid,
+        }) => {
+            log::debug!(
+                "stored {} as {sop_instance_uid} in series {series_uid}",
+                path.display()
+            );
+            tracker.forget(path);
+        }
+        Ok(Outcome::Duplicate { sop_instance_uid }) => {
+            info!(
+                "{}: duplicate of stored instance {sop_instance_uid}; removed",
+                path.display()
+            );
+            tracker.forget(path);
+        }
+        Ok(Outcome::Quarantined(r)) => {
+            report(db, "warn", &format!("quarantined {}: {r}", path.display()));
+            tracker.forget(path);
+        }
+        Ok(Outcome::Deferred(r)) => {
+            log::debug!(
+                "{}: {r}; waiting in case it is still arriving",
+                path.display()
+            );
+            tracker.defer(path, now);
+        }
+        Ok(Outcome::Vanished) => tracker.forget(path),
+        Err(e) => {
+            report(
+                db,
+                "error",
+                &format!("cannot ingest {}: {e}; will retry", path.display()),
+            );
+            tracker.defer(path, now);
+        }
+    }
+}
+
+/// Judges every series that has been quiet for the configured period.
+pub fn complete_quiet_series(db: &mut Database, config: &Config) -> anyhow::Result<()> {
+    let now = db::now_secs();
+    let cutoff = now - config.series.quiet_secs as i64;
+    for series_uid in db.quiet_series(cutoff)? {
+        let instances = db.series_instances(&series_uid)?;
+        let headers: Vec<&InstanceHeader> = instances.iter().map(|i| &i.header).collect();
+        let verdict = series::select(&headers, &config.selection);
+        if db.complete_series(
+            &series_uid,
+            verdict.as_ref().err().map(String::as_str),
+            cutoff,
+            now,
+        )? {
+            match verdict {
+                Ok(()) => info!(
+                    "series {series_uid} complete ({} slices): queued for analysis",
+                    headers.len()
+                ),
+                Err(reason) => info!(
+                    "series {series_uid} complete ({} instances): skipped: {reason}",
+                    headers.len()
+                ),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Logs to stderr and keeps the message for the status views.
+fn report(db: &Database, level: &str, message: &str) {
+    match level {
+        "error" => error!("{message}"),
+        _ => warn!("{message}"),
+    }
+    if let Err(e) = db.log_event(level, message, db::now_secs()) {
+        error!("cannot record event in the database: {e}");
+    }
+}

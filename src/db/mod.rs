@@ -1,0 +1,563 @@
+//! SQLite storage: the schema, its migrations and every query. No SQL lives elsewhere.
+//!
+//! The database is opened in WAL mode with `synchronous=FULL`: a file is removed from the
+//! drop folder only after the transaction that indexes it has reached the disk.
+
+mod schema;
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use crate::dicom::InstanceHeader;
+
+pub type Result<T> = rusqlite::Result<T>;
+
+/// Seconds since the Unix epoch; the unit of every timestamp column.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+pub struct Database {
+    conn: Connection,
+}
+
+/// An instance as indexed, with the header it was selected on.
+#[derive(Debug, Clone)]
+pub struct StoredInstance {
+    pub sop_instance_uid: String,
+    pub series_uid: String,
+    pub store_path: String,
+    pub sha256: String,
+    pub header: InstanceHeader,
+}
+
+/// What to record for a newly stored instance.
+pub struct NewInstance<'a> {
+    pub sop_instance_uid: &'a str,
+    pub uid_derived: bool,
+    pub header: &'a InstanceHeader,
+    pub series_uid: &'a str,
+    pub store_path: &'a str,
+    pub sha256: &'a str,
+    pub size_bytes: u64,
+    pub original_name: &'a str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SeriesState {
+    /// Files are still arriving (or may: the quiet period has not passed).
+    Receiving,
+    /// Complete and passed selection: it has a job.
+    Selected,
+    /// Complete and failed selection: see `skip_reason`.
+    Skipped,
+}
+
+impl SeriesState {
+    fn as_str(self) -> &'static str {
+        match self {
+            SeriesState::Receiving => "receiving",
+            SeriesState::Selected => "selected",
+            SeriesState::Skipped => "skipped",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Pending,
+    Running,
+    Done,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Job {
+    pub id: i64,
+    pub series_uid: String,
+    pub state: JobState,
+    pub reason: Option<String>,
+    pub attempts: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QuarantineEntry {
+    pub id: i64,
+    pub original_name: String,
+    pub path: String,
+    pub reason_code: String,
+    pub reason: String,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EventEntry {
+    pub at: i64,
+    pub level: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SkippedSeries {
+    pub series_uid: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StatusCounts {
+    pub instances: i64,
+    pub series_receiving: i64,
+    pub series_selected: i64,
+    pub series_skipped: i64,
+    pub jobs_pending: i64,
+    pub jobs_running: i64,
+    pub jobs_done: i64,
+    pub jobs_failed: i64,
+    pub quarantined: i64,
+}
+
+impl Database {
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        Self::configure(conn)
+    }
+
+    pub fn open_in_memory() -> Result<Self> {
+        Self::configure(Connection::open_in_memory()?)
+    }
+
+    fn configure(conn: Connection) -> Result<Self> {
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let mut db = Database { conn };
+        schema::migrate(&mut db.conn)?;
+        Ok(db)
+    }
+
+    // ---- instances and series -------------------------------------------------------
+
+    pub fn find_instance(&self, sop_instance_uid: &str) -> Result<Option<StoredInstance>> {
+        self.conn
+            .query_row(
+                "SELECT sop_instance_uid, series_uid, store_path, sha256, header_json
+                 FROM instances WHERE sop_instance_uid = ?1",
+                [sop_instance_uid],
+                row_to_instance,
+            )
+            .optional()
+    }
+
+    /// Indexes a stored instance and (re)opens its series, in one transaction.
+    ///
+    /// A series that was already complete goes back to `receiving` when a new instance
+    /// arrives: its pending job is withdrawn, and it is judged again after the quiet period.
+    pub fn insert_instance(&mut self, new: &NewInstance, now: i64) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        let h = new.header;
+        tx.execute(
+            "INSERT INTO series (series_uid, study_uid, patient_id, patient_name, study_date,
+                                 accession_number, modality, series_description, state,
+                                 first_seen_at, last_instance_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'receiving', ?9, ?9)
+             ON CONFLICT(series_uid) DO UPDATE SET
+                 state = 'receiving', skip_reason = NULL, completed_at = NULL,
+                 last_instance_at = excluded.last_instance_at",
+            params![
+                new.series_uid,
+                h.study_instance_uid,
+                h.patient_id,
+                h.patient_name,
+                h.study_date,
+                h.accession_number,
+                h.modality,
+                h.series_description,
+                now
+            ],
+        )?;
+        tx.execute(
+            "DELETE FROM jobs WHERE series_uid = ?1 AND state = 'pending'",
+            [new.series_uid],
+        )?;
+        tx.execute(
+            "INSERT INTO instances (sop_instance_uid, uid_derived, series_uid, instance_number,
+                                    store_path, sha256, size_bytes, transfer_syntax,
+                                    original_name, header_json, received_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                new.sop_instance_uid,
+                new.uid_derived,
+                new.series_uid,
+                h.instance_number,
+                new.store_path,
+                new.sha256,
+                new.size_bytes as i64,
+                h.transfer_syntax,
+                new.original_name,
+                serde_json::to_string(h).expect("headers serialise"),
+                now
+            ],
+        )?;
+        tx.commit()
+    }
+
+    /// Series still receiving whose last instance arrived at or before `cutoff`.
+    pub fn quiet_series(&self, cutoff: i64) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT series_uid FROM series WHERE state = 'receiving' AND last_instance_at <= ?1
+             ORDER BY last_instance_at",
+        )?;
+        stmt.query_map([cutoff], |r| r.get(0))?.collect()
+    }
+
+    pub fn series_instances(&self, series_uid: &str) -> Result<Vec<StoredInstance>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT sop_instance_uid, series_uid, store_path, sha256, header_json
+             FROM instances WHERE series_uid = ?1 ORDER BY instance_number, sop_instance_uid",
+        )?;
+        stmt.query_map([series_uid], row_to_instance)?.collect()
+    }
+
+    /// Marks a quiet series complete: selected with a new pending job, or skipped with the
+    /// reason. One transaction, and only if no instance arrived since `cutoff`.
+    pub fn complete_series(
+        &mut self,
+        series_uid: &str,
+        skip_reason: Option<&str>,
+        cutoff: i64,
+        now: i64,
+    ) -> Result<bool> {
+        let tx = self.conn.transaction()?;
+        let state = match skip_reason {
+            None => SeriesState::Selected,
+            Some(_) => SeriesState::Skipped,
+        };
+        let changed = tx.execute(
+            "UPDATE series SET state = ?2, skip_reason = ?3, completed_at = ?4
+             WHERE series_uid = ?1 AND state = 'receiving' AND last_instance_at <= ?5",
+            params![series_uid, state.as_str(), skip_reason, now, cutoff],
+        )?;
+        if changed == 1 && skip_reason.is_none() {
+            tx.execute(
+                "INSERT INTO jobs (series_uid, state, created_at) VALUES (?1, 'pending', ?2)",
+                params![series_uid, now],
+            )?;
+        }
+        tx.commit()?;
+        Ok(changed == 1)
+    }
+
+    pub fn series_state(&self, series_uid: &str) -> Result<Option<(SeriesState, Option<String>)>> {
+        self.conn
+            .query_row(
+                "SELECT state, skip_reason FROM series WHERE series_uid = ?1",
+                [series_uid],
+                |r| Ok((parse_series_state(&r.get::<_, String>(0)?), r.get(1)?)),
+            )
+            .optional()
+    }
+
+    /// Every indexed store path, for reconciling the store folder after a crash.
+    pub fn instance_count_at_path(&self, store_path: &str) -> Result<i64> {
+        self.conn.query_row(
+            "SELECT COUNT(*) FROM instances WHERE store_path = ?1",
+            [store_path],
+            |r| r.get(0),
+        )
+    }
+
+    // ---- jobs -------------------------------------------------------------------------
+
+    /// After a crash or restart, no job can still be running: put them back in the queue.
+    pub fn requeue_running_jobs(&self) -> Result<usize> {
+        self.conn.execute(
+            "UPDATE jobs SET state = 'pending', started_at = NULL WHERE state = 'running'",
+            [],
+        )
+    }
+
+    /// Takes the oldest pending job, marking it running.
+    pub fn claim_job(&mut self, now: i64) -> Result<Option<Job>> {
+        let tx = self.conn.transaction()?;
+        let job = tx
+            .query_row(
+                "UPDATE jobs SET state = 'running', started_at = ?1, attempts = attempts + 1
+                 WHERE id = (SELECT id FROM jobs WHERE state = 'pending' ORDER BY id LIMIT 1)
+                 RETURNING id, series_uid, state, reason, attempts",
+                [now],
+                row_to_job,
+            )
+            .optional()?;
+        tx.commit()?;
+        Ok(job)
+    }
+
+    pub fn finish_job(&self, id: i64, failure: Option<&str>, now: i64) -> Result<()> {
+        let state = if failure.is_some() { "failed" } else { "done" };
+        self.conn.execute(
+            "UPDATE jobs SET state = ?2, reason = ?3, finished_at = ?4 WHERE id = ?1 AND state = 'running'",
+            params![id, state, failure, now],
+        )?;
+        Ok(())
+    }
+
+    pub fn jobs_for_series(&self, series_uid: &str) -> Result<Vec<Job>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, series_uid, state, reason, attempts FROM jobs WHERE series_uid = ?1 ORDER BY id",
+        )?;
+        stmt.query_map([series_uid], row_to_job)?.collect()
+    }
+
+    // ---- quarantine and events ----------------------------------------------------------
+
+    pub fn record_quarantine(
+        &self,
+        original_name: &str,
+        path: &str,
+        reason_code: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO quarantine (original_name, path, reason_code, reason, at)
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(path) DO NOTHING",
+            params![original_name, path, reason_code, reason, now],
+        )?;
+        Ok(())
+    }
+
+    pub fn is_quarantine_recorded(&self, path: &str) -> Result<bool> {
+        self.conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM quarantine WHERE path = ?1)",
+            [path],
+            |r| r.get(0),
+        )
+    }
+
+    pub fn recent_quarantine(&self, limit: i64) -> Result<Vec<QuarantineEntry>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, original_name, path, reason_code, reason, at FROM quarantine
+             ORDER BY id DESC LIMIT ?1",
+        )?;
+        stmt.query_map([limit], |r| {
+            Ok(QuarantineEntry {
+                id: r.get(0)?,
+                original_name: r.get(1)?,
+                path: r.get(2)?,
+                reason_code: r.get(3)?,
+                reason: r.get(4)?,
+                at: r.get(5)?,
+            })
+        })?
+        .collect()
+    }
+
+    pub fn log_event(&self, level: &str, message: &str, now: i64) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO events (at, level, message) VALUES (?1, ?2, ?3)",
+            params![now, level, message],
+        )?;
+        // Keep the table bounded: it is a recent-errors view, not an archive.
+        self.conn.execute(
+            "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - 1000",
+            [],
+        )?;
+        Ok(())
+    }
+
+    pub fn recent_events(&self, limit: i64) -> Result<Vec<EventEntry>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT at, level, message FROM events ORDER BY id DESC LIMIT ?1")?;
+        stmt.query_map([limit], |r| {
+            Ok(EventEntry {
+                at: r.get(0)?,
+                level: r.get(1)?,
+                message: r.get(2)?,
+            })
+        })?
+        .collect()
+    }
+
+    pub fn recent_skipped(&self, limit: i64) -> Result<Vec<SkippedSeries>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT series_uid, skip_reason FROM series WHERE state = 'skipped'
+             ORDER BY completed_at DESC LIMIT ?1",
+        )?;
+        stmt.query_map([limit], |r| {
+            Ok(SkippedSeries {
+                series_uid: r.get(0)?,
+                reason: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+            })
+        })?
+        .collect()
+    }
+
+    pub fn status_counts(&self) -> Result<StatusCounts> {
+        let count = |sql: &str| -> Result<i64> { self.conn.query_row(sql, [], |r| r.get(0)) };
+        let series = |state: &str| -> Result<i64> {
+            self.conn.query_row(
+                "SELECT COUNT(*) FROM series WHERE state = ?1",
+                [state],
+                |r| r.get(0),
+            )
+        };
+        let jobs = |state: &str| -> Result<i64> {
+            self.conn
+                .query_row("SELECT COUNT(*) FROM jobs WHERE state = ?1", [state], |r| {
+                    r.get(0)
+                })
+        };
+        Ok(StatusCounts {
+            instances: count("SELECT COUNT(*) FROM instances")?,
+            series_receiving: series("receiving")?,
+            series_selected: series("selected")?,
+            series_skipped: series("skipped")?,
+            jobs_pending: jobs("pending")?,
+            jobs_running: jobs("running")?,
+            jobs_done: jobs("done")?,
+            jobs_failed: jobs("failed")?,
+            quarantined: count("SELECT COUNT(*) FROM quarantine")?,
+        })
+    }
+}
+
+fn row_to_instance(r: &rusqlite::Row) -> Result<StoredInstance> {
+    let json: String = r.get(4)?;
+    let header = serde_json::from_str(&json).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    Ok(StoredInstance {
+        sop_instance_uid: r.get(0)?,
+        series_uid: r.get(1)?,
+        store_path: r.get(2)?,
+        sha256: r.get(3)?,
+        header,
+    })
+}
+
+fn row_to_job(r: &rusqlite::Row) -> Result<Job> {
+    let state: String = r.get(2)?;
+    Ok(Job {
+        id: r.get(0)?,
+        series_uid: r.get(1)?,
+        state: match state.as_str() {
+            "pending" => JobState::Pending,
+            "running" => JobState::Running,
+            "done" => JobState::Done,
+            _ => JobState::Failed,
+        },
+        reason: r.get(3)?,
+        attempts: r.get(4)?,
+    })
+}
+
+fn parse_series_state(s: &str) -> SeriesState {
+    match s {
+        "selected" => SeriesState::Selected,
+        "skipped" => SeriesState::Skipped,
+        _ => SeriesState::Receiving,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(series: &str) -> InstanceHeader {
+        InstanceHeader {
+            series_instance_uid: Some(series.into()),
+            modality: Some("CT".into()),
+            ..Default::default()
+        }
+    }
+
+    fn insert(db: &mut Database, uid: &str, series: &str, now: i64) {
+        let h = header(series);
+        db.insert_instance(
+            &NewInstance {
+                sop_instance_uid: uid,
+                uid_derived: false,
+                header: &h,
+                series_uid: series,
+                store_path: &format!("store/{uid}.dcm"),
+                sha256: "00",
+                size_bytes: 1,
+                original_name: uid,
+            },
+            now,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn duplicate_instance_is_refused_by_the_schema() {
+        let mut db = Database::open_in_memory().unwrap();
+        insert(&mut db, "1.1", "S", 10);
+        let h = header("S");
+        let again = db.insert_instance(
+            &NewInstance {
+                sop_instance_uid: "1.1",
+                uid_derived: false,
+                header: &h,
+                series_uid: "S",
+                store_path: "elsewhere",
+                sha256: "00",
+                size_bytes: 1,
+                original_name: "x",
+            },
+            11,
+        );
+        assert!(again.is_err());
+        assert_eq!(db.status_counts().unwrap().instances, 1);
+    }
+
+    #[test]
+    fn job_lifecycle_and_crash_recovery() {
+        let mut db = Database::open_in_memory().unwrap();
+        insert(&mut db, "1.1", "S", 10);
+        assert_eq!(db.quiet_series(5).unwrap(), Vec::<String>::new());
+        assert_eq!(db.quiet_series(10).unwrap(), vec!["S".to_string()]);
+        assert!(db.complete_series("S", None, 10, 20).unwrap());
+        let job = db.claim_job(21).unwrap().unwrap();
+        assert_eq!(job.state, JobState::Running);
+        assert!(db.claim_job(21).unwrap().is_none());
+        // Crash: the running job goes back to pending and can be claimed again.
+        assert_eq!(db.requeue_running_jobs().unwrap(), 1);
+        let again = db.claim_job(22).unwrap().unwrap();
+        assert_eq!((again.id, again.attempts), (job.id, 2));
+        db.finish_job(again.id, Some("decoder failed"), 23).unwrap();
+        let jobs = db.jobs_for_series("S").unwrap();
+        assert_eq!(jobs[0].state, JobState::Failed);
+        assert_eq!(jobs[0].reason.as_deref(), Some("decoder failed"));
+    }
+
+    #[test]
+    fn late_instance_reopens_a_series_and_withdraws_its_pending_job() {
+        let mut db = Database::open_in_memory().unwrap();
+        insert(&mut db, "1.1", "S", 10);
+        db.complete_series("S", None, 10, 20).unwrap();
+        insert(&mut db, "1.2", "S", 30);
+        assert_eq!(
+            db.series_state("S").unwrap().unwrap().0,
+            SeriesState::Receiving
+        );
+        assert!(db.jobs_for_series("S").unwrap().is_empty());
+        // Completion is refused if an instance arrived after the cutoff the caller judged.
+        assert!(!db.complete_series("S", None, 25, 40).unwrap());
+        assert!(
+            db.complete_series("S", Some("too few slices"), 30, 40)
+                .unwrap()
+        );
+        let c = db.status_counts().unwrap();
+        assert_eq!((c.series_skipped, c.jobs_pending), (1, 0));
+    }
+}

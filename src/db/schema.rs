@@ -1,0 +1,77 @@
+//! Schema migrations, applied in order and recorded in `PRAGMA user_version`.
+
+use rusqlite::Connection;
+
+/// Each entry moves the schema from version `index` to `index + 1`. Never edit a released
+/// entry: add a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: ingest — instances, series, jobs, quarantine and recent events.
+    "CREATE TABLE series (
+         series_uid         TEXT PRIMARY KEY,
+         study_uid          TEXT,
+         patient_id         TEXT,
+         patient_name       TEXT,
+         study_date         TEXT,
+         accession_number   TEXT,
+         modality           TEXT,
+         series_description TEXT,
+         state              TEXT NOT NULL CHECK (state IN ('receiving', 'selected', 'skipped')),
+         skip_reason        TEXT,
+         first_seen_at      INTEGER NOT NULL,
+         last_instance_at   INTEGER NOT NULL,
+         completed_at       INTEGER
+     );
+     CREATE INDEX series_state ON series (state, last_instance_at);
+     CREATE TABLE instances (
+         id               INTEGER PRIMARY KEY,
+         sop_instance_uid TEXT NOT NULL UNIQUE,
+         uid_derived      INTEGER NOT NULL,
+         series_uid       TEXT NOT NULL REFERENCES series (series_uid),
+         instance_number  INTEGER,
+         store_path       TEXT NOT NULL UNIQUE,
+         sha256           TEXT NOT NULL,
+         size_bytes       INTEGER NOT NULL,
+         transfer_syntax  TEXT NOT NULL,
+         original_name    TEXT NOT NULL,
+         header_json      TEXT NOT NULL,
+         received_at      INTEGER NOT NULL
+     );
+     CREATE INDEX instances_series ON instances (series_uid);
+     CREATE TABLE jobs (
+         id          INTEGER PRIMARY KEY,
+         series_uid  TEXT NOT NULL REFERENCES series (series_uid),
+         state       TEXT NOT NULL CHECK (state IN ('pending', 'running', 'done', 'failed')),
+         reason      TEXT,
+         attempts    INTEGER NOT NULL DEFAULT 0,
+         created_at  INTEGER NOT NULL,
+         started_at  INTEGER,
+         finished_at INTEGER
+     );
+     CREATE INDEX jobs_state ON jobs (state, id);
+     CREATE TABLE quarantine (
+         id            INTEGER PRIMARY KEY,
+         original_name TEXT NOT NULL,
+         path          TEXT NOT NULL UNIQUE,
+         reason_code   TEXT NOT NULL,
+         reason        TEXT NOT NULL,
+         at            INTEGER NOT NULL
+     );
+     CREATE TABLE events (
+         id      INTEGER PRIMARY KEY,
+         at      INTEGER NOT NULL,
+         level   TEXT NOT NULL,
+         message TEXT NOT NULL
+     );",
+];
+
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let current: usize =
+        conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (index + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

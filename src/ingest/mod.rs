@@ -1,0 +1,319 @@
+//! From a file in the drop folder to an indexed instance in the store, or to quarantine.
+//!
+//! Invariant: a file taken from the drop folder is either stored and indexed, or in
+//! quarantine with its reason recorded, before the original is removed. Nothing is ever
+//! deleted without being stored or quarantined first.
+
+pub mod stability;
+pub mod store;
+pub mod watcher;
+
+use std::path::{Path, PathBuf};
+
+use dicom_core::DicomValue;
+use dicom_dictionary_std::tags;
+use dicom_encoding::TransferSyntaxIndex;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+
+use crate::db::{self, Database, NewInstance};
+use crate::dicom::InstanceHeader;
+use crate::dicom::header::{hex, path_component, sha256};
+use crate::dicom::read::{self, Extent, ParseError};
+
+/// Why a file cannot be used; `code` names its quarantine folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: &'static str,
+    pub reason: String,
+}
+
+impl Rejection {
+    fn new(code: &'static str, reason: impl Into<String>) -> Self {
+        Rejection {
+            code,
+            reason: reason.into(),
+        }
+    }
+    /// True for a file that may simply not have finished arriving.
+    pub fn may_still_be_arriving(&self) -> bool {
+        self.code == "truncated"
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.reason)
+    }
+}
+
+/// Decides whether `bytes` are a usable DICOM image and returns its header.
+///
+/// The header is read only up to Pixel Data. The Pixel Data element itself is then checked
+/// for presence and completeness (not decoded): a file whose pixels are cut short is
+/// rejected here rather than failing an analysis later.
+pub fn examine(bytes: &[u8]) -> Result<InstanceHeader, Rejection> {
+    let header_obj = read::parse(bytes, Extent::Header).map_err(parse_rejection)?;
+    let header = InstanceHeader::from_object(&header_obj);
+    drop(header_obj);
+
+    if header.series_instance_uid.is_none() {
+        return Err(Rejection::new(
+            "no-series-identity",
+            "no Series Instance UID: the file cannot be assigned to a series",
+        ));
+    }
+    match TransferSyntaxRegistry.get(&header.transfer_syntax) {
+        None => {
+            return Err(Rejection::new(
+                "undecodable-transfer-syntax",
+                format!("unknown transfer syntax {}", header.transfer_syntax),
+            ));
+        }
+        Some(ts) if !ts.can_decode_all() => {
+            return Err(Rejection::new(
+                "undecodable-transfer-syntax",
+                format!(
+                    "transfer syntax {} ({}) has no pixel decoder in this build",
+                    ts.uid(),
+                    ts.name()
+                ),
+            ));
+        }
+        Some(_) => {}
+    }
+
+    let full = read::parse(bytes, Extent::Full).map_err(parse_rejection)?;
+    let pixel_data = full
+        .element_opt(tags::PIXEL_DATA)
+        .ok()
+        .flatten()
+        .ok_or_else(|| Rejection::new("missing-pixel-data", "the file has no Pixel Data"))?;
+    match pixel_data.value() {
+        DicomValue::Primitive(p) => {
+            let needed = expected_native_bytes(&header);
+            let have = p.calculate_byte_len();
+            if let Some(needed) = needed {
+                if have < needed {
+                    return Err(Rejection::new(
+                        "truncated",
+                        format!("Pixel Data holds {have} bytes, {needed} expected"),
+                    ));
+                }
+            }
+        }
+        DicomValue::PixelSequence(seq) => {
+            if seq.fragments().is_empty() || seq.fragments().iter().all(|f| f.is_empty()) {
+                return Err(Rejection::new(
+                    "truncated",
+                    "encapsulated Pixel Data has no fragments",
+                ));
+            }
+        }
+        DicomValue::Sequence(_) => {
+            return Err(Rejection::new("malformed", "Pixel Data is a sequence"));
+        }
+    }
+    Ok(header)
+}
+
+fn expected_native_bytes(h: &InstanceHeader) -> Option<usize> {
+    let bits = h.bits_allocated? as usize;
+    let n = h.rows? as usize
+        * h.columns? as usize
+        * h.samples_per_pixel.unwrap_or(1) as usize
+        * h.number_of_frames.unwrap_or(1).max(1) as usize;
+    Some((n * bits).div_ceil(8))
+}
+
+fn parse_rejection(e: ParseError) -> Rejection {
+    let code = match &e {
+        ParseError::NotDicom(_) => "not-dicom",
+        ParseError::Truncated(_) => "truncated",
+        ParseError::Malformed(_) => "malformed",
+        ParseError::UnsupportedTransferSyntax(_) => "undecodable-transfer-syntax",
+    };
+    Rejection::new(code, e.to_string())
+}
+
+/// The folders ingest writes to.
+#[derive(Debug, Clone)]
+pub struct Dirs {
+    pub store: PathBuf,
+    pub quarantine: PathBuf,
+    pub staging: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Stored {
+        sop_instance_uid: String,
+        series_uid: String,
+    },
+    /// Exactly the same instance was already stored; the copy was removed.
+    Duplicate {
+        sop_instance_uid: String,
+    },
+    Quarantined(Rejection),
+    /// Looks unfinished (truncated); left in place to be looked at again later.
+    Deferred(Rejection),
+    /// The file disappeared before it could be read.
+    Vanished,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("database: {0}")]
+    Db(#[from] rusqlite::Error),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> IngestError + '_ {
+    move |source| IngestError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Ingests one file that has stopped changing.
+///
+/// `quarantine_truncated` is false while the file may still be arriving: a truncated file
+/// is then deferred instead of quarantined.
+pub fn ingest_file(
+    db: &mut Database,
+    dirs: &Dirs,
+    path: &Path,
+    quarantine_truncated: bool,
+) -> Result<Outcome, IngestError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Vanished),
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    let digest = sha256(&bytes);
+    let header = match examine(&bytes) {
+        Ok(h) => h,
+        Err(r) if r.may_still_be_arriving() && !quarantine_truncated => {
+            return Ok(Outcome::Deferred(r));
+        }
+        Err(r) => return quarantine(db, dirs, path, &bytes, &digest, r),
+    };
+    let identity = header.instance_identity(&digest);
+    let digest_hex = hex(&digest);
+    if let Some(existing) = db.find_instance(&identity.uid)? {
+        if existing.sha256 == digest_hex {
+            remove_original(path)?;
+            return Ok(Outcome::Duplicate {
+                sop_instance_uid: identity.uid,
+            });
+        }
+        let r = Rejection::new(
+            "conflicting-duplicate",
+            format!(
+                "SOP Instance UID {} is already stored with different content",
+                identity.uid
+            ),
+        );
+        return quarantine(db, dirs, path, &bytes, &digest, r);
+    }
+    let series_uid = header
+        .series_instance_uid
+        .clone()
+        .expect("examine() guarantees a series UID");
+    let relative = PathBuf::from(path_component(
+        header
+            .study_instance_uid
+            .as_deref()
+            .unwrap_or("unknown-study"),
+    ))
+    .join(path_component(&series_uid))
+    .join(format!("{}.dcm", path_component(&identity.uid)));
+    let dest = dirs.store.join(&relative);
+    store::place_atomically(&bytes, &dirs.staging, &dest).map_err(io_err(&dest))?;
+    db.insert_instance(
+        &NewInstance {
+            sop_instance_uid: &identity.uid,
+            uid_derived: identity.derived,
+            header: &header,
+            series_uid: &series_uid,
+            store_path: &relative.to_string_lossy(),
+            sha256: &digest_hex,
+            size_bytes: bytes.len() as u64,
+            original_name: &original_name(path),
+        },
+        db::now_secs(),
+    )?;
+    remove_original(path)?;
+    Ok(Outcome::Stored {
+        sop_instance_uid: identity.uid,
+        series_uid,
+    })
+}
+
+fn quarantine(
+    db: &mut Database,
+    dirs: &Dirs,
+    path: &Path,
+    bytes: &[u8],
+    digest: &[u8; 32],
+    rejection: Rejection,
+) -> Result<Outcome, IngestError> {
+    let dest = store::quarantine_path(&dirs.quarantine, rejection.code, path, digest);
+    store::place_atomically(bytes, &dirs.staging, &dest).map_err(io_err(&dest))?;
+    let relative = dest
+        .strip_prefix(&dirs.quarantine)
+        .unwrap_or(&dest)
+        .to_string_lossy()
+        .into_owned();
+    db.record_quarantine(
+        &original_name(path),
+        &relative,
+        rejection.code,
+        &rejection.reason,
+        db::now_secs(),
+    )?;
+    remove_original(path)?;
+    Ok(Outcome::Quarantined(rejection))
+}
+
+fn remove_original(path: &Path) -> Result<(), IngestError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+fn original_name(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+/// Whether a name in the drop folder is one an export is still writing, or hidden.
+pub fn is_ignored_name(name: &str, ignore_suffixes: &[String]) -> bool {
+    name.starts_with('.') || ignore_suffixes.iter().any(|s| name.ends_with(s.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_and_hidden_names_are_ignored() {
+        let suffixes = crate::config::Config::default().watch.ignore_suffixes;
+        for name in [".hidden.dcm", "a.dcm.part", "x.tmp", "y.filepart", "z~"] {
+            assert!(is_ignored_name(name, &suffixes), "{name}");
+        }
+        for name in ["IM0001.dcm", "IM0001", "1.2.3.4"] {
+            assert!(!is_ignored_name(name, &suffixes), "{name}");
+        }
+    }
+
+    #[test]
+    fn garbage_is_rejected_with_a_code() {
+        assert_eq!(examine(b"").unwrap_err().code, "not-dicom");
+        assert_eq!(examine(&[7u8; 4000]).unwrap_err().code, "not-dicom");
+    }
+}

@@ -1,0 +1,145 @@
+//! `lungwatch inspect`: group files into series, judge them and build their volumes,
+//! without touching the store or the database.
+
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::dicom::InstanceHeader;
+use crate::dicom::volume::{SpacingReport, build_volume};
+use crate::ingest::{self, watcher};
+use crate::series;
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub series: Vec<SeriesReport>,
+    pub rejected: Vec<RejectedFile>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SeriesReport {
+    pub series_instance_uid: String,
+    pub study_instance_uid: Option<String>,
+    pub patient_id: Option<String>,
+    pub modality: Option<String>,
+    pub slices: usize,
+    pub rows: Option<usize>,
+    pub columns: Option<usize>,
+    /// Row spacing, column spacing and slice step, in mm.
+    pub spacing_mm: Option<[f64; 3]>,
+    pub hu_min: Option<i16>,
+    pub hu_max: Option<i16>,
+    pub hu_mean: Option<f64>,
+    pub selected: bool,
+    pub skip_reason: Option<String>,
+    /// Gaps, duplicated positions and uneven steps along the slice normal.
+    pub spacing: Option<SpacingReport>,
+    pub decode_ms: Option<u128>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RejectedFile {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// Expands folders (recursively, skipping hidden and temporary names) into files.
+pub fn expand_paths(paths: &[PathBuf], config: &Config) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            files.extend(watcher::scan(p, &config.watch.ignore_suffixes)?);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    Ok(files)
+}
+
+pub fn inspect(paths: &[PathBuf], config: &Config) -> std::io::Result<Report> {
+    let files = expand_paths(paths, config)?;
+    let threads = config.decode_threads();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a small rayon pool can always be built");
+    let examined: Vec<(PathBuf, Result<InstanceHeader, String>)> = pool.install(|| {
+        files
+            .par_iter()
+            .map(|p| (p.clone(), examine_path(p)))
+            .collect()
+    });
+    let mut rejected = Vec::new();
+    let mut usable = Vec::new();
+    for (path, result) in examined {
+        match result {
+            Ok(h) => usable.push((h, path)),
+            Err(reason) => rejected.push(RejectedFile { path, reason }),
+        }
+    }
+    let (groups, orphans) = series::group_by_series(usable);
+    for (_, path) in orphans {
+        rejected.push(RejectedFile {
+            path,
+            reason: "no Series Instance UID".into(),
+        });
+    }
+    let mut reports = Vec::new();
+    for (series_uid, members) in groups {
+        let (headers, member_paths): (Vec<InstanceHeader>, Vec<PathBuf>) =
+            members.into_iter().unzip();
+        let refs: Vec<&InstanceHeader> = headers.iter().collect();
+        let verdict = series::select(&refs, &config.selection);
+        let first = &headers[0];
+        let mut report = SeriesReport {
+            series_instance_uid: series_uid,
+            study_instance_uid: first.study_instance_uid.clone(),
+            patient_id: first.patient_id.clone(),
+            modality: first.modality.clone(),
+            slices: headers.len(),
+            rows: None,
+            columns: None,
+            spacing_mm: None,
+            hu_min: None,
+            hu_max: None,
+            hu_mean: None,
+            selected: verdict.is_ok(),
+            skip_reason: verdict.err(),
+            spacing: None,
+            decode_ms: None,
+        };
+        let started = std::time::Instant::now();
+        match build_volume(&member_paths, threads) {
+            Ok(v) => {
+                report.decode_ms = Some(started.elapsed().as_millis());
+                report.rows = Some(v.rows);
+                report.columns = Some(v.columns);
+                report.spacing_mm = Some(v.spacing_mm);
+                report.hu_min = v.hu.iter().min().copied();
+                report.hu_max = v.hu.iter().max().copied();
+                report.hu_mean = (!v.hu.is_empty()).then(|| {
+                    v.hu.iter().map(|&x| x as i64).sum::<i64>() as f64 / v.hu.len() as f64
+                });
+                report.spacing = v.spacing;
+            }
+            Err(e) => {
+                if report.selected {
+                    report.selected = false;
+                    report.skip_reason = Some(format!("volume cannot be built: {e}"));
+                }
+            }
+        }
+        reports.push(report);
+    }
+    Ok(Report {
+        series: reports,
+        rejected,
+    })
+}
+
+fn examine_path(path: &Path) -> Result<InstanceHeader, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    ingest::examine(&bytes).map_err(|r| r.to_string())
+}
