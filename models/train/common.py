@@ -109,9 +109,10 @@ def lesion_box(lung_mask_3d, spacing_rc):
 
 
 # ---------------------------------------------------------------- loading
-def load_dicom_series(folder):
+def load_dicom_series(folder, return_files=False):
     """Returns (vol HU float32 (Z,H,W) ordered inferior->superior, spacing (z, row, col) mm,
-    list of instance numbers in that order)."""
+    list of instance numbers (or, with return_files, file paths) in that order).
+    Slices are ordered by position along the slice normal, never by Instance Number."""
     import pydicom
     files = sorted(glob.glob(os.path.join(folder, "*.dcm")))
     ds = [pydicom.dcmread(f) for f in files]
@@ -124,6 +125,8 @@ def load_dicom_series(folder):
     p = np.array(pos)[order]
     dz = float(np.median(np.diff(p))) if len(p) > 1 else float(ds[0].SliceThickness)
     sp = [float(x) for x in ds[0].PixelSpacing]
+    if return_files:
+        return vol, (abs(dz), sp[0], sp[1]), [files[i] for i in order]
     inst = [int(ds[i].InstanceNumber) for i in order]
     return vol, (abs(dz), sp[0], sp[1]), inst
 

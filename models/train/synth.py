@@ -6,7 +6,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 
-def _field(rng, shape, center, r_px, pix_mm):
+def _field(rng, shape, center, r_px, pix_mm, normal=None):
     """Irregular blob: rotated elliptical envelope + smoothed noise; returns values ~[0,1+]."""
     H, W = shape
     cy, cx = center
@@ -15,9 +15,14 @@ def _field(rng, shape, center, r_px, pix_mm):
     y0, y1 = max(0, int(cy) - half), min(H, int(cy) + half + 1)
     x0, x1 = max(0, int(cx) - half), min(W, int(cx) + half + 1)
     yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-    t = rng.uniform(0, np.pi)
-    ay = r_px * rng.uniform(0.6, 1.4)
-    ax = r_px * rng.uniform(0.6, 1.4)
+    if normal is None:
+        t = rng.uniform(0, np.pi)
+        ay = r_px * rng.uniform(0.6, 1.4)
+        ax = r_px * rng.uniform(0.6, 1.4)
+    else:  # subpleural: thin along the pleural normal, long along the pleura
+        t = np.arctan2(-normal[1], normal[0]) + rng.normal(0, 0.2)
+        ay = r_px * rng.uniform(0.35, 0.8)
+        ax = r_px * rng.uniform(1.0, 1.8)
     dy, dx = yy - cy, xx - cx
     u = np.cos(t) * dy - np.sin(t) * dx
     v = np.sin(t) * dy + np.cos(t) * dx
@@ -53,6 +58,7 @@ def insert_lesions(hu, lung, rng, pix_mm, n_lesions=None, kinds=None, max_r_mm=6
     if lungm.sum() < 30:
         return hu, lab
     dist_mm = ndi.distance_transform_edt(lungm) * pix_mm
+    gyx = np.gradient(ndi.gaussian_filter(dist_mm, 1.5))
     if n_lesions is None:
         n_lesions = int(min(12, rng.geometric(0.3)))
     sides = [1, 2]
@@ -61,12 +67,19 @@ def insert_lesions(hu, lung, rng, pix_mm, n_lesions=None, kinds=None, max_r_mm=6
     for _ in range(n_lesions):
         side = rng.choice(sides) if bilateral else side_pref
         region = (lung == side) if (lung == side).sum() > 30 else lungm
-        c = _pick_center(rng, region, dist_mm, peripheral=rng.random() < 0.75)
+        peripheral = rng.random() < 0.75
+        c = _pick_center(rng, region, dist_mm, peripheral=peripheral)
         if c is None:
             continue
         r_mm = float(np.exp(rng.uniform(np.log(4.0), np.log(max_r_mm))))
         r_px = r_mm / pix_mm
-        f = _field(rng, hu.shape, c, r_px, pix_mm)
+        normal = None
+        if peripheral and rng.random() < 0.7:
+            gy, gx = gyx[0][c], gyx[1][c]
+            nn = np.hypot(gy, gx)
+            if nn > 1e-6:
+                normal = (gy / nn, gx / nn)
+        f = _field(rng, hu.shape, c, r_px, pix_mm, normal)
         kind = rng.choice(kinds) if kinds is not None else rng.choice(
             ["ggo", "ggo", "ggo", "crazy", "cons", "mixed"])
         thr = rng.uniform(0.35, 0.6)
@@ -107,12 +120,12 @@ def insert_lesions(hu, lung, rng, pix_mm, n_lesions=None, kinds=None, max_r_mm=6
                     i = rng.integers(len(ys))
                     ang = rng.uniform(0, np.pi)
                     L = rng.uniform(5, 25) / pix_mm
-                    s = np.linspace(-L, L, int(4 * L) + 2)
+                    s = np.linspace(-L, L, int(10 * L) + 2)
                     py = np.clip(np.rint(ys[i] + s * np.sin(ang)).astype(int), 0, hu.shape[0] - 1)
                     px = np.clip(np.rint(xs[i] + s * np.cos(ang)).astype(int), 0, hu.shape[1] - 1)
                     line = np.zeros(hu.shape, np.float32)
                     line[py, px] = 1
-                    line = ndi.gaussian_filter(line, 0.6)
+                    line = ndi.gaussian_filter(line, 0.7)
                     line = np.clip(line / (line.max() + 1e-6), 0, 1) * (a2 > 0.8)
                     hu = hu + line * (rng.uniform(-950, -800) - hu)
             lab[a2 > 0.5] = 2

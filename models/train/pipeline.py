@@ -1,0 +1,178 @@
+"""Reference Python pipeline (pydicom + numpy + onnxruntime) that applies the shipped models
+exactly as manifest.toml describes. The Rust appliance implements the same contract; this
+file is the executable specification used by the evaluation scripts.
+
+Stages for one series (vol (Z,H,W) HU ordered inferior->superior, spacing (dz, dy, dx) mm):
+  1. lung_seg on every slice: frame = 128x128 at 3.0 mm/pixel centred on the image centre;
+     logits mapped back to the native grid by bilinear interpolation, argmax; keep the
+     largest 3D connected component of each lung label (6-connectivity).
+  2. lesion box = union over slices of the lung mask's in-plane bounding box, square,
+     side = max(w,h)*1.08 + 8 mm; lesion_seg on every slice that holds lung, 160x160;
+     logits mapped back bilinearly, argmax, then kept only inside the lung mask.
+  3. features (FEATURES below) -> classifier.onnx -> probabilities.
+"""
+import os
+
+import numpy as np
+from scipy import ndimage as ndi
+
+import common as C
+
+FEATURES = [
+    "affected_ratio",          # lesion volume / lung volume (both lungs), 0..1
+    "log_affected_pct",        # log10(100 * affected_ratio + 0.1)
+    "bilateral_balance",       # min(ratio_right, ratio_left) / max(...), 0 if no lesion
+    "peripheral_share",        # lesion voxels with in-plane distance to non-lung <= 20 mm / lesion voxels
+    "ggo_share",               # ground-glass voxels / lesion voxels
+    "lower_zone_share",        # lesion voxels in the lower third of their lung / lesion voxels
+    "zones_involved",          # number of the 6 zones with zone lesion ratio >= 1 %, / 6
+    "largest_component_share", # largest 3D (6-conn.) lesion component / lesion voxels
+]
+PERIPHERAL_MM = 20.0
+
+
+class Models:
+    def __init__(self, models_dir=os.path.join(C.HERE, ".."), threads=2):
+        import onnxruntime as ort
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        self.sess = {}
+        for name in ("lung_seg", "lesion_seg", "classifier"):
+            p = os.path.join(models_dir, name + ".onnx")
+            if os.path.exists(p):
+                self.sess[name] = ort.InferenceSession(p, so, providers=["CPUExecutionProvider"])
+
+    def run(self, name, x):
+        s = self.sess[name]
+        return s.run(None, {s.get_inputs()[0].name: x.astype(np.float32)})[0]
+
+
+def back_to_native(logits, shape_hw, center_rc, out_pix_mm, spacing_rc):
+    """Bilinear-resample model-frame maps (K,N,N) to the native grid (K,H,W): native pixel
+    (r,c) reads the frame at u = (r - cy) * spacing_row / out_pix_mm + N/2 - 0.5 (same for
+    columns); samples outside the frame read the edge value (clamped)."""
+    K, N, _ = logits.shape
+    H, W = shape_hw
+    u = (np.arange(H) - center_rc[0]) * spacing_rc[0] / out_pix_mm + N / 2.0 - 0.5
+    v = (np.arange(W) - center_rc[1]) * spacing_rc[1] / out_pix_mm + N / 2.0 - 0.5
+    u = np.clip(u, 0, N - 1)
+    v = np.clip(v, 0, N - 1)
+    u0 = np.minimum(np.floor(u).astype(int), N - 2)
+    v0 = np.minimum(np.floor(v).astype(int), N - 2)
+    fu = (u - u0)[:, None]
+    fv = (v - v0)[None, :]
+    out = np.empty((K, H, W), np.float32)
+    for k in range(K):
+        L = logits[k]
+        a = L[u0][:, v0]
+        b = L[u0][:, v0 + 1]
+        c = L[u0 + 1][:, v0]
+        d = L[u0 + 1][:, v0 + 1]
+        out[k] = (1 - fu) * ((1 - fv) * a + fv * b) + fu * ((1 - fv) * c + fv * d)
+    return out
+
+
+def segment_lungs(models, vol, spacing):
+    Z, H, W = vol.shape
+    lab = np.zeros(vol.shape, np.uint8)
+    center = C.lung_frame_center((H, W))
+    for z in range(Z):
+        x = C.normalise(C.sample_plane(vol[z], C.LUNG_N, center, C.LUNG_PIX_MM, spacing[1:]))
+        lg = models.run("lung_seg", x[None, None])[0]
+        lab[z] = back_to_native(lg, (H, W), center, C.LUNG_PIX_MM, spacing[1:]).argmax(0)
+    out = np.zeros_like(lab)
+    for k in (1, 2):
+        cc, n = ndi.label(lab == k)
+        if n:
+            sizes = ndi.sum(lab == k, cc, range(1, n + 1))
+            out[cc == int(np.argmax(sizes)) + 1] = k
+    return out
+
+
+def segment_lesions(models, vol, spacing, lung):
+    Z, H, W = vol.shape
+    les = np.zeros(vol.shape, np.uint8)
+    box = C.lesion_box(lung > 0, spacing[1:])
+    if box is None:
+        return les, None
+    center, pix = box
+    for z in range(Z):
+        if not lung[z].any():
+            continue
+        x = C.normalise(C.sample_plane(vol[z], C.LES_N, center, pix, spacing[1:]))
+        lg = models.run("lesion_seg", x[None, None])[0]
+        les[z] = back_to_native(lg, (H, W), center, pix, spacing[1:]).argmax(0)
+    les[lung == 0] = 0
+    return les, box
+
+
+def features(lung, les, spacing):
+    les_any = les > 0
+    n_les = int(les_any.sum())
+    vox = spacing[0] * spacing[1] * spacing[2] / 1000.0
+    out = {}
+    lung_vox = int((lung > 0).sum())
+    out["lung_ml"] = lung_vox * vox
+    out["lesion_ml"] = n_les * vox
+    r = {}
+    for k, nm in ((1, "right"), (2, "left")):
+        lv = int((lung == k).sum())
+        lsv = int((les_any & (lung == k)).sum())
+        out[f"lung_{nm}_ml"] = lv * vox
+        out[f"lesion_{nm}_ml"] = lsv * vox
+        r[k] = lsv / lv if lv else 0.0
+    ratio = n_les / lung_vox if lung_vox else 0.0
+    f = {"affected_ratio": ratio, "log_affected_pct": float(np.log10(100 * ratio + 0.1))}
+    mx = max(r[1], r[2])
+    f["bilateral_balance"] = min(r[1], r[2]) / mx if mx > 0 else 0.0
+    if n_les:
+        per = 0
+        for z in np.where(les_any.any(axis=(1, 2)))[0]:
+            d = ndi.distance_transform_edt(lung[z] > 0, sampling=spacing[1:])
+            per += int(((d <= PERIPHERAL_MM) & les_any[z]).sum())
+        f["peripheral_share"] = per / n_les
+        f["ggo_share"] = float((les == 1).sum()) / n_les
+    else:
+        f["peripheral_share"] = 0.0
+        f["ggo_share"] = 0.0
+    lower = 0
+    zones = 0
+    score = 0
+    for k in (1, 2):
+        zs = np.where((lung == k).any(axis=(1, 2)))[0]
+        if len(zs) == 0:
+            continue
+        z0, z1 = zs[0], zs[-1] + 1
+        edges = [z0 + (z1 - z0) * i / 3.0 for i in range(4)]
+        for zi in range(3):  # 0 = lower (inferior) third, 2 = upper
+            a, b = int(np.ceil(edges[zi] - 1e-9)), int(np.ceil(edges[zi + 1] - 1e-9))
+            lv = int((lung[a:b] == k).sum())
+            lsv = int((les_any[a:b] & (lung[a:b] == k)).sum())
+            if zi == 0:
+                lower += lsv
+            zr = lsv / lv if lv else 0.0
+            zones += zr >= 0.01
+            score += 0 if zr == 0 else 1 if zr < 0.25 else 2 if zr < 0.5 else 3 if zr < 0.75 else 4
+    f["lower_zone_share"] = lower / n_les if n_les else 0.0
+    f["zones_involved"] = zones / 6.0
+    if n_les:
+        cc, n = ndi.label(les_any)
+        f["largest_component_share"] = float(np.bincount(cc.ravel())[1:].max()) / n_les
+    else:
+        f["largest_component_share"] = 0.0
+    out["severity_score_0_24"] = int(score)
+    out["ggo_ml"] = float((les == 1).sum()) * vox
+    out["consolidation_ml"] = float((les == 2).sum()) * vox
+    return out, f
+
+
+def analyse(models, vol, spacing):
+    lung = segment_lungs(models, vol, spacing)
+    les, box = segment_lesions(models, vol, spacing, lung)
+    meas, f = features(lung, les, spacing)
+    probs = None
+    if "classifier" in models.sess:
+        x = np.array([[f[k] for k in FEATURES]], np.float32)
+        probs = models.run("classifier", x)[0]
+    return dict(lung=lung, lesion=les, box=box, measurements=meas, features=f, probs=probs)
