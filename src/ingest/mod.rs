@@ -36,7 +36,7 @@ impl Rejection {
     }
     /// True for a file that may simply not have finished arriving.
     pub fn may_still_be_arriving(&self) -> bool {
-        self.code == "truncated"
+        matches!(self.code, "truncated" | "empty")
     }
 }
 
@@ -52,6 +52,9 @@ impl std::fmt::Display for Rejection {
 /// for presence and completeness (not decoded): a file whose pixels are cut short is
 /// rejected here rather than failing an analysis later.
 pub fn examine(bytes: &[u8]) -> Result<InstanceHeader, Rejection> {
+    if bytes.is_empty() {
+        return Err(Rejection::new("empty", "the file is empty"));
+    }
     let header_obj = read::parse(bytes, Extent::Header).map_err(parse_rejection)?;
     let header = InstanceHeader::from_object(&header_obj);
     drop(header_obj);
@@ -102,12 +105,7 @@ pub fn examine(bytes: &[u8]) -> Result<InstanceHeader, Rejection> {
             }
         }
         DicomValue::PixelSequence(seq) => {
-            if seq.fragments().is_empty() || seq.fragments().iter().all(|f| f.is_empty()) {
-                return Err(Rejection::new(
-                    "truncated",
-                    "encapsulated Pixel Data has no fragments",
-                ));
-            }
+            check_fragments(seq.fragments(), &header.transfer_syntax)?;
         }
         DicomValue::Sequence(_) => {
             return Err(Rejection::new("malformed", "Pixel Data is a sequence"));
@@ -116,11 +114,54 @@ pub fn examine(bytes: &[u8]) -> Result<InstanceHeader, Rejection> {
     Ok(header)
 }
 
+/// Structural completeness of encapsulated Pixel Data, without decoding it: a file cut
+/// short loses the end of its last codestream. JPEG, JPEG-LS and JPEG 2000 codestreams all
+/// end with the marker FF D9; an RLE fragment's header must point inside the fragment.
+fn check_fragments(fragments: &[Vec<u8>], transfer_syntax: &str) -> Result<(), Rejection> {
+    let truncated = |why: String| Rejection::new("truncated", why);
+    let Some(last) = fragments.iter().rev().find(|f| !f.is_empty()) else {
+        return Err(truncated("encapsulated Pixel Data has no fragments".into()));
+    };
+    if transfer_syntax.starts_with("1.2.840.10008.1.2.4.") {
+        // Encoders pad an odd-length codestream with one byte (0x00 or 0xFF); entropy-coded
+        // data never contains FF D9, so finding it among the last bytes is conclusive.
+        let tail = &last[last.len().saturating_sub(4)..];
+        let end = tail.windows(2).any(|w| w == [0xFF, 0xD9]);
+        if !end {
+            return Err(truncated(
+                "the compressed image stream ends without its end-of-image marker".into(),
+            ));
+        }
+    } else if transfer_syntax == "1.2.840.10008.1.2.5" {
+        for f in fragments.iter().filter(|f| !f.is_empty()) {
+            let word = |i: usize| {
+                f.get(i * 4..i * 4 + 4)
+                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            };
+            let segments = word(0).unwrap_or(0);
+            if !(1..=15).contains(&segments) || f.len() < 64 {
+                return Err(truncated("RLE fragment has an invalid header".into()));
+            }
+            for i in 1..=segments {
+                if word(i).is_none_or(|offset| offset >= f.len()) {
+                    return Err(truncated("RLE segment starts beyond its fragment".into()));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn expected_native_bytes(h: &InstanceHeader) -> Option<usize> {
     let bits = h.bits_allocated? as usize;
+    // Native YBR_FULL_422 stores two samples per pixel (Y, and Cb or Cr in turn).
+    let samples = match h.photometric_interpretation.as_deref() {
+        Some("YBR_FULL_422") => 2,
+        _ => h.samples_per_pixel.unwrap_or(1) as usize,
+    };
     let n = h.rows? as usize
         * h.columns? as usize
-        * h.samples_per_pixel.unwrap_or(1) as usize
+        * samples
         * h.number_of_frames.unwrap_or(1).max(1) as usize;
     Some((n * bits).div_ceil(8))
 }
@@ -313,7 +354,7 @@ mod tests {
 
     #[test]
     fn garbage_is_rejected_with_a_code() {
-        assert_eq!(examine(b"").unwrap_err().code, "not-dicom");
+        assert_eq!(examine(b"").unwrap_err().code, "empty");
         assert_eq!(examine(&[7u8; 4000]).unwrap_err().code, "not-dicom");
     }
 }

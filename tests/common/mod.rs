@@ -16,3 +16,202 @@ pub fn shared_data(test: &str) -> Option<PathBuf> {
         None
     }
 }
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lungwatch::db::{Database, StatusCounts};
+
+/// A daemon under test with its own folders and config.
+pub struct Daemon {
+    pub root: tempfile::TempDir,
+    pub incoming: PathBuf,
+    pub data: PathBuf,
+    pub config: PathBuf,
+    pub child: Option<Child>,
+}
+
+impl Daemon {
+    /// Writes a config with short timings so tests run in seconds.
+    pub fn new(extra_toml: &str) -> Daemon {
+        let root = tempfile::tempdir().unwrap();
+        let incoming = root.path().join("incoming");
+        let data = root.path().join("data");
+        std::fs::create_dir_all(&incoming).unwrap();
+        let config = root.path().join("lungwatch.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[paths]\nincoming = {:?}\ndata = {:?}\n[watch]\nrescan_secs = 1\nstable_secs = 1\ntruncated_grace_secs = 3\n[series]\nquiet_secs = 3\n{extra_toml}",
+                incoming, data
+            ),
+        )
+        .unwrap();
+        Daemon {
+            root,
+            incoming,
+            data,
+            config,
+            child: None,
+        }
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.child.is_none());
+        let child = Command::new(env!("CARGO_BIN_EXE_lungwatch"))
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(self.root.path().join("daemon.log")).unwrap(),
+            ))
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+
+    /// Sends `signal` and waits for a clean exit; returns the exit status success.
+    pub fn stop_with(&mut self, signal: i32) -> bool {
+        let mut child = self.child.take().unwrap();
+        unsafe_kill(child.id() as i32, signal);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.success();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not stop after signal {signal}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn counts(&self) -> Option<StatusCounts> {
+        let path = self.data.join("lungwatch.sqlite");
+        if !path.exists() {
+            return None;
+        }
+        Database::open(&path).ok()?.status_counts().ok()
+    }
+
+    pub fn db(&self) -> Database {
+        Database::open(&self.data.join("lungwatch.sqlite")).unwrap()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.root.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Polls `check` until it holds or `secs` pass; panics with the daemon's log otherwise.
+    pub fn wait_for(
+        &self,
+        secs: u64,
+        what: &str,
+        mut check: impl FnMut(&StatusCounts) -> bool,
+    ) -> StatusCounts {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(c) = self.counts() {
+                if check(&c) {
+                    return c;
+                }
+                if Instant::now() > deadline {
+                    panic!(
+                        "timed out waiting for {what}; last counts {c:?}\n--- daemon log ---\n{}",
+                        self.log()
+                    );
+                }
+            } else if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what}; no database\n--- daemon log ---\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn incoming_files(&self) -> Vec<PathBuf> {
+        files_under(&self.incoming)
+    }
+
+    pub fn store_files(&self) -> Vec<PathBuf> {
+        files_under(&self.data.join("store"))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn unsafe_kill(pid: i32, signal: i32) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The files of the three covid-ct-md series, as (series folder, file path).
+pub fn covid_series(data: &Path) -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    for s in ["covid19-P002", "cap-cap002", "normal-normal002"] {
+        for f in files_under(&data.join("covid-ct-md").join(s)) {
+            out.push((s.to_string(), f));
+        }
+    }
+    out
+}
+
+/// A small deterministic shuffle (xorshift), so failures reproduce.
+pub fn shuffle<T>(items: &mut [T], mut seed: u64) {
+    for i in (1..items.len()).rev() {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        items.swap(i, (seed % (i as u64 + 1)) as usize);
+    }
+}
+
+/// Copies a file into the drop folder the way an export should: under a temporary name,
+/// then renamed, so the daemon never sees a half-written final name.
+pub fn drop_file(src: &Path, incoming: &Path, name: &str) {
+    let tmp = incoming.join(format!("{name}.part"));
+    std::fs::copy(src, &tmp).unwrap();
+    std::fs::rename(&tmp, incoming.join(name)).unwrap();
+}

@@ -1,0 +1,310 @@
+//! The daemon end to end on real exports: interleaved bursts, SIGKILL mid-ingest, growing
+//! files, garbage, and clean shutdown on SIGTERM/SIGINT.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+
+use common::{Daemon, covid_series, drop_file, shuffle};
+use lungwatch::ingest::examine;
+
+const TOTAL_SLICES: i64 = 133 + 131 + 167;
+
+/// Series UID of each covid-ct-md folder, read from its first file.
+fn series_uids(data: &std::path::Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (folder, path) in covid_series(data) {
+        out.entry(folder).or_insert_with(|| {
+            examine(&std::fs::read(path).unwrap())
+                .unwrap()
+                .series_instance_uid
+                .unwrap()
+        });
+    }
+    out
+}
+
+/// Everything indexed is in the store once, and nothing else is there.
+fn assert_store_consistent(d: &Daemon) {
+    let counts = d.counts().unwrap();
+    assert_eq!(
+        d.store_files().len() as i64,
+        counts.instances,
+        "store files vs indexed instances"
+    );
+    assert!(
+        common::files_under(&d.data.join("staging")).is_empty(),
+        "staging left behind"
+    );
+}
+
+#[test]
+fn interleaved_bursts_assemble_into_complete_selected_series() {
+    let Some(data) = common::shared_data("interleaved bursts") else {
+        return;
+    };
+    let mut files = covid_series(&data);
+    shuffle(&mut files, 0x5eed);
+    let mut d = Daemon::new("");
+    d.start();
+    // Four bursts, interleaving all three series, into nested folders as some PACS do.
+    for (burst, chunk) in files.chunks(files.len() / 4 + 1).enumerate() {
+        let sub = d.incoming.join(format!("export{burst}"));
+        std::fs::create_dir_all(&sub).unwrap();
+        for (i, (folder, path)) in chunk.iter().enumerate() {
+            drop_file(path, &sub, &format!("{folder}-{i}.dcm"));
+        }
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    let c = d.wait_for(120, "three complete selected series", |c| {
+        c.series_selected == 3 && c.instances == TOTAL_SLICES
+    });
+    assert_eq!((c.jobs_pending, c.quarantined, c.series_skipped), (3, 0, 0));
+    assert!(
+        d.incoming_files().is_empty(),
+        "drop folder not emptied: {:?}",
+        d.incoming_files()
+    );
+    assert_store_consistent(&d);
+    let db = d.db();
+    for (folder, uid) in series_uids(&data) {
+        let expected = common::files_under(&data.join("covid-ct-md").join(&folder)).len();
+        assert_eq!(
+            db.series_instances(&uid).unwrap().len(),
+            expected,
+            "{folder}"
+        );
+    }
+
+    // `status --json` reports the same counts.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lungwatch"))
+        .args(["status", "--json", "--config"])
+        .arg(&d.config)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["counts"]["instances"], TOTAL_SLICES);
+    assert_eq!(status["counts"]["jobs_pending"], 3);
+
+    // Dropping the same series again stores nothing twice.
+    for (folder, path) in files.iter().take(40) {
+        drop_file(
+            path,
+            &d.incoming,
+            &format!(
+                "again-{folder}-{}",
+                path.file_name().unwrap().to_string_lossy()
+            ),
+        );
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !d.incoming_files().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "duplicates not cleared\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(d.counts().unwrap().instances, TOTAL_SLICES);
+    assert_store_consistent(&d);
+    assert!(d.stop_with(15));
+}
+
+#[test]
+fn sigkill_mid_ingest_then_restart_loses_and_duplicates_nothing() {
+    let Some(data) = common::shared_data("SIGKILL mid-ingest") else {
+        return;
+    };
+    let mut files = covid_series(&data);
+    shuffle(&mut files, 42);
+    let mut d = Daemon::new("");
+    for (i, (folder, path)) in files.iter().enumerate() {
+        drop_file(path, &d.incoming, &format!("{folder}-{i:04}.dcm"));
+    }
+    d.start();
+    d.wait_for(60, "some instances indexed", |c| c.instances >= 40);
+    d.kill9();
+    let after_kill = d.counts().unwrap().instances;
+    assert!(
+        after_kill < TOTAL_SLICES,
+        "killed too late to test anything"
+    );
+    d.start();
+    d.wait_for(60, "a few more", |c| c.instances >= after_kill + 60);
+    d.kill9();
+    d.start();
+    let c = d.wait_for(120, "every slice indexed after restarts", |c| {
+        c.instances == TOTAL_SLICES && c.series_selected == 3
+    });
+    assert_eq!((c.quarantined, c.jobs_pending), (0, 3));
+    assert!(d.incoming_files().is_empty());
+    assert_store_consistent(&d);
+    assert!(d.stop_with(15));
+}
+
+#[test]
+fn growing_file_is_not_taken_until_complete() {
+    let Some(data) = common::shared_data("growing file") else {
+        return;
+    };
+    let src = std::fs::read(data.join("covid-ct-md/cap-cap002/IM0001.dcm")).unwrap();
+    let mut d = Daemon::new("");
+    d.start();
+    std::thread::sleep(Duration::from_millis(500));
+    let target = d.incoming.join("IM0001.dcm");
+    let mut f = std::fs::File::create(&target).unwrap();
+    // Written in 12 pieces over ~4 s: slower than the 1 s stability window as a whole,
+    // but each pause shorter than it.
+    for piece in src.chunks(src.len() / 12 + 1) {
+        f.write_all(piece).unwrap();
+        f.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(350));
+        let c = d.counts();
+        if let Some(c) = c {
+            assert_eq!(
+                (c.instances, c.quarantined),
+                (0, 0),
+                "taken while still growing"
+            );
+        }
+    }
+    drop(f);
+    let c = d.wait_for(30, "the finished file stored", |c| c.instances == 1);
+    assert_eq!(c.quarantined, 0);
+    assert!(d.stop_with(15));
+}
+
+#[test]
+fn garbage_is_quarantined_with_reasons_and_the_daemon_keeps_going() {
+    let Some(data) = common::shared_data("garbage") else {
+        return;
+    };
+    let mut d = Daemon::new("");
+    let real = std::fs::read(data.join("covid-ct-md/cap-cap002/IM0002.dcm")).unwrap();
+    let conf = data.join("dicom-conformance");
+    let mut noise = vec![0u8; 70_000];
+    let mut x = 0x9e3779b97f4a7c15u64;
+    for b in noise.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    std::fs::write(d.incoming.join("random.bin"), &noise).unwrap();
+    std::fs::write(d.incoming.join("empty.dcm"), b"").unwrap();
+    std::fs::write(d.incoming.join("half.dcm"), &real[..real.len() / 2]).unwrap();
+    std::fs::write(d.incoming.join("notes.txt"), b"exported by PACS\n").unwrap();
+    std::fs::copy(
+        conf.join("cornerstone/no-pixel-data.dcm"),
+        d.incoming.join("sr.dcm"),
+    )
+    .unwrap();
+    std::fs::copy(
+        conf.join(
+            "cornerstone/CTImage.dcm_JPEGProcess10_12TransferSyntax_1.2.840.10008.1.2.4.55.dcm",
+        ),
+        d.incoming.join("jpeg12.dcm"),
+    )
+    .unwrap();
+    std::fs::copy(
+        conf.join("pydicom-data/emri_small_jpeg_2k_lossless_too_short.dcm"),
+        d.incoming.join("short.dcm"),
+    )
+    .unwrap();
+    std::fs::copy(
+        conf.join("pydicom-data/bad_sequence.dcm"),
+        d.incoming.join("bad_sequence.dcm"),
+    )
+    .unwrap();
+    d.start();
+    let c = d.wait_for(60, "garbage quarantined", |c| c.quarantined >= 6);
+    // bad_sequence.dcm is a real, decodable CT image; the too-short J2K file decodes
+    // identically to its complete twin (only a trailing delimiter is missing).
+    assert_eq!(
+        c.instances,
+        2,
+        "{:?}",
+        d.db().recent_quarantine(20).unwrap()
+    );
+    let reasons: BTreeMap<String, String> = d
+        .db()
+        .recent_quarantine(20)
+        .unwrap()
+        .into_iter()
+        .map(|q| {
+            let name = std::path::Path::new(&q.original_name)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            (name, q.reason_code)
+        })
+        .collect();
+    let expected = [
+        ("random.bin", "not-dicom"),
+        ("empty.dcm", "empty"),
+        ("half.dcm", "truncated"),
+        ("notes.txt", "not-dicom"),
+        ("sr.dcm", "missing-pixel-data"),
+        ("jpeg12.dcm", "undecodable-transfer-syntax"),
+    ];
+    for (name, code) in expected {
+        assert_eq!(
+            reasons.get(name).map(String::as_str),
+            Some(code),
+            "{name}: {reasons:?}"
+        );
+    }
+    // Quarantined files are kept, in a folder per reason.
+    assert!(
+        d.data
+            .join("quarantine/truncated")
+            .read_dir()
+            .unwrap()
+            .count()
+            == 1
+    );
+    // Still alive and still ingesting.
+    drop_file(
+        &data.join("covid-ct-md/cap-cap002/IM0003.dcm"),
+        &d.incoming,
+        "good.dcm",
+    );
+    d.wait_for(30, "a good file after the garbage", |c| c.instances == 3);
+    assert!(d.incoming_files().is_empty());
+    assert!(d.stop_with(2), "SIGINT should stop cleanly");
+}
+
+#[test]
+fn sigterm_and_sigint_stop_cleanly_mid_ingest() {
+    let Some(data) = common::shared_data("clean shutdown") else {
+        return;
+    };
+    for signal in [15, 2] {
+        let mut d = Daemon::new("");
+        let files = covid_series(&data);
+        for (i, (folder, path)) in files.iter().enumerate() {
+            drop_file(path, &d.incoming, &format!("{folder}-{i:04}.dcm"));
+        }
+        d.start();
+        d.wait_for(60, "ingest under way", |c| c.instances >= 20);
+        assert!(
+            d.stop_with(signal),
+            "exit status after signal {signal}\n{}",
+            d.log()
+        );
+        let indexed = d.counts().unwrap().instances;
+        // Every file is either still waiting in the drop folder or stored and indexed.
+        assert_eq!(
+            d.incoming_files().len() as i64 + indexed,
+            TOTAL_SLICES,
+            "signal {signal}"
+        );
+        assert_store_consistent(&d);
+        assert!(d.log().contains("shutdown requested"), "{}", d.log());
+    }
+}
