@@ -220,13 +220,27 @@ fn garbage_is_quarantined_with_reasons_and_the_daemon_keeps_going() {
         d.incoming.join("bad_sequence.dcm"),
     )
     .unwrap();
+    // A real slice without its Series Instance UID.
+    let mut obj =
+        lungwatch::dicom::read::parse(&real, lungwatch::dicom::read::Extent::Full).unwrap();
+    obj.remove_element(dicom_dictionary_std::tags::SERIES_INSTANCE_UID);
+    obj.write_to_file(d.incoming.join("no-series.dcm")).unwrap();
+    // Two files claiming the same SOP Instance UID with different pixels.
+    // (cornerstone's CTImage.dcm has real UIDs; the TotalSegmentator files have none.)
+    let first = conf.join("cornerstone/CTImage.dcm");
+    let mut altered = std::fs::read(&first).unwrap();
+    let mid = altered.len() / 2;
+    altered[mid] ^= 0x55;
+    std::fs::copy(&first, d.incoming.join("a-original.dcm")).unwrap();
     d.start();
-    let c = d.wait_for(60, "garbage quarantined", |c| c.quarantined >= 6);
+    d.wait_for(30, "the original stored", |c| c.instances >= 3);
+    std::fs::write(d.incoming.join("b-altered.dcm"), &altered).unwrap();
+    let c = d.wait_for(60, "garbage quarantined", |c| c.quarantined >= 8);
     // bad_sequence.dcm is a real, decodable CT image; the too-short J2K file decodes
     // identically to its complete twin (only a trailing delimiter is missing).
     assert_eq!(
         c.instances,
-        2,
+        3,
         "{:?}",
         d.db().recent_quarantine(20).unwrap()
     );
@@ -251,6 +265,8 @@ fn garbage_is_quarantined_with_reasons_and_the_daemon_keeps_going() {
         ("notes.txt", "not-dicom"),
         ("sr.dcm", "missing-pixel-data"),
         ("jpeg12.dcm", "undecodable-transfer-syntax"),
+        ("no-series.dcm", "no-series-identity"),
+        ("b-altered.dcm", "conflicting-duplicate"),
     ];
     for (name, code) in expected {
         assert_eq!(
@@ -274,7 +290,7 @@ fn garbage_is_quarantined_with_reasons_and_the_daemon_keeps_going() {
         &d.incoming,
         "good.dcm",
     );
-    d.wait_for(30, "a good file after the garbage", |c| c.instances == 3);
+    d.wait_for(30, "a good file after the garbage", |c| c.instances == 4);
     assert!(d.incoming_files().is_empty());
     assert!(d.stop_with(2), "SIGINT should stop cleanly");
 }

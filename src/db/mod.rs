@@ -499,6 +499,22 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_first_opens_migrate_once() {
+        // The daemon and `lungwatch status` may open a new database at the same moment.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let handles: Vec<_> = (0..6)
+            .map(|_| {
+                let p = path.clone();
+                std::thread::spawn(move || Database::open(&p).map(|_| ()))
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap().unwrap();
+        }
+    }
+
+    #[test]
     fn duplicate_instance_is_refused_by_the_schema() {
         let mut db = Database::open_in_memory().unwrap();
         insert(&mut db, "1.1", "S", 10);

@@ -1,6 +1,6 @@
 //! Schema migrations, applied in order and recorded in `PRAGMA user_version`.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 
 /// Each entry moves the schema from version `index` to `index + 1`. Never edit a released
 /// entry: add a new one.
@@ -64,14 +64,15 @@ const MIGRATIONS: &[&str] = &[
      );",
 ];
 
+/// Brings the schema up to date. The version is read inside an immediate (write-locked)
+/// transaction, so two processes opening a new database at once (the daemon starting while
+/// `lungwatch status` runs) cannot both apply the same migration.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
-    let current: usize =
-        conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let current = tx.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
-        let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", (index + 1) as i64)?;
-        tx.commit()?;
     }
-    Ok(())
+    tx.commit()
 }
