@@ -114,6 +114,7 @@ def main():
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--init", default=None, help="continue from a state_dict (.pt) saved by an earlier run")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -128,6 +129,9 @@ def main():
     vrng = np.random.default_rng(VAL_SEED)
     vx, vy = batch(vols, vrng, task, 48)
     model = C.unet(1, 3, base=base)
+    if a.init:
+        model.load_state_dict(torch.load(a.init))
+        print(f"continuing from {a.init}", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
     w = torch.tensor([1.0, 1.0, 1.0]) if task == "lung" else torch.tensor([1.0, 2.0, 2.0])
     t0 = time.time()
