@@ -81,12 +81,41 @@ def segment_lungs(models, vol, spacing):
         x = C.normalise(C.sample_plane(vol[z], C.LUNG_N, center, C.LUNG_PIX_MM, spacing[1:]))
         lg = models.run("lung_seg", x[None, None])[0]
         lab[z] = back_to_native(lg, (H, W), center, C.LUNG_PIX_MM, spacing[1:]).argmax(0)
+    lab = remove_gas_pockets(lab, vol, spacing)
     out = np.zeros_like(lab)
     for k in (1, 2):
         cc, n = ndi.label(lab == k)
         if n:
             sizes = ndi.sum(lab == k, cc, range(1, n + 1))
             out[cc == int(np.argmax(sizes)) + 1] = k
+    return out
+
+
+def remove_gas_pockets(lab, vol, spacing, aer_hu=-500.0, keep_frac=0.1, pocket_ml=2.0):
+    """Bowel/stomach gas under the diaphragm that the lung model labels as lung.
+    aerated = lung label & HU < -500. 3D 6-connected components of aerated voxels smaller
+    than 10 % of the largest are 'pockets'; pockets >= 2 mL are removed, and so is every
+    3D 6-connected component of dense lung-labelled voxels (HU >= -500) that touches
+    (6-neighbourhood) a removed pocket (bowel content next to bowel gas)."""
+    lung = lab > 0
+    aer = lung & (vol < aer_hu)
+    cc, n = ndi.label(aer)
+    if n < 2:
+        return lab
+    sizes = ndi.sum(aer, cc, range(1, n + 1))
+    vml = spacing[0] * spacing[1] * spacing[2] / 1000.0
+    small = (sizes < keep_frac * sizes.max()) & (sizes * vml >= pocket_ml)
+    if not small.any():
+        return lab
+    pockets = np.isin(cc, np.where(small)[0] + 1)
+    dense = lung & ~aer
+    dc, dn = ndi.label(dense)
+    touch = np.unique(dc[ndi.binary_dilation(pockets) & dense])
+    touch = touch[touch > 0]
+    out = lab.copy()
+    out[pockets] = 0
+    if len(touch):
+        out[np.isin(dc, touch)] = 0
     return out
 
 
