@@ -66,7 +66,8 @@ def main():
                   "slices = \"every slice (every other slice + nearest-neighbour fill is an accepted speed trade-off)\"",
                   "[models.lung_seg.postprocessing]",
                   'back_to_native = "native pixel (r,c) reads the logits at u = (r - cy) * PixelSpacing[row] / pixel_mm + N/2 - 0.5 (same for columns), clamped to [0, N-1], bilinear; then argmax"',
-                  'components = "keep the largest 3D 6-connected component of each lung label"',
+                  'gas_pockets = "BEFORE the component step: aerated = lung label and HU < -500; 3D 6-connected components of aerated voxels smaller than 10 % of the largest aerated component and >= 2 mL are bowel/stomach gas: set them to background, and also every 3D 6-connected component of dense lung-labelled voxels (HU >= -500) that touches a removed pocket (6-neighbourhood)"',
+                  'components = "then keep the largest 3D 6-connected component of each lung label"',
                   ""]
         elif name == "lesion_seg":
             L += ['task = "COVID-19 pneumonia lesion segmentation (ground-glass, consolidation) on one axial slice"',
