@@ -91,7 +91,7 @@ def lung_frame_center(shape_hw):
     return ((shape_hw[0] - 1) / 2.0, (shape_hw[1] - 1) / 2.0)
 
 
-def lesion_box(lung_mask_3d, spacing_rc):
+def lesion_box(lung_mask_3d, spacing_rc, n=None):
     """Lesion model frame from a lung mask (Z, H, W) on the native grid: union over all
     slices of the lung voxels' in-plane bounding box (pixel indices r0..r1, c0..c1
     inclusive). Returns (center_rc, out_pix_mm)."""
@@ -105,7 +105,7 @@ def lesion_box(lung_mask_3d, spacing_rc):
     h_mm = (r1 - r0 + 1) * spacing_rc[0]
     w_mm = (c1 - c0 + 1) * spacing_rc[1]
     side = max(h_mm, w_mm) * LES_MARGIN + LES_MARGIN_MM
-    return center, side / LES_N
+    return center, side / (n or LES_N)
 
 
 # ---------------------------------------------------------------- loading

@@ -59,8 +59,9 @@ def main():
         hu = lo + g / 255.0 * (hi - lo)
         H, W = hu.shape
         center = ((H - 1) / 2.0, (W - 1) / 2.0)
-        pix = max(H, W) * C.LES_MARGIN / C.LES_N   # "mm" = image pixels here
-        x = C.normalise(C.sample_plane(hu, C.LES_N, center, pix, (1.0, 1.0)))
+        n = models.size("lesion_seg")
+        pix = max(H, W) * C.LES_MARGIN / n   # "mm" = image pixels here
+        x = C.normalise(C.sample_plane(hu, n, center, pix, (1.0, 1.0)))
         lg = models.run("lesion_seg", x[None, None])[0]
         pred = P.back_to_native(lg, (H, W), center, pix, (1.0, 1.0)).argmax(0)
         pred = np.rot90(pred, -a.rotate)

@@ -43,6 +43,9 @@ class Models:
             if os.path.exists(p):
                 self.sess[name] = ort.InferenceSession(p, so, providers=["CPUExecutionProvider"])
 
+    def size(self, name):
+        return int(self.sess[name].get_inputs()[0].shape[-1])
+
     def run(self, name, x):
         s = self.sess[name]
         return s.run(None, {s.get_inputs()[0].name: x.astype(np.float32)})[0]
@@ -122,14 +125,15 @@ def remove_gas_pockets(lab, vol, spacing, aer_hu=-500.0, keep_frac=0.1, pocket_m
 def segment_lesions(models, vol, spacing, lung):
     Z, H, W = vol.shape
     les = np.zeros(vol.shape, np.uint8)
-    box = C.lesion_box(lung > 0, spacing[1:])
+    n = models.size("lesion_seg")
+    box = C.lesion_box(lung > 0, spacing[1:], n)
     if box is None:
         return les, None
     center, pix = box
     for z in range(Z):
         if not lung[z].any():
             continue
-        x = C.normalise(C.sample_plane(vol[z], C.LES_N, center, pix, spacing[1:]))
+        x = C.normalise(C.sample_plane(vol[z], n, center, pix, spacing[1:]))
         lg = models.run("lesion_seg", x[None, None])[0]
         les[z] = back_to_native(lg, (H, W), center, pix, spacing[1:]).argmax(0)
     les[lung == 0] = 0

@@ -23,7 +23,7 @@ import synth
 VAL_SEED = 1234
 
 
-def load_training_volumes(data, cache):
+def load_training_volumes(data, cache, les_n=None):
     vols = []
     os.makedirs(cache, exist_ok=True)
     for name in C.NORMAL_VOLUMES:
@@ -37,7 +37,7 @@ def load_training_volumes(data, cache):
             lab = C.classical_lung_mask(vol, sp)
             np.savez_compressed(p, vol=vol.astype(np.int16), lab=lab, spacing=np.array(sp))
         lung_slices = np.where((lab > 0).reshape(lab.shape[0], -1).sum(1) * sp[1] * sp[2] > 300)[0]
-        box = C.lesion_box(lab > 0, sp[1:])
+        box = C.lesion_box(lab > 0, sp[1:], les_n)
         vols.append(dict(name=stem, vol=vol, lab=lab, sp=sp, lung_slices=lung_slices, box=box))
         print(f"loaded {stem} {vol.shape} lung slices {len(lung_slices)}", flush=True)
     return vols
@@ -54,7 +54,7 @@ def make_sample(v, rng, task):
         center = (center[0] + rng.normal(0, 15) / v["sp"][1], center[1] + rng.normal(0, 15) / v["sp"][2])
     else:
         z = rng.choice(v["lung_slices"]) if rng.random() < 0.95 else rng.integers(Z)
-        n = C.LES_N
+        n = v["les_n"]
         (cy, cx), pix = v["box"]
         pix = pix * rng.uniform(0.85, 1.2)
         center = (cy + rng.normal(0, 6) / v["sp"][1], cx + rng.normal(0, 6) / v["sp"][2])
@@ -114,16 +114,19 @@ def main():
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--size", type=int, default=None, help="lesion model input size (default common.LES_N)")
     ap.add_argument("--init", default=None, help="continue from a state_dict (.pt) saved by an earlier run")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     rng = np.random.default_rng(a.seed)
     task = a.task
-    n = C.LUNG_N if task == "lung" else C.LES_N
+    n = C.LUNG_N if task == "lung" else (a.size or C.LES_N)
     base = a.base or (8 if task == "lung" else 10)
     minutes = a.minutes or (14 if task == "lung" else 28)
-    vols = load_training_volumes(a.data, a.cache)
+    vols = load_training_volumes(a.data, a.cache, n if task == "lesion" else None)
+    for v in vols:
+        v["les_n"] = n
     # fixed synthetic validation set (same generator, other seed) to pick nothing but to
     # report convergence; the real evaluations are in eval_*.py
     vrng = np.random.default_rng(VAL_SEED)
