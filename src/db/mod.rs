@@ -3,7 +3,10 @@
 //! The database is opened in WAL mode with `synchronous=FULL`: a file is removed from the
 //! drop folder only after the transaction that indexes it has reached the disk.
 
+mod results;
 mod schema;
+
+pub use results::StoredResult;
 
 use std::path::Path;
 

@@ -62,6 +62,32 @@ const MIGRATIONS: &[&str] = &[
          level   TEXT NOT NULL,
          message TEXT NOT NULL
      );",
+    // 2: analysis results — one row per finished job, the full report as JSON plus the
+    // columns the pages filter and sort on.
+    "CREATE TABLE results (
+         id               INTEGER PRIMARY KEY,
+         job_id           INTEGER NOT NULL UNIQUE REFERENCES jobs (id),
+         series_uid       TEXT NOT NULL REFERENCES series (series_uid),
+         study_uid        TEXT,
+         patient_id       TEXT,
+         study_date       TEXT,
+         accession_number TEXT,
+         top_class        TEXT NOT NULL,
+         p_covid19        REAL NOT NULL,
+         p_other          REAL NOT NULL,
+         p_normal         REAL NOT NULL,
+         affected_ratio   REAL NOT NULL,
+         lesion_ml        REAL NOT NULL,
+         severity_score   INTEGER NOT NULL,
+         processing_ms    INTEGER NOT NULL,
+         report_json      TEXT NOT NULL,
+         artifacts_dir    TEXT NOT NULL,
+         created_at       INTEGER NOT NULL
+     );
+     CREATE INDEX results_patient ON results (patient_id, study_date);
+     CREATE INDEX results_study ON results (study_uid);
+     CREATE INDEX results_series ON results (series_uid, id);
+     CREATE INDEX results_created ON results (created_at);",
 ];
 
 /// Brings the schema up to date. The version is read inside an immediate (write-locked)

@@ -1,0 +1,113 @@
+//! The result of analysing one series: what `lungwatch analyze --json` prints, what the
+//! worker stores (as JSON, in `results.report_json`) and what the web page renders.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SeriesReport {
+    pub series_instance_uid: String,
+    pub study_instance_uid: Option<String>,
+    pub patient_id: Option<String>,
+    pub patient_name: Option<String>,
+    /// DICOM DA, YYYYMMDD, as received.
+    pub study_date: Option<String>,
+    pub accession_number: Option<String>,
+    pub series_description: Option<String>,
+    pub slice_count: usize,
+    /// Row spacing, column spacing and slice step, in mm.
+    pub spacing_mm: [f64; 3],
+    pub probabilities: Probabilities,
+    /// "covid19", "other_pneumonia" or "normal".
+    pub top_class: String,
+    pub lung_volume_ml: Sides,
+    pub lesion_volume_ml: f64,
+    pub ggo_volume_ml: f64,
+    pub consolidation_volume_ml: f64,
+    pub affected_ratio: AffectedRatio,
+    /// Share of lesion voxels the lesion model labels ground-glass (0 when no lesion).
+    pub ggo_share: f64,
+    /// Share of lesion voxels the lesion model labels consolidation (0 when no lesion).
+    pub consolidation_share: f64,
+    /// Both lungs hold at least `BILATERAL_MIN_RATIO` of their volume as lesion.
+    pub bilateral: bool,
+    /// Share of lesion voxels within `peripheral_mm` of the lung surface, in-plane.
+    pub peripheral_share: f64,
+    pub peripheral_mm: f64,
+    pub zones: Zones,
+    /// Sum over the six zones of 0 (none), 1 (<25 %), 2 (<50 %), 3 (<75 %), 4 (>=75 %).
+    pub severity_score: u8,
+    /// The classifier's input, by the names the manifest gives.
+    pub features: Vec<(String, f64)>,
+    pub models: Vec<ModelRef>,
+    pub timings_ms: Timings,
+    /// Non-fatal observations a reader must see (gaps, no lung found, ...).
+    pub warnings: Vec<String>,
+    /// Per-slice figures (`--per-slice`), inferior to superior.
+    #[serde(rename = "slices", default, skip_serializing_if = "Option::is_none")]
+    pub per_slice: Option<Vec<SliceFigures>>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Probabilities {
+    pub covid19: f64,
+    pub other_pneumonia: f64,
+    pub normal: f64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Sides {
+    pub left: f64,
+    pub right: f64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct AffectedRatio {
+    pub total: f64,
+    pub left: f64,
+    pub right: f64,
+}
+
+/// Affected ratio (lesion / lung volume) of each third of each lung, from inferior to
+/// superior: lower, middle, upper.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Zones {
+    pub right_upper: f64,
+    pub right_middle: f64,
+    pub right_lower: f64,
+    pub left_upper: f64,
+    pub left_middle: f64,
+    pub left_lower: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelRef {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct Timings {
+    pub decode: u64,
+    pub preprocess: u64,
+    pub inference: u64,
+    pub postprocess: u64,
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SliceFigures {
+    pub instance_number: Option<i64>,
+    /// Position along the slice normal (Image Position (Patient) projected), in mm.
+    pub z_mm: f64,
+    pub lung_mm2: f64,
+    pub lesion_mm2: f64,
+}
+
+/// Artifacts written beside a result, relative to its result folder.
+pub const LABELS_FILE: &str = "labels.nii.gz";
+pub const CORONAL_PREVIEW: &str = "coronal.png";
+/// Axial previews are `axial-<k>.png`, k = 0.. in inferior-to-superior order.
+pub fn axial_preview_name(k: usize) -> String {
+    format!("axial-{k}.png")
+}
