@@ -15,12 +15,15 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use log::{error, info, warn};
 
+use crate::analysis::Analyzer;
+use crate::analysis::models::{ModelSet, locate_models_dir};
 use crate::config::Config;
 use crate::db::{self, Database};
 use crate::dicom::InstanceHeader;
 use crate::ingest::stability::StabilityTracker;
 use crate::ingest::{self, Dirs, Outcome, store, watcher};
 use crate::series;
+use crate::worker;
 
 /// How often the loop wakes when nothing happens.
 const TICK: Duration = Duration::from_millis(250);
@@ -57,6 +60,22 @@ pub fn prepare(config: &Config) -> anyhow::Result<(Database, Dirs)> {
 
 pub fn serve(config: Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<()> {
     let (mut db, dirs) = prepare(&config)?;
+    // Models load (and their checksums are verified) before anything is taken from the
+    // drop folder: a broken model set stops start-up with the reason.
+    let models_dir = locate_models_dir();
+    let loaded = Instant::now();
+    let models = ModelSet::load(&models_dir)
+        .with_context(|| format!("cannot load the models from {}", models_dir.display()))?;
+    for m in models.references() {
+        info!("model {} {} loaded (sha256 {})", m.name, m.version, &m.sha256[..12]);
+    }
+    info!("models loaded from {} in {} ms", models_dir.display(), loaded.elapsed().as_millis());
+    let analyzer = Arc::new(Analyzer::new(Arc::new(models), config.decode_threads()));
+    let config = Arc::new(config);
+    let worker_stop = Arc::new(AtomicBool::new(false));
+    let paused = Arc::new(AtomicBool::new(false));
+    let worker = worker::spawn(config.clone(), analyzer.clone(), worker_stop.clone(), paused.clone())
+        .context("cannot start the analysis worker")?;
     let (tx, rx) = mpsc::channel::<PathBuf>();
     let _watcher = match watcher::watch(&config.paths.incoming, tx) {
         Ok(w) => Some(w),
@@ -117,7 +136,12 @@ pub fn serve(config: Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<()> {
             observe(&mut tracker, &config, &p, Instant::now());
         }
     }
-    info!("shutdown requested; stopped between files, nothing is half-moved");
+    info!("shutdown requested; ingest stopped between files, nothing is half-moved");
+    worker_stop.store(true, Ordering::SeqCst);
+    if worker.join().is_err() {
+        error!("the analysis worker panicked");
+    }
+    info!("analysis worker stopped");
     Ok(())
 }
 

@@ -58,11 +58,12 @@ pub fn expand_paths(paths: &[PathBuf], config: &Config) -> std::io::Result<Vec<P
     Ok(files)
 }
 
-pub fn inspect(paths: &[PathBuf], config: &Config) -> std::io::Result<Report> {
+/// The files under `paths`, examined in parallel and grouped by series, plus the files
+/// that are not usable images (with why).
+pub fn collect_series(paths: &[PathBuf], config: &Config) -> std::io::Result<(Vec<SeriesFiles>, Vec<RejectedFile>)> {
     let files = expand_paths(paths, config)?;
-    let threads = config.decode_threads();
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
+        .num_threads(config.decode_threads())
         .build()
         .expect("a small rayon pool can always be built");
     let examined: Vec<(PathBuf, Result<InstanceHeader, String>)> = pool.install(|| {
@@ -86,10 +87,28 @@ pub fn inspect(paths: &[PathBuf], config: &Config) -> std::io::Result<Report> {
             reason: "no Series Instance UID".into(),
         });
     }
+    let series = groups
+        .into_iter()
+        .map(|(series_uid, members)| {
+            let (headers, paths) = members.into_iter().unzip();
+            SeriesFiles { series_uid, headers, paths }
+        })
+        .collect();
+    Ok((series, rejected))
+}
+
+/// The examined files of one series.
+pub struct SeriesFiles {
+    pub series_uid: String,
+    pub headers: Vec<InstanceHeader>,
+    pub paths: Vec<PathBuf>,
+}
+
+pub fn inspect(paths: &[PathBuf], config: &Config) -> std::io::Result<Report> {
+    let threads = config.decode_threads();
+    let (groups, rejected) = collect_series(paths, config)?;
     let mut reports = Vec::new();
-    for (series_uid, members) in groups {
-        let (headers, member_paths): (Vec<InstanceHeader>, Vec<PathBuf>) =
-            members.into_iter().unzip();
+    for SeriesFiles { series_uid, headers, paths: member_paths } in groups {
         let refs: Vec<&InstanceHeader> = headers.iter().collect();
         let verdict = series::select(&refs, &config.selection);
         let first = &headers[0];

@@ -3,6 +3,7 @@
 //! See ARCHITECTURE.md for the map of modules and the invariants they keep.
 
 pub mod analysis;
+pub mod analyze;
 pub mod config;
 pub mod daemon;
 pub mod db;
@@ -11,3 +12,4 @@ pub mod ingest;
 pub mod inspect;
 pub mod series;
 pub mod status;
+pub mod worker;

@@ -10,6 +10,9 @@ use clap::{Parser, Subcommand};
 
 use lungwatch::config::Config;
 use lungwatch::db::Database;
+use lungwatch::analysis::Analyzer;
+use lungwatch::analysis::models::{ModelSet, locate_models_dir};
+use lungwatch::analyze::{self, AnalyzeOptions};
 use lungwatch::{daemon, inspect};
 
 #[derive(Parser)]
@@ -41,6 +44,40 @@ enum Command {
         /// Config whose selection rules to apply (default: the embedded default).
         #[arg(long, short)]
         config: Option<PathBuf>,
+    },
+    /// Analyse files or folders end to end (decode, segment, quantify, classify) without
+    /// the store or the database.
+    Analyze {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Print a JSON array, one object per analysed series.
+        #[arg(long)]
+        json: bool,
+        /// Add per-slice lung and lesion areas.
+        #[arg(long)]
+        per_slice: bool,
+        /// Write previews (PNG), the label mask (NIfTI) and report.json under DIR/<series>/.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Folder with manifest.toml and the ONNX models (default: the installed models,
+        /// else ./models).
+        #[arg(long, value_name = "DIR")]
+        models: Option<PathBuf>,
+        /// Analysis threads, each running whole slices (default: one per CPU core).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Threads inside each tract matrix product instead (for benchmarking; default 1).
+        #[arg(long, default_value_t = 1)]
+        tract_threads: usize,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Check the config and the models (checksums, loading) and say what is wrong.
+    Check {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long, value_name = "DIR")]
+        models: Option<PathBuf>,
     },
     /// Show counts of instances, series, jobs and quarantined files, and the last errors.
     Status {
@@ -99,6 +136,42 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Analyze { paths, json, per_slice, out, models, threads, tract_threads, config } => {
+            let config = Config::load_or_default(config.as_deref())?;
+            init_logging(&config);
+            if tract_threads > 1 {
+                use tract_linalg::multithread::{Executor, set_default_executor};
+                set_default_executor(Executor::multithread(tract_threads));
+            }
+            let models = load_models(models)?;
+            let threads = threads.unwrap_or_else(|| config.decode_threads());
+            let analyzer = Analyzer::new(Arc::new(models), threads);
+            let options = AnalyzeOptions { per_slice, out };
+            let outcome = analyze::analyze(&paths, &config, &analyzer, &options)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&outcome.analysed)?);
+            } else {
+                for report in &outcome.analysed {
+                    println!("{}", analyze::summary(report));
+                }
+            }
+            for (series, reason) in &outcome.not_analysed {
+                eprintln!("not analysed {series}: {reason}");
+            }
+            for r in &outcome.rejected {
+                eprintln!("rejected {}: {}", r.path.display(), r.reason);
+            }
+            Ok(if outcome.analysed.is_empty() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Command::Check { config, models } => {
+            let config = Config::load_or_default(config.as_deref())?;
+            println!("config: ok (incoming {}, data {})", config.paths.incoming.display(), config.paths.data.display());
+            let models = load_models(models)?;
+            for m in models.references() {
+                println!("model {}: version {}, sha256 {} verified, loaded", m.name, m.version, m.sha256);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Status { config, json } => {
             let config = Config::load_or_default(config.as_deref())?;
             let path = config.database_path();
@@ -119,6 +192,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn load_models(dir: Option<PathBuf>) -> anyhow::Result<ModelSet> {
+    let dir = dir.unwrap_or_else(locate_models_dir);
+    ModelSet::load(&dir).with_context(|| format!("cannot load the models from {}", dir.display()))
 }
 
 fn print_inspect_table(report: &inspect::Report) {

@@ -1,4 +1,325 @@
 //! From a HU volume to the clinical result: model loading (tract), preprocessing,
 //! inference, post-processing, quantification, classification, previews and masks.
+//!
+//! `Analyzer::analyse` is pure computation on a decoded volume; `write_artifacts` is the
+//! only function here that touches the disk.
 
+pub mod manifest;
+pub mod models;
+pub mod morphology;
+pub mod nifti;
+pub mod orient;
+pub mod postprocess;
+pub mod preview;
+pub mod quantify;
 pub mod report;
+pub mod resample;
+pub mod segment;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::dicom::InstanceHeader;
+use crate::dicom::volume::Volume;
+use models::ModelSet;
+use morphology::Dims;
+use quantify::Quantities;
+use report::{AffectedRatio, Probabilities, SeriesReport, Sides, SliceFigures, Timings, Zones};
+use resample::Grid;
+use segment::{CtSlices, StageClock, Window};
+
+/// Class names of the classifier's outputs, in the manifest's order.
+pub const CLASS_NAMES: [&str; 3] = ["covid19", "other_pneumonia", "normal"];
+
+/// Runs the pipeline on a shared, loaded model set with its own thread pool.
+pub struct Analyzer {
+    models: Arc<ModelSet>,
+    pool: rayon::ThreadPool,
+}
+
+/// A finished analysis: the report and what the previews and masks are made from.
+pub struct Analysis {
+    pub report: SeriesReport,
+    /// The volume in canonical orientation (see `orient`).
+    pub volume: Volume,
+    pub dims: Dims,
+    /// 0 / right lung / left lung per voxel.
+    pub lung: Vec<u8>,
+    /// 0 / ground-glass / consolidation per voxel, only inside the lung.
+    pub lesion: Vec<u8>,
+    pub quantities: Quantities,
+}
+
+impl Analyzer {
+    /// `threads` worker threads each run whole slices single-threaded: on two cores that
+    /// beat tract's multithreaded matmul (see README, benchmarks).
+    pub fn new(models: Arc<ModelSet>, threads: usize) -> Self {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .thread_name(|i| format!("analysis-{i}"))
+            .build()
+            .expect("a small rayon pool can always be built");
+        Analyzer { models, pool }
+    }
+
+    pub fn models(&self) -> &ModelSet {
+        &self.models
+    }
+
+    /// Analyses one decoded series. `header` is any instance's header (patient and study
+    /// identity); `decode_ms` is reported as the decode stage.
+    pub fn analyse(
+        &self,
+        volume: Volume,
+        header: &InstanceHeader,
+        decode_ms: u64,
+        per_slice: bool,
+    ) -> anyhow::Result<Analysis> {
+        self.pool.install(|| self.analyse_in_pool(volume, header, decode_ms, per_slice))
+    }
+
+    fn analyse_in_pool(
+        &self,
+        mut volume: Volume,
+        header: &InstanceHeader,
+        decode_ms: u64,
+        per_slice: bool,
+    ) -> anyhow::Result<Analysis> {
+        let started = Instant::now();
+        let mut warnings = Vec::new();
+        let orientation = orient::to_canonical(&mut volume);
+        if orientation.transposed_in_plane {
+            warnings.push("rows of this series run left-right (rotated in-plane orientation): the left/right lung assignment may be swapped".to_string());
+        }
+        if let Some(spacing) = &volume.spacing {
+            if !spacing.gaps_after.is_empty() {
+                warnings.push(format!("{} gap(s) between slices: volumes are underestimated", spacing.gaps_after.len()));
+            }
+            if spacing.duplicate_positions > 0 {
+                warnings.push(format!("{} slice(s) share a position with a neighbour", spacing.duplicate_positions));
+            }
+        }
+        let orient_ns = started.elapsed().as_nanos() as u64;
+        let dims = Dims { slices: volume.slices, rows: volume.rows, columns: volume.columns };
+        let grid = Grid { rows: dims.rows, columns: dims.columns, row_mm: volume.spacing_mm[0], col_mm: volume.spacing_mm[1] };
+        let voxel_ml = volume.spacing_mm.iter().product::<f64>() / 1000.0;
+        let ct = CtSlices { hu: &volume.hu, dims, grid };
+        let clock = StageClock::default();
+        let models = &self.models;
+
+        // 1. Lungs on every slice, then the gas-pocket and largest-component clean-up.
+        let segment_started = Instant::now();
+        let mut lung = vec![0u8; dims.voxels()];
+        let whole = Some((0..dims.rows, 0..dims.columns));
+        segment::label_slices(&models.lung, &ct, segment::lung_frame(&models.lung, grid), |_| whole.clone(), &mut lung, &clock)?;
+        let cleanup_started = Instant::now();
+        postprocess::remove_gas_pockets(&mut lung, &volume.hu, dims, voxel_ml);
+        postprocess::keep_largest_per_lung(&mut lung, dims);
+        let boxes: Vec<Option<Window>> = lung.par_chunks(dims.plane()).map(|s| bounding_box(s, dims.columns)).collect();
+        let lung_box = boxes.iter().flatten().cloned().reduce(|a, b| {
+            (a.0.start.min(b.0.start)..a.0.end.max(b.0.end), a.1.start.min(b.1.start)..a.1.end.max(b.1.end))
+        });
+        let mut cleanup_ns = cleanup_started.elapsed().as_nanos() as u64;
+
+        // 2. Lesions on the slices that hold lung, only where the lung is.
+        let mut lesion = vec![0u8; dims.voxels()];
+        if let Some(frame) = segment::lesion_frame(&models.lesion, grid, lung_box) {
+            segment::label_slices(&models.lesion, &ct, frame, |z| boxes[z].clone(), &mut lesion, &clock)?;
+        } else {
+            warnings.push("no lung was found in this series".to_string());
+        }
+        let segment_wall = segment_started.elapsed().as_nanos() as u64 - cleanup_ns;
+        let measure_started = Instant::now();
+        lesion.par_iter_mut().zip(lung.par_iter()).for_each(|(s, &l)| {
+            if l == 0 {
+                *s = 0;
+            }
+        });
+
+        // 3. Measurements, features and the classifier.
+        let q = quantify::measure(&lung, &lesion, dims, volume.spacing_mm);
+        cleanup_ns += measure_started.elapsed().as_nanos() as u64;
+        let classify_started = Instant::now();
+        let probabilities = classify(models, &q)?;
+        let classify_ns = classify_started.elapsed().as_nanos() as u64;
+        let lung_ml = q.lung_total() as f64 * q.voxel_ml;
+        if q.lung_total() > 0 && !(1000.0..=12000.0).contains(&lung_ml) {
+            warnings.push(format!("implausible total lung volume {lung_ml:.0} mL: check the segmentation previews"));
+        }
+
+        // The segmentation loops interleave the stages on every thread: their wall time
+        // is split in proportion to the thread-time each stage took.
+        let (pre, inf, post) = (
+            clock.preprocess.load(Ordering::Relaxed),
+            clock.inference.load(Ordering::Relaxed),
+            clock.postprocess.load(Ordering::Relaxed),
+        );
+        let busy = (pre + inf + post).max(1) as f64;
+        let share = |ns: u64| (segment_wall as f64 * ns as f64 / busy) as u64;
+        let ms = |ns: u64| ns / 1_000_000;
+        let analysis_ms = ms(started.elapsed().as_nanos() as u64);
+        let timings = Timings {
+            decode: decode_ms,
+            preprocess: ms(orient_ns + share(pre)),
+            inference: ms(share(inf) + classify_ns),
+            postprocess: ms(share(post) + cleanup_ns),
+            total: decode_ms + analysis_ms,
+        };
+        let report = build_report(&volume, header, &q, probabilities, models, timings, warnings, per_slice);
+        Ok(Analysis { report, dims, lung, lesion, quantities: q, volume })
+    }
+}
+
+/// The in-plane bounding box of a slice's nonzero pixels.
+fn bounding_box(slice: &[u8], columns: usize) -> Option<Window> {
+    let (mut r0, mut r1, mut c0, mut c1) = (usize::MAX, 0, usize::MAX, 0);
+    for (r, row) in slice.chunks_exact(columns).enumerate() {
+        if let Some(first) = row.iter().position(|&v| v != 0) {
+            let last = row.iter().rposition(|&v| v != 0).expect("a first implies a last");
+            r0 = r0.min(r);
+            r1 = r;
+            c0 = c0.min(first);
+            c1 = c1.max(last);
+        }
+    }
+    (r0 != usize::MAX).then(|| (r0..r1 + 1, c0..c1 + 1))
+}
+
+fn classify(models: &ModelSet, q: &Quantities) -> anyhow::Result<[f64; 3]> {
+    let names = &models.classifier.entry.features;
+    let features = names
+        .iter()
+        .map(|name| {
+            q.feature(name)
+                .map(|v| v as f32)
+                .ok_or_else(|| anyhow::anyhow!("the classifier needs feature {name:?}, which this lungwatch does not compute"))
+        })
+        .collect::<anyhow::Result<Vec<f32>>>()?;
+    let mut output = Vec::new();
+    models.classifier.session().run(&features, &mut output)?;
+    anyhow::ensure!(output.len() == 3, "the classifier returned {} values, not 3", output.len());
+    Ok([output[0] as f64, output[1] as f64, output[2] as f64])
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_report(
+    volume: &Volume,
+    header: &InstanceHeader,
+    q: &Quantities,
+    p: [f64; 3],
+    models: &ModelSet,
+    timings: Timings,
+    warnings: Vec<String>,
+    per_slice: bool,
+) -> SeriesReport {
+    let top = (0..3).fold(0, |best, k| if p[k] > p[best] { k } else { best });
+    let ml = |voxels: u64| voxels as f64 * q.voxel_ml;
+    let zones = Zones {
+        right_lower: q.zone_ratio[0][0],
+        right_middle: q.zone_ratio[0][1],
+        right_upper: q.zone_ratio[0][2],
+        left_lower: q.zone_ratio[1][0],
+        left_middle: q.zone_ratio[1][1],
+        left_upper: q.zone_ratio[1][2],
+    };
+    let features = models
+        .classifier
+        .entry
+        .features
+        .iter()
+        .map(|name| (name.clone(), q.feature(name).unwrap_or(f64::NAN)))
+        .collect();
+    let slices = per_slice.then(|| {
+        q.per_slice
+            .iter()
+            .enumerate()
+            .map(|(z, c)| SliceFigures {
+                instance_number: volume.instance_numbers[z],
+                z_mm: volume.slice_positions_mm[z],
+                lung_mm2: c.lung_total() as f64 * q.pixel_mm2,
+                lesion_mm2: c.lesion_total() as f64 * q.pixel_mm2,
+            })
+            .collect()
+    });
+    SeriesReport {
+        series_instance_uid: header.series_instance_uid.clone().unwrap_or_default(),
+        study_instance_uid: header.study_instance_uid.clone(),
+        patient_id: header.patient_id.clone(),
+        patient_name: header.patient_name.clone(),
+        study_date: header.study_date.clone(),
+        accession_number: header.accession_number.clone(),
+        series_description: header.series_description.clone(),
+        slice_count: volume.slices,
+        spacing_mm: volume.spacing_mm,
+        probabilities: Probabilities { covid19: p[0], other_pneumonia: p[1], normal: p[2] },
+        top_class: CLASS_NAMES[top].to_string(),
+        lung_volume_ml: Sides { right: ml(q.lung[0]), left: ml(q.lung[1]) },
+        lesion_volume_ml: ml(q.lesion_total()),
+        ggo_volume_ml: ml(q.ground_glass),
+        consolidation_volume_ml: ml(q.consolidation),
+        affected_ratio: AffectedRatio { total: q.affected_ratio(), right: q.side_ratio(0), left: q.side_ratio(1) },
+        ggo_share: q.lesion_share(q.ground_glass),
+        consolidation_share: q.lesion_share(q.consolidation),
+        bilateral: q.bilateral(),
+        peripheral_share: q.lesion_share(q.peripheral_lesion),
+        peripheral_mm: quantify::PERIPHERAL_MM,
+        zones,
+        severity_score: q.severity_score(),
+        features,
+        models: models.references(),
+        timings_ms: timings,
+        warnings,
+        per_slice: slices,
+    }
+}
+
+/// Writes the previews (`axial-<k>.png`, `coronal.png`) and the label mask
+/// (`labels.nii.gz`) into `dir`, each through a temporary name and a rename, and returns
+/// the file names written.
+pub fn write_artifacts(analysis: &Analysis, dir: &Path) -> std::io::Result<Vec<String>> {
+    std::fs::create_dir_all(dir)?;
+    let (v, dims) = (&analysis.volume, analysis.dims);
+    let q = &analysis.quantities;
+    let lung_per_slice: Vec<u64> = q.per_slice.iter().map(|c| c.lung_total()).collect();
+    let lesion_per_slice: Vec<u64> = q.per_slice.iter().map(|c| c.lesion_total()).collect();
+    let mut files: Vec<(String, Vec<u8>)> = preview::key_slices(&lung_per_slice, &lesion_per_slice)
+        .into_par_iter()
+        .enumerate()
+        .map(|(k, z)| {
+            let png = preview::axial(&v.hu, &analysis.lung, &analysis.lesion, dims, z).to_png();
+            (report::axial_preview_name(k), png)
+        })
+        .map(|(name, png)| png.map(|bytes| (name, bytes)).map_err(std::io::Error::other))
+        .collect::<std::io::Result<_>>()?;
+    let row = preview::coronal_row(&analysis.lung, dims);
+    let coronal = preview::coronal(&v.hu, &analysis.lung, &analysis.lesion, dims, v.spacing_mm, row);
+    files.push((report::CORONAL_PREVIEW.to_string(), coronal.to_png().map_err(std::io::Error::other)?));
+    let slice_step = if v.slices > 1 {
+        (v.slice_positions_mm[v.slices - 1] - v.slice_positions_mm[0]) / (v.slices - 1) as f64
+    } else {
+        v.spacing_mm[2]
+    };
+    let placement = nifti::Placement {
+        origin: v.origin,
+        column_axis: v.row_direction,
+        row_axis: v.column_direction,
+        slice_axis: v.normal,
+        steps_mm: [v.spacing_mm[1], v.spacing_mm[0], slice_step],
+    };
+    files.push((
+        report::LABELS_FILE.to_string(),
+        nifti::encode_labels(&analysis.lung, &analysis.lesion, dims, &placement)?,
+    ));
+    let mut names = Vec::new();
+    for (name, bytes) in files {
+        let tmp = dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, &bytes)?;
+        std::fs::rename(&tmp, dir.join(&name))?;
+        names.push(name);
+    }
+    Ok(names)
+}

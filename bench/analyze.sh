@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# End-to-end analysis speed: `lungwatch analyze` against the obvious Python pipeline
+# (pydicom + numpy/scipy + onnxruntime, bench/reference_pipeline.py) on the same files and
+# the same ONNX models. Prints wall time, peak RSS, the ratio, and lungwatch's stages.
+#   bash bench/analyze.sh        (needs ../shared/data, a Python with the packages in
+#                                 models/train/requirements.txt as $PYTHON, and dcmtk)
+# The 300-slice series is made once from covid19-P002 by bench/make_long_series.py.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+data=../shared/data/covid-ct-md
+[ -d "$data" ] || { echo "SKIPPED: $data not present"; exit 0; }
+PYTHON=${PYTHON:-python3}
+cargo build --release -q
+bin=./target/release/lungwatch
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+long=target/bench/covid19-P002-300
+if [ ! -f "$long/IM0300.dcm" ]; then
+  rm -rf "$long"
+  "$PYTHON" bench/make_long_series.py "$data/covid19-P002" "$long" --slices 300 >&2
+fi
+
+timed() { # output-file cmd... → "wall_s rss_mib"
+  local out=$1; shift
+  /usr/bin/time -f "%e %M" -o "$work/t" "$@" > "$out"
+  read -r secs kb < "$work/t"
+  echo "$secs $((kb / 1024))"
+}
+
+echo "| series | slices | lungwatch wall s | lungwatch RSS MiB | Python wall s | Python RSS MiB | lungwatch / Python |"
+echo "|---|---|---|---|---|---|---|"
+stages=""
+for s in "$data/covid19-P002" "$data/cap-cap002" "$data/normal-normal002" "$long"; do
+  name=$(basename "$s")
+  n=$(ls "$s" | grep -c '\.dcm$')
+  read -r lw lr < <(timed "$work/lw.json" "$bin" analyze "$s" --json)
+  read -r pw pr < <(timed "$work/py.json" "$PYTHON" bench/reference_pipeline.py "$s")
+  printf "| %s | %d | %.2f | %d | %.2f | %d | %.2f |\n" "$name" "$n" "$lw" "$lr" "$pw" "$pr" "$(echo "$lw / $pw" | bc -l)"
+  stages+=$("$PYTHON" -c '
+import json, sys
+r = json.load(open(sys.argv[1]))[0]
+t = r["timings_ms"]
+print(f"| {sys.argv[2]} | {t[\"decode\"]} | {t[\"preprocess\"]} | {t[\"inference\"]} | {t[\"postprocess\"]} | {t[\"total\"]} |")
+' "$work/lw.json" "$name")$'\n'
+done
+echo
+echo "lungwatch stages (ms, from --json timings_ms; the rest of the wall time is start-up, model loading and file discovery):"
+echo "| series | decode | preprocess | inference | postprocess | total |"
+echo "|---|---|---|---|---|---|"
+printf "%s" "$stages"

@@ -1,0 +1,250 @@
+//! Measurements of the lung and lesion masks, and the classifier's features. The feature
+//! definitions are the manifest's (`models.classifier.feature_definitions`), identical to
+//! `models/train/pipeline.py::features`.
+
+use rayon::prelude::*;
+
+use super::morphology::{Dims, components, distance_to_outside};
+use super::postprocess::{CONSOLIDATION, GROUND_GLASS, LEFT_LUNG, RIGHT_LUNG};
+
+/// Lesion within this in-plane distance of a non-lung pixel counts as peripheral.
+pub const PERIPHERAL_MM: f64 = 20.0;
+/// A zone (a third of one lung) is involved when at least this share of it is lesion.
+pub const ZONE_INVOLVED_RATIO: f64 = 0.01;
+/// Each lung must hold at least this share of lesion for the pattern to be bilateral.
+pub const BILATERAL_MIN_RATIO: f64 = 0.01;
+
+/// Voxel counts of one slice.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SliceCounts {
+    pub lung: [u64; 2],
+    pub lesion: [u64; 2],
+    pub ground_glass: u64,
+    pub consolidation: u64,
+}
+
+impl SliceCounts {
+    pub fn lung_total(&self) -> u64 {
+        self.lung[0] + self.lung[1]
+    }
+    pub fn lesion_total(&self) -> u64 {
+        self.lesion[0] + self.lesion[1]
+    }
+}
+
+/// Everything measured on one series.
+#[derive(Debug, Clone)]
+pub struct Quantities {
+    pub voxel_ml: f64,
+    pub pixel_mm2: f64,
+    pub per_slice: Vec<SliceCounts>,
+    /// Lung voxels: right, left.
+    pub lung: [u64; 2],
+    /// Lesion voxels in the right and left lung.
+    pub lesion: [u64; 2],
+    pub ground_glass: u64,
+    pub consolidation: u64,
+    /// Lesion / lung voxels in each zone, [lung: right, left][third: lower, middle, upper].
+    pub zone_ratio: [[f64; 3]; 2],
+    /// Lesion voxels in the lower third of their own lung.
+    pub lower_zone_lesion: u64,
+    pub peripheral_lesion: u64,
+    pub largest_lesion_component: u64,
+}
+
+/// Index 0 is the right lung, 1 the left.
+fn side_index(lung_label: u8) -> Option<usize> {
+    match lung_label {
+        RIGHT_LUNG => Some(0),
+        LEFT_LUNG => Some(1),
+        _ => None,
+    }
+}
+
+/// The 0–4 score of one zone from its affected ratio.
+pub fn zone_score(ratio: f64) -> u8 {
+    match ratio {
+        r if r <= 0.0 => 0,
+        r if r < 0.25 => 1,
+        r if r < 0.5 => 2,
+        r if r < 0.75 => 3,
+        _ => 4,
+    }
+}
+
+/// `lung` holds 0 / RIGHT_LUNG / LEFT_LUNG and `lesion` 0 / GROUND_GLASS / CONSOLIDATION
+/// per voxel (lesion only inside the lung); spacing is (row, column, slice) mm.
+pub fn measure(lung: &[u8], lesion: &[u8], dims: Dims, spacing_mm: [f64; 3]) -> Quantities {
+    let plane = dims.plane();
+    let [row_mm, col_mm, slice_mm] = spacing_mm;
+    let per_slice: Vec<(SliceCounts, u64)> = (0..dims.slices)
+        .into_par_iter()
+        .map(|z| {
+            let lung = &lung[z * plane..(z + 1) * plane];
+            let lesion = &lesion[z * plane..(z + 1) * plane];
+            let mut counts = SliceCounts::default();
+            for (&l, &s) in lung.iter().zip(lesion) {
+                if let Some(side) = side_index(l) {
+                    counts.lung[side] += 1;
+                    if s != 0 {
+                        counts.lesion[side] += 1;
+                        counts.ground_glass += (s == GROUND_GLASS) as u64;
+                        counts.consolidation += (s == CONSOLIDATION) as u64;
+                    }
+                }
+            }
+            let mut peripheral = 0;
+            if counts.lesion_total() > 0 {
+                let inside: Vec<bool> = lung.iter().map(|&l| l != 0).collect();
+                let distance = distance_to_outside(&inside, dims.rows, dims.columns, row_mm, col_mm);
+                peripheral = lesion
+                    .iter()
+                    .zip(lung)
+                    .zip(&distance)
+                    .filter(|((s, l), d)| **s != 0 && **l != 0 && **d <= PERIPHERAL_MM)
+                    .count() as u64;
+            }
+            (counts, peripheral)
+        })
+        .collect();
+    let mut q = Quantities {
+        voxel_ml: row_mm * col_mm * slice_mm / 1000.0,
+        pixel_mm2: row_mm * col_mm,
+        per_slice: per_slice.iter().map(|(c, _)| *c).collect(),
+        lung: [0; 2],
+        lesion: [0; 2],
+        ground_glass: 0,
+        consolidation: 0,
+        zone_ratio: [[0.0; 3]; 2],
+        lower_zone_lesion: 0,
+        peripheral_lesion: per_slice.iter().map(|(_, p)| p).sum(),
+        largest_lesion_component: 0,
+    };
+    for c in &q.per_slice {
+        for side in 0..2 {
+            q.lung[side] += c.lung[side];
+            q.lesion[side] += c.lesion[side];
+        }
+        q.ground_glass += c.ground_glass;
+        q.consolidation += c.consolidation;
+    }
+    for side in 0..2 {
+        let with_lung: Vec<usize> = (0..dims.slices).filter(|&z| q.per_slice[z].lung[side] > 0).collect();
+        let (Some(&first), Some(&last)) = (with_lung.first(), with_lung.last()) else { continue };
+        let (z0, z1) = (first as f64, (last + 1) as f64);
+        let edge = |i: usize| ((z0 + (z1 - z0) * i as f64 / 3.0) - 1e-9).ceil() as usize;
+        for third in 0..3 {
+            let (mut lung_voxels, mut lesion_voxels) = (0, 0);
+            for c in &q.per_slice[edge(third)..edge(third + 1)] {
+                lung_voxels += c.lung[side];
+                lesion_voxels += c.lesion[side];
+            }
+            if third == 0 {
+                q.lower_zone_lesion += lesion_voxels;
+            }
+            q.zone_ratio[side][third] =
+                if lung_voxels > 0 { lesion_voxels as f64 / lung_voxels as f64 } else { 0.0 };
+        }
+    }
+    if q.lesion_total() > 0 {
+        let comps = components(dims, |i| lesion[i] != 0);
+        q.largest_lesion_component = comps.largest().map_or(0, |id| comps.sizes[id as usize]);
+    }
+    q
+}
+
+impl Quantities {
+    pub fn lung_total(&self) -> u64 {
+        self.lung[0] + self.lung[1]
+    }
+    pub fn lesion_total(&self) -> u64 {
+        self.lesion[0] + self.lesion[1]
+    }
+    pub fn affected_ratio(&self) -> f64 {
+        ratio(self.lesion_total(), self.lung_total())
+    }
+    /// Affected ratio of the right (0) or left (1) lung.
+    pub fn side_ratio(&self, side: usize) -> f64 {
+        ratio(self.lesion[side], self.lung[side])
+    }
+    /// Share of lesion voxels of one class (0 without lesion).
+    pub fn lesion_share(&self, voxels: u64) -> f64 {
+        ratio(voxels, self.lesion_total())
+    }
+    pub fn bilateral(&self) -> bool {
+        self.side_ratio(0) >= BILATERAL_MIN_RATIO && self.side_ratio(1) >= BILATERAL_MIN_RATIO
+    }
+    pub fn severity_score(&self) -> u8 {
+        self.zone_ratio.iter().flatten().map(|&r| zone_score(r)).sum()
+    }
+
+    /// A classifier feature by its manifest name; None for a name this version lacks.
+    pub fn feature(&self, name: &str) -> Option<f64> {
+        let (right, left) = (self.side_ratio(0), self.side_ratio(1));
+        Some(match name {
+            "affected_ratio" => self.affected_ratio(),
+            "log_affected_pct" => (100.0 * self.affected_ratio() + 0.1).log10(),
+            "bilateral_balance" => {
+                let max = right.max(left);
+                if max > 0.0 { right.min(left) / max } else { 0.0 }
+            }
+            "peripheral_share" => self.lesion_share(self.peripheral_lesion),
+            "ggo_share" => self.lesion_share(self.ground_glass),
+            "lower_zone_share" => self.lesion_share(self.lower_zone_lesion),
+            "zones_involved" => {
+                let involved = self.zone_ratio.iter().flatten().filter(|&&r| r >= ZONE_INVOLVED_RATIO).count();
+                involved as f64 / 6.0
+            }
+            "largest_component_share" => self.lesion_share(self.largest_lesion_component),
+            _ => return None,
+        })
+    }
+}
+
+fn ratio(part: u64, whole: u64) -> f64 {
+    if whole == 0 { 0.0 } else { part as f64 / whole as f64 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zone_scores_follow_the_quartiles() {
+        assert_eq!([0.0, 0.01, 0.25, 0.5, 0.75, 1.0].map(zone_score), [0, 1, 2, 3, 4, 4]);
+    }
+
+    #[test]
+    fn counts_zones_and_features_on_a_block_phantom() {
+        // Two lungs of 6 slices; lesion fills the lowest two slices of the right lung.
+        let dims = Dims { slices: 6, rows: 4, columns: 8 };
+        let mut lung = vec![0u8; dims.voxels()];
+        let mut lesion = vec![0u8; dims.voxels()];
+        for z in 0..6 {
+            for r in 1..3 {
+                for c in 1..3 {
+                    lung[(z * 4 + r) * 8 + c] = RIGHT_LUNG;
+                    if z < 2 {
+                        lesion[(z * 4 + r) * 8 + c] = GROUND_GLASS;
+                    }
+                }
+                for c in 5..7 {
+                    lung[(z * 4 + r) * 8 + c] = LEFT_LUNG;
+                }
+            }
+        }
+        let q = measure(&lung, &lesion, dims, [1.0, 1.0, 1.0]);
+        assert_eq!(q.lung, [24, 24]);
+        assert_eq!(q.lesion, [8, 0]);
+        assert_eq!(q.zone_ratio[0], [1.0, 0.0, 0.0]);
+        assert_eq!(q.severity_score(), 4);
+        assert!(!q.bilateral());
+        assert_eq!(q.feature("lower_zone_share"), Some(1.0));
+        assert_eq!(q.feature("ggo_share"), Some(1.0));
+        assert_eq!(q.feature("largest_component_share"), Some(1.0));
+        assert_eq!(q.feature("zones_involved"), Some(1.0 / 6.0));
+        // Every lesion pixel is within 20 mm of the lung edge.
+        assert_eq!(q.feature("peripheral_share"), Some(1.0));
+        assert_eq!(q.feature("no_such_feature"), None);
+    }
+}

@@ -1,0 +1,103 @@
+//! The analysis worker: takes pending jobs from SQLite, decodes the stored series,
+//! analyses it, writes previews and masks, and stores the result in the transaction that
+//! marks the job done. Runs on its own thread with its own database connection.
+//!
+//! Crash safety: the artifacts are written first, under `results/job-<id>/`; the result
+//! row and the job's `done` state commit together. A crash before the commit leaves the
+//! job `running`, which start-up turns back to `pending`; the rerun overwrites the same
+//! artifact folder, so a job completes once and has one result.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use log::{error, info, warn};
+
+use crate::analysis::{self, Analyzer};
+use crate::config::Config;
+use crate::db::{self, Database, Job};
+use crate::dicom::volume::build_volume;
+
+/// How long an idle worker sleeps before looking for a job again.
+const IDLE_POLL: Duration = Duration::from_millis(500);
+
+/// Folder of a job's artifacts, relative to `paths.data`.
+pub fn artifacts_dir(job_id: i64) -> PathBuf {
+    PathBuf::from("results").join(format!("job-{job_id}"))
+}
+
+/// Runs jobs until `shutdown` is set. The job in flight is finished first (a few
+/// seconds); a second signal kills the process and the job is requeued at start-up.
+pub fn run(config: &Config, analyzer: &Analyzer, shutdown: &AtomicBool, paused: &AtomicBool) -> anyhow::Result<()> {
+    let mut db = Database::open(&config.database_path())?;
+    while !shutdown.load(Ordering::SeqCst) {
+        if paused.load(Ordering::SeqCst) {
+            std::thread::sleep(IDLE_POLL);
+            continue;
+        }
+        let Some(job) = db.claim_job(db::now_secs())? else {
+            std::thread::sleep(IDLE_POLL);
+            continue;
+        };
+        let started = Instant::now();
+        match process(&mut db, config, analyzer, &job) {
+            Ok(true) => info!(
+                "job {} (series {}) done in {} ms",
+                job.id,
+                job.series_uid,
+                started.elapsed().as_millis()
+            ),
+            Ok(false) => warn!("job {} was withdrawn while running; its result was discarded", job.id),
+            Err(e) => {
+                let reason = format!("{e:#}");
+                error!("job {} (series {}) failed: {reason}", job.id, job.series_uid);
+                db.finish_job(job.id, Some(&reason), db::now_secs())?;
+                db.log_event("error", &format!("analysis of series {} failed: {reason}", job.series_uid), db::now_secs())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Analyses one job's series. Ok(false) when the job was withdrawn meanwhile.
+fn process(db: &mut Database, config: &Config, analyzer: &Analyzer, job: &Job) -> anyhow::Result<bool> {
+    let started = Instant::now();
+    let instances = db.series_instances(&job.series_uid)?;
+    anyhow::ensure!(!instances.is_empty(), "the series has no stored instances");
+    let store = config.store_dir();
+    let paths: Vec<PathBuf> = instances.iter().map(|i| store.join(&i.store_path)).collect();
+    let volume = build_volume(&paths, config.decode_threads())?;
+    let decode_ms = started.elapsed().as_millis() as u64;
+    let mut analysis = analyzer.analyse(volume, &instances[0].header, decode_ms, true)?;
+    let relative = artifacts_dir(job.id);
+    let artifacts_started = Instant::now();
+    analysis::write_artifacts(&analysis, &config.paths.data.join(&relative))?;
+    // The stored processing time covers everything from claim to result.
+    analysis.report.timings_ms.total += artifacts_started.elapsed().as_millis() as u64;
+    let stored = db.finish_job_with_result(job.id, &analysis.report, &relative.to_string_lossy(), db::now_secs())?;
+    if !stored {
+        remove_quietly(&config.paths.data.join(&relative));
+    }
+    Ok(stored)
+}
+
+fn remove_quietly(dir: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(dir) {
+        warn!("cannot remove {}: {e}", dir.display());
+    }
+}
+
+/// Starts the worker thread. Errors that stop it (the database is gone) are logged.
+pub fn spawn(
+    config: Arc<Config>,
+    analyzer: Arc<Analyzer>,
+    shutdown: Arc<AtomicBool>,
+    paused: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("worker".into()).spawn(move || {
+        if let Err(e) = run(&config, &analyzer, &shutdown, &paused) {
+            error!("the analysis worker stopped: {e:#}");
+        }
+    })
+}
