@@ -32,6 +32,11 @@ use report::{AffectedRatio, Probabilities, SeriesReport, Sides, SliceFigures, Ti
 use resample::Grid;
 use segment::{CtSlices, StageClock, Window};
 
+/// The 2D networks run on slices at most this far apart; thinner series infer on every
+/// k-th slice and interpolate the logits in between (`segment::label_slices`). 2.5 mm keeps
+/// every slice of the usual 2–5 mm reconstructions and halves the work on 1 mm ones.
+pub const MAX_INFERENCE_SPACING_MM: f64 = 2.5;
+
 /// Class names of the classifier's outputs, in the manifest's order.
 pub const CLASS_NAMES: [&str; 3] = ["covid19", "other_pneumonia", "normal"];
 
@@ -115,7 +120,8 @@ impl Analyzer {
         let segment_started = Instant::now();
         let mut lung = vec![0u8; dims.voxels()];
         let whole = Some((0..dims.rows, 0..dims.columns));
-        segment::label_slices(&models.lung, &ct, segment::lung_frame(&models.lung, grid), |_| whole.clone(), &mut lung, &clock)?;
+        let step = segment::slice_step(volume.spacing_mm[2], MAX_INFERENCE_SPACING_MM);
+        segment::label_slices(&models.lung, &ct, segment::lung_frame(&models.lung, grid), |_| whole.clone(), step, &mut lung, &clock)?;
         let cleanup_started = Instant::now();
         postprocess::remove_gas_pockets(&mut lung, &volume.hu, dims, voxel_ml);
         postprocess::keep_largest_per_lung(&mut lung, dims);
@@ -128,7 +134,7 @@ impl Analyzer {
         // 2. Lesions on the slices that hold lung, only where the lung is.
         let mut lesion = vec![0u8; dims.voxels()];
         if let Some(frame) = segment::lesion_frame(&models.lesion, grid, lung_box) {
-            segment::label_slices(&models.lesion, &ct, frame, |z| boxes[z].clone(), &mut lesion, &clock)?;
+            segment::label_slices(&models.lesion, &ct, frame, |z| boxes[z].clone(), step, &mut lesion, &clock)?;
         } else {
             warnings.push("no lung was found in this series".to_string());
         }

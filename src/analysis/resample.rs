@@ -105,27 +105,39 @@ pub fn argmax_to_native(
     debug_assert_eq!(logits.len(), classes * n * n);
     let row_taps = back_taps(grid.rows, frame.center_row, grid.row_mm, frame.pixel_mm, n);
     let col_taps = back_taps(grid.columns, frame.center_col, grid.col_mm, frame.pixel_mm, n);
-    let mut values = vec![0f32; classes];
+    // Separable: each frame row pair is interpolated along the columns once, then every
+    // native row between them only blends the two (same arithmetic as the 2D formula).
+    let width = cols.len();
+    let mut top = vec![0f32; classes * width];
+    let mut bottom = vec![0f32; classes * width];
+    let mut cached_row = usize::MAX;
     for r in rows {
         let (u0, fu) = row_taps[r];
-        for c in cols.clone() {
-            let (v0, fv) = col_taps[c];
-            for (k, value) in values.iter_mut().enumerate() {
+        if u0 != cached_row {
+            cached_row = u0;
+            for k in 0..classes {
                 let plane = &logits[k * n * n..(k + 1) * n * n];
-                let a = plane[u0 * n + v0];
-                let b = plane[u0 * n + v0 + 1];
-                let c_ = plane[(u0 + 1) * n + v0];
-                let d = plane[(u0 + 1) * n + v0 + 1];
-                *value = (1.0 - fu) * ((1.0 - fv) * a + fv * b) + fu * ((1.0 - fv) * c_ + fv * d);
-            }
-            // First maximum wins, as numpy's argmax.
-            let mut best = 0;
-            for k in 1..classes {
-                if values[k] > values[best] {
-                    best = k;
+                let (upper, lower) = (&plane[u0 * n..(u0 + 1) * n], &plane[(u0 + 1) * n..(u0 + 2) * n]);
+                for (j, c) in cols.clone().enumerate() {
+                    let (v0, fv) = col_taps[c];
+                    top[k * width + j] = (1.0 - fv) * upper[v0] + fv * upper[v0 + 1];
+                    bottom[k * width + j] = (1.0 - fv) * lower[v0] + fv * lower[v0 + 1];
                 }
             }
-            out[r * grid.columns + c] = best as u8;
+        }
+        let line = &mut out[r * grid.columns + cols.start..r * grid.columns + cols.end];
+        for (j, o) in line.iter_mut().enumerate() {
+            // First maximum wins, as numpy's argmax.
+            let mut best = 0;
+            let mut best_value = f32::NEG_INFINITY;
+            for k in 0..classes {
+                let value = (1.0 - fu) * top[k * width + j] + fu * bottom[k * width + j];
+                if value > best_value {
+                    best = k;
+                    best_value = value;
+                }
+            }
+            *o = best as u8;
         }
     }
 }

@@ -3,6 +3,7 @@
 //! the argmax labels of its slices straight into the label volume.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -45,36 +46,80 @@ fn normalisation(network: &Network) -> Normalise {
 /// Runs `network` on the slices for which `window(z)` is Some, with the frame `frame`,
 /// and writes argmax classes into `labels` (one byte per voxel) inside each window.
 /// Other voxels are left as they are.
+///
+/// With `step` > 1 the network runs on every `step`-th of those slices (and the last);
+/// the slices between take the logits interpolated linearly between their two inferred
+/// neighbours, in the frame, before the same back-mapping and argmax.
 pub fn label_slices(
     network: &Network,
     ct: &CtSlices,
     frame: Frame,
     window: impl Fn(usize) -> Option<Window> + Sync,
+    step: usize,
     labels: &mut [u8],
     clock: &StageClock,
 ) -> anyhow::Result<()> {
     let norm = normalisation(network);
     let classes = network.entry.output_shape[1];
     let plane = ct.dims.plane();
-    labels
-        .par_chunks_mut(plane)
+    let wanted: Vec<usize> = (0..ct.dims.slices).filter(|&z| window(z).is_some()).collect();
+    let Some(&last) = wanted.last() else { return Ok(()) };
+    let inferred: Vec<usize> = wanted
+        .iter()
         .enumerate()
-        .try_for_each_init(
-            || (network.session(), vec![0f32; network.input_len()], Vec::new()),
-            |(session, input, logits), (z, out)| -> anyhow::Result<()> {
-                let Some((rows, cols)) = window(z) else {
-                    return Ok(());
-                };
+        .filter(|&(k, &z)| k % step.max(1) == 0 || z == last)
+        .map(|(_, &z)| z)
+        .collect();
+    let inference_before = clock.inference.load(Ordering::Relaxed);
+    // 1. Inference on the chosen slices, keeping their frame logits.
+    let logits: Vec<Vec<f32>> = inferred
+        .par_iter()
+        .map_init(
+            || (network.session(), vec![0f32; network.input_len()]),
+            |(session, input), &z| -> anyhow::Result<Vec<f32>> {
                 let t = Instant::now();
                 sample_frame(&ct.hu[z * plane..(z + 1) * plane], ct.grid, frame, norm, input);
                 let t = StageClock::add(&clock.preprocess, t);
-                session.run(input, logits)?;
-                let t = StageClock::add(&clock.inference, t);
-                argmax_to_native(logits, classes, ct.grid, frame, rows, cols, out);
-                StageClock::add(&clock.postprocess, t);
-                Ok(())
+                let mut output = Vec::new();
+                session.run(input, &mut output)?;
+                StageClock::add(&clock.inference, t);
+                Ok(output)
             },
         )
+        .collect::<anyhow::Result<_>>()?;
+    let per_run = (clock.inference.load(Ordering::Relaxed) - inference_before) / inferred.len() as u64;
+    log::debug!(
+        "{}: {} of {} slices inferred, {:.1} ms of inference per slice",
+        network.name,
+        inferred.len(),
+        wanted.len(),
+        per_run as f64 / 1e6
+    );
+    // 2. Back to the native grid, interpolating the slices in between.
+    labels.par_chunks_mut(plane).enumerate().for_each_init(Vec::new, |blend, (z, out)| {
+        let Some((rows, cols)) = window(z) else { return };
+        let t = Instant::now();
+        let above = inferred.partition_point(|&s| s < z);
+        let frame_logits: &[f32] = if inferred.get(above) == Some(&z) {
+            &logits[above]
+        } else {
+            // Between inferred slices `above - 1` and `above` (both exist: the first and
+            // last wanted slices are inferred).
+            let (z0, z1) = (inferred[above - 1], inferred[above]);
+            let w = (z - z0) as f32 / (z1 - z0) as f32;
+            blend.clear();
+            blend.extend(logits[above - 1].iter().zip(&logits[above]).map(|(a, b)| (1.0 - w) * a + w * b));
+            blend
+        };
+        argmax_to_native(frame_logits, classes, ct.grid, frame, rows, cols, out);
+        StageClock::add(&clock.postprocess, t);
+    });
+    Ok(())
+}
+
+/// The slice step at which to infer so that inferred slices are at most `max_mm` apart.
+pub fn slice_step(slice_mm: f64, max_mm: f64) -> usize {
+    if slice_mm <= 0.0 { 1 } else { ((max_mm / slice_mm).floor() as usize).max(1) }
 }
 
 /// The lung model's frame: fixed pixel size, centred on the image centre.
@@ -105,4 +150,19 @@ pub fn lesion_frame(network: &Network, grid: Grid, lung_box: Option<Window>) -> 
         center_col: (c0 + c1) / 2.0,
         pixel_mm: side_mm / p.size as f64,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slice_step;
+
+    #[test]
+    fn thin_series_infer_on_fewer_slices() {
+        assert_eq!(slice_step(2.0, 2.5), 1);
+        assert_eq!(slice_step(5.0, 2.5), 1);
+        assert_eq!(slice_step(1.25, 2.5), 2);
+        assert_eq!(slice_step(0.887, 2.5), 2);
+        assert_eq!(slice_step(0.625, 2.5), 4);
+        assert_eq!(slice_step(0.0, 2.5), 1);
+    }
 }
