@@ -7,6 +7,7 @@ like the source.
     python bench/make_long_series.py SRC_DIR DST_DIR [--slices 300]
 """
 import argparse
+import warnings
 import copy
 import os
 import shutil
@@ -18,6 +19,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 
 def main():
+    warnings.filterwarnings("ignore", message="Invalid value for VR UI")
     ap = argparse.ArgumentParser()
     ap.add_argument("src")
     ap.add_argument("dst")

@@ -95,14 +95,7 @@ pub fn measure(lung: &[u8], lesion: &[u8], dims: Dims, spacing_mm: [f64; 3]) -> 
             }
             let mut peripheral = 0;
             if counts.lesion_total() > 0 {
-                let inside: Vec<bool> = lung.iter().map(|&l| l != 0).collect();
-                let distance = distance_to_outside(&inside, dims.rows, dims.columns, row_mm, col_mm);
-                peripheral = lesion
-                    .iter()
-                    .zip(lung)
-                    .zip(&distance)
-                    .filter(|((s, l), d)| **s != 0 && **l != 0 && **d <= PERIPHERAL_MM)
-                    .count() as u64;
+                peripheral = peripheral_pixels(lung, lesion, dims.rows, dims.columns, row_mm, col_mm);
             }
             (counts, peripheral)
         })
@@ -151,6 +144,50 @@ pub fn measure(lung: &[u8], lesion: &[u8], dims: Dims, spacing_mm: [f64; 3]) -> 
         q.largest_lesion_component = comps.largest().map_or(0, |id| comps.sizes[id as usize]);
     }
     q
+}
+
+/// Lesion pixels of one slice within `PERIPHERAL_MM` of a non-lung pixel. The distance
+/// transform runs on the lung's bounding box grown by one pixel: that ring is all
+/// non-lung, so it holds every lung pixel's nearest non-lung pixel and the crop is exact.
+fn peripheral_pixels(lung: &[u8], lesion: &[u8], rows: usize, columns: usize, row_mm: f64, col_mm: f64) -> u64 {
+    let (mut r0, mut r1, mut c0, mut c1) = (usize::MAX, 0, usize::MAX, 0);
+    for (i, _) in lung.iter().enumerate().filter(|(_, l)| **l != 0) {
+        let (r, c) = (i / columns, i % columns);
+        r0 = r0.min(r);
+        r1 = r1.max(r);
+        c0 = c0.min(c);
+        c1 = c1.max(c);
+    }
+    if r0 == usize::MAX {
+        return 0;
+    }
+    // Grown by one pixel; a virtual non-lung ring where the box meets the image border.
+    let (r0, c0) = (r0 as i64 - 1, c0 as i64 - 1);
+    let (h, w) = ((r1 as i64 + 1 - r0 + 1) as usize, (c1 as i64 + 1 - c0 + 1) as usize);
+    let index = |r: usize, c: usize| -> Option<usize> {
+        let (rr, cc) = (r0 + r as i64, c0 + c as i64);
+        (rr >= 0 && cc >= 0 && (rr as usize) < rows && (cc as usize) < columns).then(|| rr as usize * columns + cc as usize)
+    };
+    let mut inside = vec![false; h * w];
+    for r in 0..h {
+        for c in 0..w {
+            inside[r * w + c] = index(r, c).is_some_and(|i| lung[i] != 0);
+        }
+    }
+    let distance = distance_to_outside(&inside, h, w, row_mm, col_mm);
+    let mut count = 0;
+    for r in 0..h {
+        for c in 0..w {
+            if let Some(i) = index(r, c)
+                && lesion[i] != 0
+                && lung[i] != 0
+                && distance[r * w + c] <= PERIPHERAL_MM
+            {
+                count += 1;
+            }
+        }
+    }
+    count
 }
 
 impl Quantities {
