@@ -61,7 +61,25 @@ fn interleaved_bursts_assemble_into_complete_selected_series() {
     let c = d.wait_for(120, "three complete selected series", |c| {
         c.series_selected == 3 && c.instances == TOTAL_SLICES
     });
-    assert_eq!((c.jobs_pending, c.quarantined, c.series_skipped), (3, 0, 0));
+    assert_eq!((c.quarantined, c.series_skipped), (0, 0));
+    assert_eq!(c.jobs_pending + c.jobs_running + c.jobs_done, 3);
+    // The worker analyses them; each result is stored with its job's `done`.
+    let c = d.wait_for(240, "three analysed series", |c| c.jobs_done == 3);
+    assert_eq!(c.jobs_failed, 0);
+    let results = d.db().all_results().unwrap();
+    assert_eq!(results.len(), 3, "one result per job");
+    let ratio = |slices: usize| {
+        let r = results.iter().find(|r| r.report.slice_count == slices).expect("result by slice count");
+        for file in ["labels.nii.gz", "coronal.png", "axial-0.png"] {
+            assert!(d.data.join(&r.artifacts_dir).join(file).is_file(), "{file} of {slices}-slice series");
+        }
+        r.report.affected_ratio.total
+    };
+    let (covid, cap, normal) = (ratio(133), ratio(131), ratio(167));
+    assert!(normal < 0.005 && covid > 2.0 * cap, "ratios {covid} {cap} {normal}");
+    for r in &results {
+        println!("series {}: processing {} ms (stages {:?})", r.report.series_instance_uid, r.report.timings_ms.total, r.report.timings_ms);
+    }
     assert!(
         d.incoming_files().is_empty(),
         "drop folder not emptied: {:?}",
@@ -87,7 +105,7 @@ fn interleaved_bursts_assemble_into_complete_selected_series() {
     assert!(out.status.success());
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["counts"]["instances"], TOTAL_SLICES);
-    assert_eq!(status["counts"]["jobs_pending"], 3);
+    assert_eq!(status["counts"]["jobs_done"], 3);
 
     // Dropping the same series again stores nothing twice.
     for (folder, path) in files.iter().take(40) {
@@ -140,9 +158,34 @@ fn sigkill_mid_ingest_then_restart_loses_and_duplicates_nothing() {
     let c = d.wait_for(120, "every slice indexed after restarts", |c| {
         c.instances == TOTAL_SLICES && c.series_selected == 3
     });
-    assert_eq!((c.quarantined, c.jobs_pending), (0, 3));
+    assert_eq!(c.quarantined, 0);
+    assert_eq!(c.jobs_pending + c.jobs_running + c.jobs_done, 3);
     assert!(d.incoming_files().is_empty());
     assert_store_consistent(&d);
+    assert!(d.stop_with(15));
+}
+
+#[test]
+fn sigkill_mid_job_then_restart_completes_the_job_once() {
+    let Some(data) = common::shared_data("SIGKILL mid-job") else {
+        return;
+    };
+    let mut d = Daemon::new("");
+    let folder = data.join("covid-ct-md").join("covid19-P002");
+    for (i, path) in common::files_under(&folder).iter().enumerate() {
+        drop_file(path, &d.incoming, &format!("p002-{i:04}.dcm"));
+    }
+    d.start();
+    d.wait_for(120, "the job running", |c| c.jobs_running == 1);
+    d.kill9();
+    let c = d.counts().unwrap();
+    assert_eq!((c.jobs_running, c.jobs_done), (1, 0), "killed mid-job");
+    d.start();
+    let c = d.wait_for(120, "the job done after restart", |c| c.jobs_done == 1);
+    assert_eq!((c.jobs_pending, c.jobs_running, c.jobs_failed), (0, 0, 0));
+    let results = d.db().all_results().unwrap();
+    assert_eq!(results.len(), 1, "exactly one result");
+    assert!(d.log().contains("pending again"), "the interrupted job was requeued");
     assert!(d.stop_with(15));
 }
 
