@@ -11,3 +11,4 @@ pub mod ingest;
 pub mod inspect;
 pub mod series;
 pub mod status;
+pub mod web;
