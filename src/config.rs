@@ -298,7 +298,10 @@ impl Config {
         if let Some(dir) = &self.models.dir
             && dir.as_os_str().is_empty()
         {
-            return Err(invalid("models.dir", "must not be empty (leave it out instead)"));
+            return Err(invalid(
+                "models.dir",
+                "must not be empty (leave it out instead)",
+            ));
         }
         self.web.validate()?;
         if !["error", "warn", "info", "debug", "trace"].contains(&self.log.level.as_str()) {
@@ -448,7 +451,9 @@ mod tests {
     #[test]
     fn non_loopback_listen_without_auth_is_refused() {
         for addr in ["0.0.0.0:8080", "192.168.1.20:80", "[::]:8080"] {
-            let err = web(&format!("listen = {addr:?}\n")).unwrap_err().to_string();
+            let err = web(&format!("listen = {addr:?}\n"))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("web.listen"), "{err}");
             assert!(err.contains("no authentication"), "{err}");
         }

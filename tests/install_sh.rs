@@ -30,7 +30,14 @@ fn run(root: &Path, args: &[&str]) -> String {
 #[test]
 fn script_is_valid_bash_and_shellcheck_clean() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("install.sh");
-    assert!(Command::new("bash").arg("-n").arg(&script).status().unwrap().success());
+    assert!(
+        Command::new("bash")
+            .arg("-n")
+            .arg(&script)
+            .status()
+            .unwrap()
+            .success()
+    );
     match Command::new("shellcheck").arg(&script).output() {
         Ok(out) => assert!(
             out.status.success(),
@@ -51,14 +58,23 @@ fn installs_into_a_root_idempotently_and_uninstalls() {
     let bin = root.join("usr/local/bin/lungwatch");
     assert!(bin.metadata().unwrap().permissions().mode() & 0o111 != 0);
     let models = root.join("usr/share/lungwatch/models");
-    for f in ["manifest.toml", "lung_seg.onnx", "lesion_seg.onnx", "classifier.onnx", "MODEL_CARD.md"] {
+    for f in [
+        "manifest.toml",
+        "lung_seg.onnx",
+        "lesion_seg.onnx",
+        "classifier.onnx",
+        "MODEL_CARD.md",
+    ] {
         assert_eq!(
             std::fs::read(models.join(f)).unwrap(),
             std::fs::read(repo.join("models").join(f)).unwrap(),
             "{f}"
         );
     }
-    assert!(!models.join("train").exists(), "training scripts are not installed");
+    assert!(
+        !models.join("train").exists(),
+        "training scripts are not installed"
+    );
     let conf = root.join("etc/lungwatch/lungwatch.toml");
     assert_eq!(
         std::fs::read_to_string(&conf).unwrap(),
@@ -84,7 +100,10 @@ fn installs_into_a_root_idempotently_and_uninstalls() {
         "CapabilityBoundingSet=",
         "WantedBy=multi-user.target",
     ] {
-        assert!(unit.lines().any(|l| l == line), "unit lacks {line:?}:\n{unit}");
+        assert!(
+            unit.lines().any(|l| l == line),
+            "unit lacks {line:?}:\n{unit}"
+        );
     }
 
     // A site's config and data survive a re-install.
@@ -98,8 +117,14 @@ fn installs_into_a_root_idempotently_and_uninstalls() {
         "[web]\nmask_patient_ids = true\n"
     );
     assert!(root.join("etc/lungwatch/lungwatch.toml.dist").is_file());
-    assert!(!models.join("stale.onnx").exists(), "the models folder is replaced whole");
-    assert!(root.join("var/lib/lungwatch/data/lungwatch.sqlite").is_file());
+    assert!(
+        !models.join("stale.onnx").exists(),
+        "the models folder is replaced whole"
+    );
+    assert!(
+        root.join("var/lib/lungwatch/data/lungwatch.sqlite")
+            .is_file()
+    );
 
     // Uninstall keeps config and data.
     run(root, &["--uninstall"]);
@@ -107,7 +132,10 @@ fn installs_into_a_root_idempotently_and_uninstalls() {
     assert!(!models.exists());
     assert!(!root.join("etc/systemd/system/lungwatch.service").exists());
     assert!(conf.is_file());
-    assert!(root.join("var/lib/lungwatch/data/lungwatch.sqlite").is_file());
+    assert!(
+        root.join("var/lib/lungwatch/data/lungwatch.sqlite")
+            .is_file()
+    );
     // Purge removes them too.
     run(root, &["--uninstall", "--purge"]);
     assert!(!root.join("etc/lungwatch").exists());
@@ -118,7 +146,11 @@ fn installs_into_a_root_idempotently_and_uninstalls() {
 fn refuses_bad_options() {
     let tmp = tempfile::tempdir().unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("install.sh");
-    for args in [&["--purge"][..], &["--frobnicate"], &["--prefix", "relative"]] {
+    for args in [
+        &["--purge"][..],
+        &["--frobnicate"],
+        &["--prefix", "relative"],
+    ] {
         let out = Command::new("bash")
             .arg(&script)
             .arg("--root")

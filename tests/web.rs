@@ -34,14 +34,21 @@ struct Study<'a> {
 }
 
 fn models() -> Vec<ModelRef> {
-    [("lung_seg", "0.1.0"), ("lesion_seg", "0.1.0"), ("classifier", "0.1.0")]
-        .iter()
-        .map(|(n, v)| ModelRef {
-            name: n.to_string(),
-            version: v.to_string(),
-            sha256: format!("{:0>64}", format!("{n}{v}").len()),
-        })
-        .collect()
+    [
+        ("lung_seg", "0.1.0"),
+        ("lesion_seg", "0.1.0"),
+        ("classifier", "0.1.0"),
+    ]
+    .iter()
+    .map(|(n, v)| ModelRef {
+        name: n.to_string(),
+        version: v.to_string(),
+        sha256: sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(n))
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    })
+    .collect()
 }
 
 fn report(s: &Study) -> SeriesReport {
@@ -307,7 +314,8 @@ fn fixture() -> Fixture {
     db.complete_series(failing.series, None, now, now).unwrap();
     let job = db.claim_job(now).unwrap().unwrap();
     assert_eq!(job.series_uid, failing.series);
-    db.finish_job(job.id, Some("12-bit lossy JPEG <not supported>"), now).unwrap();
+    db.finish_job(job.id, Some("12-bit lossy JPEG <not supported>"), now)
+        .unwrap();
     let pending = Study {
         series: "1.2.826.0.1.3680043.8.498.4001.1",
         ..failing
@@ -319,12 +327,25 @@ fn fixture() -> Fixture {
         ..failing
     };
     insert(&mut db, &skipped, now);
-    db.complete_series(skipped.series, Some("only 12 slices (at least 40 needed)"), now, now)
+    db.complete_series(
+        skipped.series,
+        Some("only 12 slices (at least 40 needed)"),
+        now,
+        now,
+    )
+    .unwrap();
+    db.record_quarantine(
+        "broken<1>.dcm",
+        "quarantine/truncated/ab-broken.dcm",
+        "truncated",
+        "file ends inside Pixel Data",
+        now,
+    )
+    .unwrap();
+    db.log_event("error", "cannot scan /mnt/pacs: <permission denied>", now)
         .unwrap();
-    db.record_quarantine("broken<1>.dcm", "quarantine/truncated/ab-broken.dcm", "truncated", "file ends inside Pixel Data", now)
+    db.log_event("info", "routine message not for the status page", now)
         .unwrap();
-    db.log_event("error", "cannot scan /mnt/pacs: <permission denied>", now).unwrap();
-    db.log_event("info", "routine message not for the status page", now).unwrap();
     Fixture {
         _root: root,
         db_path,
@@ -373,7 +394,10 @@ fn get_with(addr: SocketAddr, path: &str, authorization: Option<&str>) -> Respon
     write!(s, "GET {path} HTTP/1.0\r\nHost: test\r\n{auth}\r\n").unwrap();
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("header end");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("header end");
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
     Response {
@@ -439,13 +463,21 @@ fn pages_api_metrics_and_health() {
     state.set_disk_full(true);
     let h = get(addr, "/healthz");
     assert_eq!(h.status, 503);
-    assert!(h.text().contains("disk full: ingest paused"), "{}", h.text());
+    assert!(
+        h.text().contains("disk full: ingest paused"),
+        "{}",
+        h.text()
+    );
     let html = get(addr, "/").text();
     assert!(html.contains("Disk full: ingest paused"));
     assert!(html.contains(">degraded</span>"));
     state.set_disk_full(false);
     state.set_problem("watcher", Some("cannot watch the drop folder".into()));
-    assert!(get(addr, "/healthz").text().contains("cannot watch the drop folder"));
+    assert!(
+        get(addr, "/healthz")
+            .text()
+            .contains("cannot watch the drop folder")
+    );
     state.set_problem("watcher", None);
     assert_eq!(get(addr, "/healthz").status, 200);
 
@@ -515,7 +547,10 @@ fn pages_api_metrics_and_health() {
     assert_eq!(series.len(), 2);
     assert_eq!(series[0]["report"]["severity_score"], 6);
     assert_eq!(series[0]["previews"].as_array().unwrap().len(), 4);
-    let img_url = series[0]["previews"][0]["url"].as_str().unwrap().to_string();
+    let img_url = series[0]["previews"][0]["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let img = get(addr, &img_url);
     assert_eq!(img.status, 200, "{img_url}");
     assert!(img.headers.contains("image/png"));
@@ -526,12 +561,20 @@ fn pages_api_metrics_and_health() {
     // Patient timeline: four dates in order, labels by the ±2 pp rule.
     let p = get(addr, "/api/patients/P001").json();
     let tl = p["studies"].as_array().unwrap();
-    let dates: Vec<&str> = tl.iter().map(|s| s["study_date"].as_str().unwrap()).collect();
+    let dates: Vec<&str> = tl
+        .iter()
+        .map(|s| s["study_date"].as_str().unwrap())
+        .collect();
     assert_eq!(dates, ["20200301", "20200310", "20200325", "20200420"]);
     let trends: Vec<&serde_json::Value> = tl.iter().map(|s| &s["trend"]).collect();
     assert_eq!(
         trends,
-        [&serde_json::Value::Null, &"progression".into(), &"regression".into(), &"stable".into()]
+        [
+            &serde_json::Value::Null,
+            &"progression".into(),
+            &"regression".into(),
+            &"stable".into()
+        ]
     );
     assert!((tl[1]["change_pp"].as_f64().unwrap() - 10.0).abs() < 1e-9);
     assert_eq!(p["threshold_pp"], 2.0);
@@ -572,7 +615,10 @@ fn pages_api_metrics_and_health() {
     assert_eq!(value("lungwatch_quarantined_files"), 1.0);
     assert_eq!(value("lungwatch_processing_seconds_bucket{le=\"2\"}"), 1.0);
     assert_eq!(value("lungwatch_processing_seconds_bucket{le=\"4\"}"), 7.0);
-    assert_eq!(value("lungwatch_processing_seconds_bucket{le=\"+Inf\"}"), 7.0);
+    assert_eq!(
+        value("lungwatch_processing_seconds_bucket{le=\"+Inf\"}"),
+        7.0
+    );
     assert_eq!(value("lungwatch_processing_seconds_count"), 7.0);
     assert!((value("lungwatch_processing_seconds_sum") - 20.8).abs() < 1e-9);
 
@@ -582,9 +628,15 @@ fn pages_api_metrics_and_health() {
     write!(s, "POST / HTTP/1.0\r\nContent-Length: 0\r\n\r\n").unwrap();
     let mut raw = String::new();
     s.read_to_string(&mut raw).unwrap();
-    assert!(raw.starts_with("HTTP/1.0 405") || raw.starts_with("HTTP/1.1 405"), "{raw}");
+    assert!(
+        raw.starts_with("HTTP/1.0 405") || raw.starts_with("HTTP/1.1 405"),
+        "{raw}"
+    );
     web.stop();
-    assert!(TcpStream::connect(addr).is_err(), "the listener is closed after stop");
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "the listener is closed after stop"
+    );
 }
 
 /// Parses Prometheus text format strictly enough to catch malformed output; returns
@@ -608,10 +660,13 @@ fn parse_prometheus(text: &str) -> Vec<(String, f64)> {
             continue;
         }
         assert!(!line.starts_with('#'), "unexpected comment {line}");
-        let (key, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("bad line {line}"));
+        let (key, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad line {line}"));
         let name = key.split('{').next().unwrap();
         assert!(
-            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
             "bad name {name}"
         );
         if let Some(labels) = key.strip_prefix(name) {
@@ -619,16 +674,24 @@ fn parse_prometheus(text: &str) -> Vec<(String, f64)> {
                 assert!(labels.starts_with('{') && labels.ends_with('}'), "{line}");
                 for pair in labels[1..labels.len() - 1].split(',') {
                     let (k, v) = pair.split_once('=').unwrap();
-                    assert!(!k.is_empty() && v.starts_with('"') && v.ends_with('"'), "{line}");
+                    assert!(
+                        !k.is_empty() && v.starts_with('"') && v.ends_with('"'),
+                        "{line}"
+                    );
                 }
             }
         }
         let family = ["_bucket", "_sum", "_count"]
             .iter()
-            .find_map(|s| name.strip_suffix(s).filter(|f| typed.get(*f).is_some_and(|k| k == "histogram")))
+            .find_map(|s| {
+                name.strip_suffix(s)
+                    .filter(|f| typed.get(*f).is_some_and(|k| k == "histogram"))
+            })
             .unwrap_or(name);
         assert!(typed.contains_key(family), "no TYPE for {name}");
-        let v: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in {line}"));
+        let v: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line}"));
         out.push((key.to_string(), v));
     }
     let buckets: Vec<f64> = out
@@ -636,7 +699,10 @@ fn parse_prometheus(text: &str) -> Vec<(String, f64)> {
         .filter(|(k, _)| k.starts_with("lungwatch_processing_seconds_bucket"))
         .map(|(_, v)| *v)
         .collect();
-    assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "buckets not cumulative");
+    assert!(
+        buckets.windows(2).all(|w| w[0] <= w[1]),
+        "buckets not cumulative"
+    );
     out
 }
 
@@ -656,8 +722,14 @@ fn dicom_strings_are_escaped_everywhere() {
     for page in &pages {
         let html = get(addr, page).text();
         assert!(html.contains(DISCLAIMER), "{page}");
-        assert!(!html.contains("<script"), "{page} has an unescaped script tag");
-        assert!(!html.contains("<img src=x"), "{page} has an unescaped img tag");
+        assert!(
+            !html.contains("<script"),
+            "{page} has an unescaped script tag"
+        );
+        assert!(
+            !html.contains("<img src=x"),
+            "{page} has an unescaped img tag"
+        );
         assert!(!html.contains("<1>"), "{page} has an unescaped patient ID");
     }
     let html = get(addr, &format!("/studies/{STUDY_EVIL}")).text();
@@ -670,7 +742,10 @@ fn dicom_strings_are_escaped_everywhere() {
     assert_eq!(p["patient_name"], EVIL_NAME);
     // Scripts could not run anyway: the policy forbids them.
     let r = get(addr, "/");
-    assert!(r.headers.contains("Content-Security-Policy: default-src 'none'"));
+    assert!(
+        r.headers
+            .contains("Content-Security-Policy: default-src 'none'")
+    );
 }
 
 #[test]
@@ -680,7 +755,10 @@ fn artifacts_serve_only_report_files_inside_the_data_folder() {
     let addr = web.local_addr();
     let api = get(addr, &format!("/api/studies/{STUDY_A}")).json();
     let id = api["series"][0]["result_id"].as_i64().unwrap();
-    assert_eq!(get(addr, &format!("/artifacts/{id}/axial-0.png")).status, 200);
+    assert_eq!(
+        get(addr, &format!("/artifacts/{id}/axial-0.png")).status,
+        200
+    );
     let labels = get(addr, &format!("/artifacts/{id}/labels.nii.gz"));
     assert_eq!(labels.status, 200);
     assert!(labels.headers.contains("attachment"));
@@ -720,13 +798,26 @@ fn authentication_and_masking() {
     let f = fixture();
     let (web, _state) = start(&f, &config(true, true));
     let addr = web.local_addr();
-    for path in ["/", "/studies", "/api/status", "/metrics", &format!("/studies/{STUDY_A}")] {
+    for path in [
+        "/",
+        "/studies",
+        "/api/status",
+        "/metrics",
+        &format!("/studies/{STUDY_A}"),
+    ] {
         let r = get(addr, path);
         assert_eq!(r.status, 401, "{path}");
         assert!(r.headers.contains("WWW-Authenticate: Basic"), "{path}");
         assert!(!r.text().contains("P001"));
-        assert_eq!(get_with(addr, path, Some("Bearer wrong-token-wrong-token")).status, 401);
-        assert_eq!(get_with(addr, path, Some(&format!("Bearer {TOKEN}"))).status, 200, "{path}");
+        assert_eq!(
+            get_with(addr, path, Some("Bearer wrong-token-wrong-token")).status,
+            401
+        );
+        assert_eq!(
+            get_with(addr, path, Some(&format!("Bearer {TOKEN}"))).status,
+            200,
+            "{path}"
+        );
     }
     // The browser's login prompt: any user, the token as password ("it:" + TOKEN).
     let basic = format!("Basic {}", base64(&format!("it:{TOKEN}")));
@@ -738,7 +829,10 @@ fn authentication_and_masking() {
     let auth = Some(format!("Bearer {TOKEN}"));
     let html = get_with(addr, "/studies", auth.as_deref()).text();
     assert!(html.contains("P00***"));
-    assert!(!html.contains("P001") && !html.contains("DOE"), "masked list leaks identity");
+    assert!(
+        !html.contains("P001") && !html.contains("DOE"),
+        "masked list leaks identity"
+    );
     let json = get_with(addr, "/api/studies", auth.as_deref()).text();
     assert!(json.contains("P00***") && !json.contains("P001") && !json.contains("DOE"));
     // Searching by the real ID still works.
@@ -778,7 +872,10 @@ fn start_refuses_an_open_non_loopback_address() {
         .err()
         .expect("must refuse")
         .to_string();
-    assert!(err.contains("web.listen") && err.contains("no authentication"), "{err}");
+    assert!(
+        err.contains("web.listen") && err.contains("no authentication"),
+        "{err}"
+    );
 }
 
 fn base64(s: &str) -> String {
@@ -786,7 +883,10 @@ fn base64(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = String::new();
     for chunk in b.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, &x)| acc | (x as u32) << (16 - 8 * i));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &x)| acc | (x as u32) << (16 - 8 * i));
         for i in 0..4 {
             if i <= chunk.len() {
                 out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
@@ -806,7 +906,9 @@ fn screenshots_in_headless_chromium() {
         .into_iter()
         .find(|p| Path::new(p).exists())
     else {
-        eprintln!("SKIPPED screenshots_in_headless_chromium: no /usr/bin/chromium (apt-get install chromium)");
+        eprintln!(
+            "SKIPPED screenshots_in_headless_chromium: no /usr/bin/chromium (apt-get install chromium)"
+        );
         return;
     };
     let f = fixture();
@@ -847,7 +949,11 @@ fn screenshots_in_headless_chromium() {
         assert!(status.success(), "chromium failed on {path}");
         let bytes = std::fs::read(&file).unwrap();
         assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{name} is not a PNG");
-        assert!(bytes.len() > 10_000, "{name} looks blank ({} bytes)", bytes.len());
+        assert!(
+            bytes.len() > 10_000,
+            "{name} looks blank ({} bytes)",
+            bytes.len()
+        );
         eprintln!("screenshot: {}", file.display());
     }
 }

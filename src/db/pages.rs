@@ -254,7 +254,11 @@ mod tests {
     #[test]
     fn empty_database_answers_every_page_query() {
         let db = Database::open_in_memory().unwrap();
-        assert!(db.search_results(&StudyFilter::default(), 10).unwrap().is_empty());
+        assert!(
+            db.search_results(&StudyFilter::default(), 10)
+                .unwrap()
+                .is_empty()
+        );
         assert!(db.study_results("1.2").unwrap().is_empty());
         assert!(db.patient_results("P").unwrap().is_empty());
         assert_eq!(db.result_artifacts_dir(1).unwrap(), None);
@@ -269,9 +273,12 @@ mod tests {
             e.iter().map(|e| e.message.as_str()).collect::<Vec<_>>(),
             ["odd", "boom"]
         );
-        db.record_quarantine("a", "q/a", "empty", "empty file", 1).unwrap();
-        db.record_quarantine("b", "q/b", "empty", "empty file", 1).unwrap();
-        db.record_quarantine("c", "q/c", "not-dicom", "no DICM", 1).unwrap();
+        db.record_quarantine("a", "q/a", "empty", "empty file", 1)
+            .unwrap();
+        db.record_quarantine("b", "q/b", "empty", "empty file", 1)
+            .unwrap();
+        db.record_quarantine("c", "q/c", "not-dicom", "no DICM", 1)
+            .unwrap();
         assert_eq!(
             db.quarantine_by_reason().unwrap(),
             vec![("empty".to_string(), 2), ("not-dicom".to_string(), 1)]

@@ -98,7 +98,12 @@ mod tests {
 
     #[test]
     fn only_report_names_are_allowed() {
-        for ok in ["labels.nii.gz", "coronal.png", "axial-0.png", "axial-12.png"] {
+        for ok in [
+            "labels.nii.gz",
+            "coronal.png",
+            "axial-0.png",
+            "axial-12.png",
+        ] {
             assert!(allowed_name(ok), "{ok}");
         }
         for bad in [

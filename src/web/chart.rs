@@ -111,7 +111,11 @@ pub fn affected_ratio_chart(points: &[Point]) -> String {
         "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#627d98\">study date{}</text></svg>",
         LEFT + plot_w / 2.0,
         H - 8.0,
-        if by_date { "" } else { " (in order; dates missing or equal)" }
+        if by_date {
+            ""
+        } else {
+            " (in order; dates missing or equal)"
+        }
     );
     s
 }
@@ -123,9 +127,21 @@ mod tests {
     #[test]
     fn points_are_placed_by_date_and_labels_escaped() {
         let pts = [
-            Point { days: Some(0), label: "a".into(), value_pct: 0.0 },
-            Point { days: Some(10), label: "<b>".into(), value_pct: 20.0 },
-            Point { days: Some(40), label: "c".into(), value_pct: 5.0 },
+            Point {
+                days: Some(0),
+                label: "a".into(),
+                value_pct: 0.0,
+            },
+            Point {
+                days: Some(10),
+                label: "<b>".into(),
+                value_pct: 20.0,
+            },
+            Point {
+                days: Some(40),
+                label: "c".into(),
+                value_pct: 5.0,
+            },
         ];
         let svg = affected_ratio_chart(&pts);
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));

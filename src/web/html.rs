@@ -70,7 +70,15 @@ pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
 }
 
 /// A DICOM DA (`YYYYMMDD`, also tolerating `YYYY.MM.DD` and `YYYY-MM-DD`) as days since
@@ -109,7 +117,12 @@ pub fn fmt_days(days: i64) -> String {
 /// A Unix timestamp as `YYYY-MM-DD HH:MM UTC`.
 pub fn fmt_time(secs: i64) -> String {
     let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
-    format!("{} {:02}:{:02} UTC", fmt_days(days), rem / 3600, rem % 3600 / 60)
+    format!(
+        "{} {:02}:{:02} UTC",
+        fmt_days(days),
+        rem / 3600,
+        rem % 3600 / 60
+    )
 }
 
 pub fn fmt_duration(secs: u64) -> String {

@@ -25,21 +25,41 @@ pub fn render(ctx: &Ctx, db: &Database) -> db::Result<String> {
     let hist = db.processing_histogram(&BUCKETS_MS)?;
     let by_reason = db.quarantine_by_reason()?;
     let mut o = String::new();
-    metric(&mut o, "lungwatch_up", "gauge", "1 when lungwatch is running and its database answers.");
+    metric(
+        &mut o,
+        "lungwatch_up",
+        "gauge",
+        "1 when lungwatch is running and its database answers.",
+    );
     let _ = writeln!(o, "lungwatch_up 1");
-    metric(&mut o, "lungwatch_build_info", "gauge", "Version of the running lungwatch.");
+    metric(
+        &mut o,
+        "lungwatch_build_info",
+        "gauge",
+        "Version of the running lungwatch.",
+    );
     let _ = writeln!(
         o,
         "lungwatch_build_info{{version=\"{}\"}} 1",
         escape_label(env!("CARGO_PKG_VERSION"))
     );
-    metric(&mut o, "lungwatch_healthy", "gauge", "1 when the status is ok, 0 when degraded.");
+    metric(
+        &mut o,
+        "lungwatch_healthy",
+        "gauge",
+        "1 when the status is ok, 0 when degraded.",
+    );
     let _ = writeln!(
         o,
         "lungwatch_healthy {}",
         u8::from(super::status::health(ctx).status == "ok")
     );
-    metric(&mut o, "lungwatch_uptime_seconds", "gauge", "Seconds since lungwatch started.");
+    metric(
+        &mut o,
+        "lungwatch_uptime_seconds",
+        "gauge",
+        "Seconds since lungwatch started.",
+    );
     let _ = writeln!(o, "lungwatch_uptime_seconds {}", ctx.state.uptime_secs());
     metric(
         &mut o,
@@ -47,8 +67,17 @@ pub fn render(ctx: &Ctx, db: &Database) -> db::Result<String> {
         "gauge",
         "1 while ingest is paused because the disk is full.",
     );
-    let _ = writeln!(o, "lungwatch_ingest_paused {}", u8::from(ctx.state.disk_full()));
-    metric(&mut o, "lungwatch_queue_depth", "gauge", "Jobs waiting to be analysed.");
+    let _ = writeln!(
+        o,
+        "lungwatch_ingest_paused {}",
+        u8::from(ctx.state.disk_full())
+    );
+    metric(
+        &mut o,
+        "lungwatch_queue_depth",
+        "gauge",
+        "Jobs waiting to be analysed.",
+    );
     let _ = writeln!(o, "lungwatch_queue_depth {}", counts.jobs_pending);
     metric(&mut o, "lungwatch_jobs", "gauge", "Analysis jobs by state.");
     for (state, n) in [
@@ -67,9 +96,19 @@ pub fn render(ctx: &Ctx, db: &Database) -> db::Result<String> {
     ] {
         let _ = writeln!(o, "lungwatch_series{{state=\"{state}\"}} {n}");
     }
-    metric(&mut o, "lungwatch_instances", "gauge", "DICOM instances stored and indexed.");
+    metric(
+        &mut o,
+        "lungwatch_instances",
+        "gauge",
+        "DICOM instances stored and indexed.",
+    );
     let _ = writeln!(o, "lungwatch_instances {}", counts.instances);
-    metric(&mut o, "lungwatch_quarantined_files", "gauge", "Files in quarantine.");
+    metric(
+        &mut o,
+        "lungwatch_quarantined_files",
+        "gauge",
+        "Files in quarantine.",
+    );
     let _ = writeln!(o, "lungwatch_quarantined_files {}", counts.quarantined);
     metric(
         &mut o,

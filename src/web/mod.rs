@@ -86,13 +86,19 @@ impl WebState {
         *self.models.write().unwrap_or_else(|e| e.into_inner()) = models;
     }
     pub fn models(&self) -> Vec<ModelRef> {
-        self.models.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.models
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
     pub fn set_incoming(&self, incoming: PathBuf) {
         *self.incoming.write().unwrap_or_else(|e| e.into_inner()) = incoming;
     }
     pub fn incoming(&self) -> PathBuf {
-        self.incoming.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.incoming
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
     /// Records (`Some`) or clears (`None`) a health problem under `key`; any recorded
     /// problem makes the status "degraded" and `/healthz` answer 503 with it.

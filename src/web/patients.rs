@@ -6,7 +6,9 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use super::chart::{self, Point};
-use super::html::{self, class_badge, dicom_date_days, esc, esc_opt, fmt_dicom_date, pct, person_name};
+use super::html::{
+    self, class_badge, dicom_date_days, esc, esc_opt, fmt_dicom_date, pct, person_name,
+};
 use super::url::encode_segment;
 use crate::db::{self, Database, StoredResult};
 

@@ -54,7 +54,11 @@ impl Reply {
         }
     }
     pub fn text(status: u16, body: impl Into<String>) -> Reply {
-        Reply::bytes(status, "text/plain; charset=utf-8", body.into().into_bytes())
+        Reply::bytes(
+            status,
+            "text/plain; charset=utf-8",
+            body.into().into_bytes(),
+        )
     }
     pub fn html(body: String) -> Reply {
         Reply::bytes(200, "text/html; charset=utf-8", body.into_bytes())
@@ -105,12 +109,18 @@ pub(super) fn serve_requests(shared: &Shared) {
                 continue;
             }
         };
-        let reply = std::panic::catch_unwind(AssertUnwindSafe(|| handle(shared, &mut db, &request)))
-            .unwrap_or_else(|_| {
-                db = None;
-                Reply::server_error(&format!("request {} panicked", request.url()))
-            });
-        log::debug!("web: {} {} -> {}", request.method(), request.url(), reply.status);
+        let reply =
+            std::panic::catch_unwind(AssertUnwindSafe(|| handle(shared, &mut db, &request)))
+                .unwrap_or_else(|_| {
+                    db = None;
+                    Reply::server_error(&format!("request {} panicked", request.url()))
+                });
+        log::debug!(
+            "web: {} {} -> {}",
+            request.method(),
+            request.url(),
+            reply.status
+        );
         respond(request, reply);
     }
 }
@@ -138,9 +148,8 @@ fn respond(request: tiny_http::Request, reply: Reply) {
 
 fn open_db<'a>(slot: &'a mut Option<Database>, path: &Path) -> Result<&'a Database, String> {
     if slot.is_none() {
-        *slot = Some(
-            Database::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?,
-        );
+        *slot =
+            Some(Database::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?);
     }
     Ok(slot.as_ref().expect("just opened"))
 }
@@ -245,7 +254,11 @@ fn route(ctx: &Ctx, db: &Database, seg: &[&str], target: &Target) -> Reply {
             Err(e) => fail(e),
         },
         ["metrics"] => match metrics::render(ctx, db) {
-            Ok(text) => Reply::bytes(200, "text/plain; version=0.0.4; charset=utf-8", text.into_bytes()),
+            Ok(text) => Reply::bytes(
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                text.into_bytes(),
+            ),
             Err(e) => fail(e),
         },
         ["artifacts", id, file] => artifacts::serve(db, ctx.data_dir, id, file),

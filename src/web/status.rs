@@ -8,7 +8,9 @@ use serde::Serialize;
 use super::html::{self, esc, fmt_bytes, fmt_duration, fmt_ms, fmt_time};
 use super::server::Ctx;
 use crate::analysis::report::ModelRef;
-use crate::db::{self, Database, EventEntry, FailedJob, QuarantineEntry, SkippedSeries, StatusCounts};
+use crate::db::{
+    self, Database, EventEntry, FailedJob, QuarantineEntry, SkippedSeries, StatusCounts,
+};
 
 /// How many processing times the median and p95 are taken over.
 pub const PROCESSING_WINDOW: i64 = 1000;
@@ -122,7 +124,11 @@ pub fn health(ctx: &Ctx) -> Health {
     }
     problems.extend(ctx.state.problems());
     Health {
-        status: if problems.is_empty() { "ok" } else { "degraded" },
+        status: if problems.is_empty() {
+            "ok"
+        } else {
+            "degraded"
+        },
         problems,
     }
 }

@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use super::artifacts;
 use super::html::{
-    self, bar, class_badge, class_label, esc, esc_opt, fmt_dicom_date, fmt_ms, fmt_time,
-    mask_id, pct, person_name,
+    self, bar, class_badge, class_label, esc, esc_opt, fmt_dicom_date, fmt_ms, fmt_time, mask_id,
+    pct, person_name,
 };
 use super::server::Ctx;
 use super::url::{Target, encode_segment};
@@ -190,8 +190,16 @@ pub fn render_list(v: &StudiesView) -> String {
             "<p class=\"muted\">{} studies{}. Figures are those of each study's series with the \
              largest affected lung ratio.{}</p>",
             v.studies.len(),
-            if v.truncated { " (the newest; refine the search)" } else { "" },
-            if v.masked { " Patient identifiers are masked." } else { "" }
+            if v.truncated {
+                " (the newest; refine the search)"
+            } else {
+                ""
+            },
+            if v.masked {
+                " Patient identifiers are masked."
+            } else {
+                ""
+            }
         );
         b.push_str(
             "<table><tr><th>Study date</th><th>Patient</th><th>Accession</th>\
@@ -207,7 +215,10 @@ pub fn render_list(v: &StudiesView) -> String {
                     esc(id),
                     s.patient_name
                         .as_deref()
-                        .map(|n| format!("<br><span class=\"muted\">{}</span>", esc(&person_name(n))))
+                        .map(|n| format!(
+                            "<br><span class=\"muted\">{}</span>",
+                            esc(&person_name(n))
+                        ))
                         .unwrap_or_default()
                 ),
                 (Some(id), true) => esc(id),
@@ -371,8 +382,10 @@ fn render_series(b: &mut String, s: &SeriesResult) {
             pct(v)
         );
     }
-    b.push_str("</table><h3>Zones (affected share of each third)</h3>\
-        <table class=\"zones\"><tr><th></th><th>Right lung</th><th>Left lung</th></tr>");
+    b.push_str(
+        "</table><h3>Zones (affected share of each third)</h3>\
+        <table class=\"zones\"><tr><th></th><th>Right lung</th><th>Left lung</th></tr>",
+    );
     let z = &r.zones;
     for (name, right, left) in [
         ("Upper", z.right_upper, z.left_upper),
