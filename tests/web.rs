@@ -602,7 +602,7 @@ fn pages_api_metrics_and_health() {
     assert!(m.headers.contains("text/plain; version=0.0.4"));
     let metrics = parse_prometheus(&m.text());
     let value = |k: &str| {
-        *metrics
+        metrics
             .iter()
             .find(|(n, _)| n == k)
             .unwrap_or_else(|| panic!("no metric {k}"))
