@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use super::html::esc;
+use super::patients::Trend;
 
 pub struct Point {
     /// Days since the epoch of the study date; None when the date is missing or invalid
@@ -13,12 +14,22 @@ pub struct Point {
     pub label: String,
     /// Affected ratio in percent.
     pub value_pct: f64,
+    /// The change from the previous point; colours the segment that ends here.
+    pub trend: Option<Trend>,
 }
 
-const W: f64 = 820.0;
-const H: f64 = 290.0;
-const LEFT: f64 = 58.0;
-const RIGHT: f64 = 30.0;
+fn trend_colour(t: Option<Trend>) -> &'static str {
+    match t {
+        Some(Trend::Progression) => "#c94a4a",
+        Some(Trend::Regression) => "#2f8a55",
+        _ => "#1d5fa8",
+    }
+}
+
+const W: f64 = 1040.0;
+const H: f64 = 300.0;
+const LEFT: f64 = 62.0;
+const RIGHT: f64 = 56.0;
 const TOP: f64 = 22.0;
 const BOTTOM: f64 = 54.0;
 
@@ -81,23 +92,23 @@ pub fn affected_ratio_chart(points: &[Point]) -> String {
         TOP + plot_h / 2.0,
         TOP + plot_h / 2.0
     );
-    let path: Vec<String> = points
-        .iter()
-        .zip(&xs)
-        .map(|(p, x)| format!("{x:.1},{:.1}", y(p.value_pct)))
-        .collect();
-    if points.len() > 1 {
+    for i in 1..points.len() {
         let _ = write!(
             s,
-            "<polyline points=\"{}\" fill=\"none\" stroke=\"#1d5fa8\" stroke-width=\"2.5\" stroke-linejoin=\"round\"/>",
-            path.join(" ")
+            "<line x1=\"{:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"{}\" \
+             stroke-width=\"3\" stroke-linecap=\"round\"/>",
+            xs[i - 1],
+            y(points[i - 1].value_pct),
+            xs[i],
+            y(points[i].value_pct),
+            trend_colour(points[i].trend)
         );
     }
     for (p, x) in points.iter().zip(&xs) {
         let yy = y(p.value_pct);
         let _ = write!(
             s,
-            "<circle cx=\"{x:.1}\" cy=\"{yy:.1}\" r=\"5\" fill=\"#fff\" stroke=\"#1d5fa8\" stroke-width=\"2.5\"/>\
+            "<circle cx=\"{x:.1}\" cy=\"{yy:.1}\" r=\"5.5\" fill=\"#fff\" stroke=\"#16324f\" stroke-width=\"2.5\"/>\
              <text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#16324f\" font-weight=\"600\">{:.1} %</text>\
              <text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#486581\">{}</text>",
             yy - 11.0,
@@ -131,21 +142,25 @@ mod tests {
                 days: Some(0),
                 label: "a".into(),
                 value_pct: 0.0,
+                trend: None,
             },
             Point {
                 days: Some(10),
                 label: "<b>".into(),
                 value_pct: 20.0,
+                trend: Some(Trend::Progression),
             },
             Point {
                 days: Some(40),
                 label: "c".into(),
                 value_pct: 5.0,
+                trend: Some(Trend::Regression),
             },
         ];
         let svg = affected_ratio_chart(&pts);
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
         assert_eq!(svg.matches("<circle").count(), 3);
+        assert!(svg.contains("stroke=\"#c94a4a\"") && svg.contains("stroke=\"#2f8a55\""));
         assert!(svg.contains("&lt;b&gt;") && !svg.contains("<b>"));
         // x of the second point is a quarter of the plot width in (10 of 40 days).
         let x2 = LEFT + (W - LEFT - RIGHT) / 4.0;

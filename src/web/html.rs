@@ -216,12 +216,14 @@ h3{font-size:14px;font-weight:600;margin:14px 0 6px;color:#334e68}
 .card{background:#fff;border:1px solid #dde3ea;border-radius:8px;padding:16px 18px;margin-bottom:16px}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(250px,1fr));gap:16px;margin-bottom:16px}
 .grid .card{margin-bottom:0}
-.kv{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px}
+.kv{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px;margin:0;align-items:baseline}
 .kv dt{color:#627d98}.kv dd{margin:0;font-variant-numeric:tabular-nums}
 .big{font-size:26px;font-weight:600;font-variant-numeric:tabular-nums}
 .muted{color:#829ab1}
 table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}
-th{text-align:left;font-weight:600;color:#486581;border-bottom:2px solid #dde3ea;padding:6px 10px;font-size:13px}
+th{text-align:left;font-weight:600;color:#486581;border-bottom:2px solid #dde3ea;padding:6px 10px;font-size:13px;white-space:nowrap}
+td.rowhead{font-weight:600;color:#486581}
+.nowrap{white-space:nowrap}
 td{border-bottom:1px solid #eef1f4;padding:6px 10px;vertical-align:top}
 tr:last-child td{border-bottom:none}
 td.num,th.num{text-align:right}
@@ -245,7 +247,20 @@ button{font:inherit;padding:7px 16px;border:0;border-radius:6px;background:#1d5f
 .previews figcaption{color:#c9d8e8;font-size:12px;padding-top:4px;text-align:center}
 .zones td{text-align:center}
 footer{max-width:1180px;margin:0 auto;padding:0 24px 30px;color:#829ab1;font-size:12px}
-.chart{width:100%;height:auto;max-width:860px}
+.chart{width:100%;height:auto;display:block}
+.health{display:flex;align-items:center;gap:10px;font-size:22px;font-weight:650;margin:2px 0 10px}
+.health .dot{width:14px;height:14px;border-radius:50%;display:inline-block}
+.health.ok{color:#1e6b3a}.health.ok .dot{background:#2f9e5b;box-shadow:0 0 0 4px #d7f0e0}
+.health.degraded{color:#a12828}.health.degraded .dot{background:#d64545;box-shadow:0 0 0 4px #fbdcdc}
+.health-problems{margin:0 0 10px;padding-left:18px;color:#8b1d1d}
+.tiles{display:flex;flex-wrap:wrap;gap:12px;margin:4px 0 14px}
+.tile{flex:1 1 150px;background:#f7f9fb;border:1px solid #e4e9ef;border-radius:8px;padding:10px 14px}
+.tile .label{font-size:12px;color:#627d98}.tile .value{font-size:22px;font-weight:650;font-variant-numeric:tabular-nums}
+.tile .sub{font-size:12px;color:#829ab1}
+.legend{display:flex;gap:18px;font-size:12px;color:#486581;margin:6px 0 0}
+.legend i{display:inline-block;width:18px;height:3px;vertical-align:middle;margin-right:6px}
+a.button{display:inline-block;padding:7px 14px;border-radius:6px;border:1px solid #bcccdc;color:#334e68;background:#fff}
+a.button:hover{text-decoration:none;background:#f0f4f8}
 .empty{color:#829ab1;font-style:italic}
 "#;
 

@@ -147,6 +147,7 @@ pub fn render(v: &PatientView) -> String {
             days: s.study_date.as_deref().and_then(dicom_date_days),
             label: fmt_dicom_date(s.study_date.as_deref()),
             value_pct: s.affected_ratio * 100.0,
+            trend: s.trend,
         })
         .collect();
     let _ = write!(
@@ -155,7 +156,10 @@ pub fn render(v: &PatientView) -> String {
          <p class=\"muted\">Change between consecutive studies: more than +{t:.0} percentage \
          points is labelled <em>progression</em>, more than −{t:.0} points <em>regression</em>, \
          otherwise <em>stable</em>. Each study is represented by its series with the largest \
-         affected ratio.</p></div>",
+         affected ratio.</p>\
+         <div class=\"legend\"><span><i style=\"background:#c94a4a\"></i>progression</span>\
+         <span><i style=\"background:#2f8a55\"></i>regression</span>\
+         <span><i style=\"background:#1d5fa8\"></i>stable</span></div></div>",
         chart::affected_ratio_chart(&points),
         t = v.threshold_pp
     );
@@ -167,7 +171,7 @@ pub fn render(v: &PatientView) -> String {
     for s in &v.studies {
         let _ = write!(
             b,
-            "<tr><td><a href=\"/studies/{}\">{}</a></td><td>{}</td><td>{}</td>\
+            "<tr><td class=\"nowrap\"><a href=\"/studies/{}\">{}</a></td><td>{}</td><td>{}</td>\
              <td class=\"num\">{}</td><td class=\"num\">{:.0} mL</td><td class=\"num\">{} / 24</td>\
              <td class=\"num\">{}</td><td>{}</td></tr>",
             encode_segment(&s.study_uid),
@@ -178,7 +182,7 @@ pub fn render(v: &PatientView) -> String {
             s.lesion_volume_ml,
             s.severity_score,
             s.change_pp
-                .map(|c| format!("{c:+.1} pp"))
+                .map(|c| format!("{c:+.1} pp").replace('-', "−"))
                 .unwrap_or_else(|| "—".into()),
             trend_badge(s.trend),
         );

@@ -195,9 +195,9 @@ pub fn render(v: &StatusView) -> String {
     }
     let _ = write!(b, "<h1>Status</h1>");
     let health_badge = if v.health.status == "ok" {
-        "<span class=\"badge good\">ok</span>".to_string()
+        "<div class=\"health ok\"><span class=\"dot\"></span>ok</div>"
     } else {
-        "<span class=\"badge bad\">degraded</span>".to_string()
+        "<div class=\"health degraded\"><span class=\"dot\"></span>degraded</div>"
     };
     let problems: String = v
         .health
@@ -209,7 +209,7 @@ pub fn render(v: &StatusView) -> String {
     let _ = write!(
         b,
         "<div class=\"grid\">\
-         <div class=\"card\"><h2>Health</h2><div class=\"big\">{health_badge}</div>{}\
+         <div class=\"card\"><h2>Health</h2>{health_badge}{}\
          <dl class=\"kv\"><dt>Version</dt><dd>{}</dd><dt>Up for</dt><dd>{}</dd>\
          <dt>Since</dt><dd>{}</dd></dl></div>\
          <div class=\"card\"><h2>Queue</h2><dl class=\"kv\">\
@@ -217,8 +217,8 @@ pub fn render(v: &StatusView) -> String {
          <dt>Done</dt><dd>{}</dd><dt>Failed</dt><dd>{}</dd></dl></div>\
          <div class=\"card\"><h2>Throughput</h2><dl class=\"kv\">\
          <dt>Studies, last 24 h</dt><dd class=\"big\">{}</dd>\
-         <dt>Median time</dt><dd>{}</dd><dt>p95 time</dt><dd>{}</dd>\
-         <dt>Over</dt><dd>{} newest results</dd></dl></div>\
+         <dt>Median time</dt><dd>{}</dd><dt>p95 time</dt><dd>{}</dd></dl>\
+         <p class=\"muted\">Processing times of the {} newest results.</p></div>\
          <div class=\"card\"><h2>Ingest</h2><dl class=\"kv\">\
          <dt>Instances</dt><dd>{}</dd><dt>Series receiving</dt><dd>{}</dd>\
          <dt>Series selected</dt><dd>{}</dd><dt>Series skipped</dt><dd>{}</dd>\
@@ -226,7 +226,7 @@ pub fn render(v: &StatusView) -> String {
         if problems.is_empty() {
             String::new()
         } else {
-            format!("<ul>{problems}</ul>")
+            format!("<ul class=\"health-problems\">{problems}</ul>")
         },
         esc(v.version),
         fmt_duration(v.uptime_secs),
@@ -280,7 +280,7 @@ pub fn render(v: &StatusView) -> String {
             let kind = if e.level == "error" { "bad" } else { "warn" };
             let _ = write!(
                 b,
-                "<tr><td>{}</td><td><span class=\"badge {kind}\">{}</span></td><td>{}</td></tr>",
+                "<tr><td class=\"nowrap\">{}</td><td><span class=\"badge {kind}\">{}</span></td><td>{}</td></tr>",
                 fmt_time(e.at),
                 esc(&e.level),
                 esc(&e.message)
@@ -289,7 +289,7 @@ pub fn render(v: &StatusView) -> String {
         for j in &v.failed_jobs {
             let _ = write!(
                 b,
-                "<tr><td>{}</td><td><span class=\"badge bad\">job failed</span></td>\
+                "<tr><td class=\"nowrap\">{}</td><td><span class=\"badge bad\">job failed</span></td>\
                  <td>series <span class=\"mono\">{}</span>: {}</td></tr>",
                 j.finished_at.map_or("—".into(), fmt_time),
                 esc(&j.series_uid),
@@ -315,7 +315,7 @@ pub fn render(v: &StatusView) -> String {
         for q in &v.recent_quarantine {
             let _ = write!(
                 b,
-                "<tr><td>{}</td><td class=\"mono\">{}</td><td>{}</td></tr>",
+                "<tr><td class=\"nowrap\">{}</td><td class=\"mono\">{}</td><td>{}</td></tr>",
                 fmt_time(q.at),
                 esc(&q.original_name),
                 esc(&q.reason)

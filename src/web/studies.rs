@@ -172,8 +172,8 @@ pub fn render_list(v: &StudiesView) -> String {
         "<div class=\"card\"><form class=\"search\" method=\"get\" action=\"/studies\">\
          <label>Patient ID<input name=\"patient_id\" value=\"{}\"></label>\
          <label>Accession<input name=\"accession\" value=\"{}\"></label>\
-         <label>Study date<input name=\"date\" value=\"{}\" placeholder=\"YYYY-MM-DD, YYYY-MM or YYYY\"></label>\
-         <button type=\"submit\">Search</button> <a href=\"/studies\">Clear</a></form></div>",
+         <label>Study date (or YYYY-MM, YYYY)<input name=\"date\" value=\"{}\" placeholder=\"YYYY-MM-DD\"></label>\
+         <button type=\"submit\">Search</button> <a class=\"button\" href=\"/studies\">Clear</a></form></div>",
         val(&v.search.patient_id),
         val(&v.search.accession),
         val(&v.search.date),
@@ -226,9 +226,9 @@ pub fn render_list(v: &StudiesView) -> String {
             };
             let _ = write!(
                 b,
-                "<tr><td><a href=\"/studies/{}\">{}</a></td><td>{patient}</td><td>{}</td>\
+                "<tr><td class=\"nowrap\"><a href=\"/studies/{}\">{}</a></td><td>{patient}</td><td>{}</td>\
                  <td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-                 <td class=\"num\">{} / 24</td><td class=\"num\">{}</td><td class=\"muted\">{}</td></tr>",
+                 <td class=\"num nowrap\">{} / 24</td><td class=\"num\">{}</td><td class=\"muted nowrap\">{}</td></tr>",
                 encode_segment(&s.study_uid),
                 esc(&fmt_dicom_date(s.study_date.as_deref())),
                 esc_opt(s.accession_number.as_deref()),
@@ -361,6 +361,32 @@ fn render_series(b: &mut String, s: &SeriesResult) {
         r.spacing_mm[2],
         fmt_time(s.analysed_at)
     );
+    let top_p = match r.top_class.as_str() {
+        "covid19" => p.covid19,
+        "other_pneumonia" => p.other_pneumonia,
+        _ => p.normal,
+    };
+    let _ = write!(
+        b,
+        "<div class=\"tiles\">\
+         <div class=\"tile\"><div class=\"label\">Top class</div><div class=\"value\">{}</div><div class=\"sub\">{}</div></div>\
+         <div class=\"tile\"><div class=\"label\">Affected lung</div><div class=\"value\">{}</div><div class=\"sub\">right {} · left {}</div></div>\
+         <div class=\"tile\"><div class=\"label\">Lesion volume</div><div class=\"value\">{}</div><div class=\"sub\">{} ground-glass</div></div>\
+         <div class=\"tile\"><div class=\"label\">Severity score</div><div class=\"value\">{} / 24</div><div class=\"sub\">{}</div></div></div>",
+        pct(top_p),
+        esc(class_label(&r.top_class)),
+        pct(r.affected_ratio.total),
+        pct(r.affected_ratio.right),
+        pct(r.affected_ratio.left),
+        ml(r.lesion_volume_ml),
+        pct(r.ggo_share),
+        r.severity_score,
+        if r.bilateral {
+            "bilateral"
+        } else {
+            "not bilateral"
+        },
+    );
     if !r.warnings.is_empty() {
         b.push_str("<div class=\"banner warn\">");
         for w in &r.warnings {
@@ -394,7 +420,7 @@ fn render_series(b: &mut String, s: &SeriesResult) {
     ] {
         let _ = write!(
             b,
-            "<tr><th>{name}</th><td>{} <span class=\"muted\">({})</span></td>\
+            "<tr><td class=\"rowhead\">{name}</td><td>{} <span class=\"muted\">({})</span></td>\
              <td>{} <span class=\"muted\">({})</span></td></tr>",
             pct(right),
             zone_score(right),
@@ -497,9 +523,13 @@ pub fn render_study(v: &StudyView) -> String {
     let name = v.patient_name.as_deref().map(person_name);
     let _ = write!(
         b,
-        "<h1>Study {}</h1><div class=\"card\"><dl class=\"kv\">\
+        "<h1>{} <span class=\"muted\">· study of {}</span></h1><div class=\"card\"><dl class=\"kv\">\
          <dt>Patient</dt><dd>{}{}</dd><dt>Study date</dt><dd>{}</dd><dt>Accession</dt><dd>{}</dd>\
          <dt>Study UID</dt><dd class=\"mono\">{}</dd><dt>Series analysed</dt><dd>{}</dd></dl></div>",
+        esc(name
+            .as_deref()
+            .or(v.patient_id.as_deref())
+            .unwrap_or("Unknown patient")),
         esc(&fmt_dicom_date(v.study_date.as_deref())),
         match &v.patient_id {
             Some(id) => format!(
