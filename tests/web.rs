@@ -915,7 +915,7 @@ fn screenshots_in_headless_chromium() {
         return;
     };
     let f = fixture();
-    let (web, _state) = start(&f, &config(false, false));
+    let (web, state) = start(&f, &config(false, false));
     let addr = web.local_addr();
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -930,7 +930,9 @@ fn screenshots_in_headless_chromium() {
         ("study", format!("/studies/{STUDY_A}"), 900),
         ("study-full", format!("/studies/{STUDY_A}"), 2300),
         ("patient", "/patients/P001".to_string(), 900),
+        ("status-disk-full", "/".to_string(), 900),
     ] {
+        state.set_disk_full(name == "status-disk-full");
         let file = out_dir.join(format!("{name}.png"));
         let _ = std::fs::remove_file(&file);
         let status = std::process::Command::new(chromium)
