@@ -962,3 +962,53 @@ fn screenshots_in_headless_chromium() {
         eprintln!("screenshot: {}", file.display());
     }
 }
+
+/// `lungwatch serve` itself refuses a non-loopback `web.listen` without authentication,
+/// before touching any folder.
+#[test]
+fn serve_refuses_to_start_open_to_the_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("lungwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[paths]\nincoming = {:?}\ndata = {:?}\n[web]\nlisten = \"0.0.0.0:8080\"\n",
+            dir.path().join("incoming"),
+            dir.path().join("data")
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lungwatch"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("serve kept running with an open, unauthenticated web.listen");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!status.success());
+    assert!(
+        err.contains("web.listen") && err.contains("no authentication"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("data").exists(),
+        "nothing created before refusing"
+    );
+}
