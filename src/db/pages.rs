@@ -175,26 +175,24 @@ impl Database {
     }
 
     /// Histogram of every stored result's processing time; `bounds_ms` ascending.
+    /// One scan of the table, however many buckets.
     pub fn processing_histogram(&self, bounds_ms: &[i64]) -> Result<ProcessingHistogram> {
-        let mut cumulative = Vec::with_capacity(bounds_ms.len());
-        for b in bounds_ms {
-            cumulative.push(self.conn.query_row(
-                "SELECT COUNT(*) FROM results WHERE processing_ms <= ?1",
-                [b],
-                |r| r.get(0),
-            )?);
-        }
-        let (count, sum_ms) = self.conn.query_row(
-            "SELECT COUNT(*), COALESCE(SUM(processing_ms), 0) FROM results",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        Ok(ProcessingHistogram {
-            bounds_ms: bounds_ms.to_vec(),
-            cumulative,
-            count,
-            sum_ms,
-        })
+        let buckets: String = (0..bounds_ms.len())
+            .map(|i| format!(", COALESCE(SUM(processing_ms <= ?{}), 0)", i + 1))
+            .collect();
+        let sql = format!("SELECT COUNT(*), COALESCE(SUM(processing_ms), 0){buckets} FROM results");
+        self.conn
+            .query_row(&sql, rusqlite::params_from_iter(bounds_ms.iter()), |r| {
+                let cumulative = (0..bounds_ms.len())
+                    .map(|i| r.get(i + 2))
+                    .collect::<Result<Vec<i64>>>()?;
+                Ok(ProcessingHistogram {
+                    bounds_ms: bounds_ms.to_vec(),
+                    cumulative,
+                    count: r.get(0)?,
+                    sum_ms: r.get(1)?,
+                })
+            })
     }
 
     /// The newest events of the given levels (e.g. `["error", "warn"]`).
