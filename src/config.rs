@@ -341,11 +341,10 @@ impl Config {
     pub fn staging_dir(&self) -> PathBuf {
         self.paths.data.join("staging")
     }
-    /// The models folder: `models.dir` when set; else the installed
-    /// `/usr/share/lungwatch/models` when it exists; else `models/` in the current folder
-    /// (a checkout); else `models/` two levels above the executable
-    /// (`target/release/lungwatch` in a checkout). The first candidate that exists wins;
-    /// when none does, the installed path is returned so errors name it.
+    /// The models folder: `models.dir` when set; else the first of these that holds a
+    /// `manifest.toml`: the installed `/usr/share/lungwatch/models`, `models/` in the
+    /// current folder (a checkout), `models/` of the checkout the executable was built in
+    /// (`target/release/lungwatch`). When none does, the installed path, so errors name it.
     pub fn models_dir(&self) -> PathBuf {
         if let Some(dir) = &self.models.dir {
             return dir.clone();
@@ -358,7 +357,7 @@ impl Config {
         }
         candidates
             .into_iter()
-            .find(|c| c.is_dir())
+            .find(|c| c.join("manifest.toml").is_file())
             .unwrap_or_else(|| PathBuf::from(INSTALLED_MODELS_DIR))
     }
     pub fn decode_threads(&self) -> usize {
@@ -491,9 +490,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.models_dir(), PathBuf::from("/srv/m"));
-        // Unset: some existing candidate, or the installed path.
+        // Unset: a folder with a manifest (this checkout's), or the installed path.
         let d = Config::default().models_dir();
-        assert!(d.is_dir() || d == Path::new(INSTALLED_MODELS_DIR), "{d:?}");
+        assert!(
+            d.join("manifest.toml").is_file() || d == Path::new(INSTALLED_MODELS_DIR),
+            "{d:?}"
+        );
     }
 
     #[test]

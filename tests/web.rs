@@ -432,6 +432,8 @@ fn pages_api_metrics_and_health() {
         &f.incoming.display().to_string(),
         "free of",
         "only 12 slices (at least 40 needed)",
+        "In the queue",
+        "1.2.826.0.1.3680043.8.498.4001.1",
         "file ends inside Pixel Data",
         "truncated × 1",
         "cannot scan /mnt/pacs: &lt;permission denied&gt;",
@@ -446,6 +448,11 @@ fn pages_api_metrics_and_health() {
     assert_eq!(s["health"]["status"], "ok");
     assert_eq!(s["queue_pending"], 1);
     assert_eq!(s["queue_running"], 0);
+    assert_eq!(
+        s["queue"][0]["series_uid"],
+        "1.2.826.0.1.3680043.8.498.4001.1"
+    );
+    assert_eq!(s["queue"][0]["state"], "pending");
     assert_eq!(s["counts"]["jobs_failed"], 1);
     // Distinct studies with a result in the last 24 h: 4 of P001, the hostile one, P003.
     assert_eq!(s["studies_last_24h"], 6);

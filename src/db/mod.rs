@@ -7,7 +7,7 @@ mod pages;
 mod results;
 mod schema;
 
-pub use pages::{FailedJob, ProcessingHistogram, ResultRow, StudyFilter};
+pub use pages::{FailedJob, ProcessingHistogram, QueuedJob, ResultRow, StudyFilter};
 pub use results::StoredResult;
 
 use std::path::Path;

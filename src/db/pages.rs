@@ -54,6 +54,19 @@ pub struct FailedJob {
     pub finished_at: Option<i64>,
 }
 
+/// A job waiting or being analysed, for the status page's queue table.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueuedJob {
+    pub job_id: i64,
+    pub series_uid: String,
+    /// "running" or "pending".
+    pub state: String,
+    pub attempts: i64,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub series_description: Option<String>,
+}
+
 /// Cumulative counts of processing times at or below each bound (Prometheus `le`).
 #[derive(Debug, Clone, Serialize)]
 pub struct ProcessingHistogram {
@@ -222,6 +235,30 @@ impl Database {
             .collect()
     }
 
+    /// Running jobs (longest-running first), then pending jobs in the order they will be
+    /// taken; at most `limit`.
+    pub fn queued_jobs(&self, limit: i64) -> Result<Vec<QueuedJob>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT j.id, j.series_uid, j.state, j.attempts, j.created_at, j.started_at,
+                    s.series_description
+             FROM jobs j LEFT JOIN series s ON s.series_uid = j.series_uid
+             WHERE j.state IN ('running', 'pending')
+             ORDER BY j.state = 'running' DESC, j.started_at, j.id LIMIT ?1",
+        )?;
+        stmt.query_map([limit], |r| {
+            Ok(QueuedJob {
+                job_id: r.get(0)?,
+                series_uid: r.get(1)?,
+                state: r.get(2)?,
+                attempts: r.get(3)?,
+                created_at: r.get(4)?,
+                started_at: r.get(5)?,
+                series_description: r.get(6)?,
+            })
+        })?
+        .collect()
+    }
+
     /// The newest failed jobs with their reasons.
     pub fn recent_failed_jobs(&self, limit: i64) -> Result<Vec<FailedJob>> {
         let mut stmt = self.conn.prepare(
@@ -282,5 +319,6 @@ mod tests {
             vec![("empty".to_string(), 2), ("not-dicom".to_string(), 1)]
         );
         assert!(db.recent_failed_jobs(5).unwrap().is_empty());
+        assert!(db.queued_jobs(5).unwrap().is_empty());
     }
 }

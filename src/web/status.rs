@@ -9,7 +9,7 @@ use super::html::{self, esc, fmt_bytes, fmt_duration, fmt_ms, fmt_time};
 use super::server::Ctx;
 use crate::analysis::report::ModelRef;
 use crate::db::{
-    self, Database, EventEntry, FailedJob, QuarantineEntry, SkippedSeries, StatusCounts,
+    self, Database, EventEntry, FailedJob, QuarantineEntry, QueuedJob, SkippedSeries, StatusCounts,
 };
 
 /// How many processing times the median and p95 are taken over.
@@ -57,6 +57,8 @@ pub struct StatusView {
     pub ingest_paused_disk_full: bool,
     pub queue_pending: i64,
     pub queue_running: i64,
+    /// Running jobs, then the next pending ones.
+    pub queue: Vec<QueuedJob>,
     pub counts: StatusCounts,
     pub studies_last_24h: i64,
     pub processing: Processing,
@@ -148,6 +150,7 @@ pub fn collect(ctx: &Ctx, db: &Database) -> db::Result<StatusView> {
         ingest_paused_disk_full: ctx.state.disk_full(),
         queue_pending: counts.jobs_pending,
         queue_running: counts.jobs_running,
+        queue: db.queued_jobs(LIST_LIMIT)?,
         studies_last_24h: db.studies_done_since(db::now_secs() - 86_400)?,
         processing: Processing {
             samples: times.len(),
@@ -271,6 +274,41 @@ pub fn render(v: &StatusView) -> String {
     }
     b.push_str("</div></div>");
 
+    if !v.queue.is_empty() {
+        let now = db::now_secs();
+        b.push_str(
+            "<div class=\"card\"><h2>In the queue</h2><table><tr><th>State</th><th>Series</th>\
+             <th>Description</th><th class=\"num\">Attempt</th><th>Since</th></tr>",
+        );
+        for j in &v.queue {
+            let (badge, since) = match j.started_at {
+                Some(t) if j.state == "running" => (
+                    "<span class=\"badge warn\">running</span>",
+                    format!("{} ago", fmt_duration(now.saturating_sub(t).max(0) as u64)),
+                ),
+                _ => (
+                    "<span class=\"badge muted\">pending</span>",
+                    format!("queued {}", fmt_time(j.created_at)),
+                ),
+            };
+            let _ = write!(
+                b,
+                "<tr><td>{badge}</td><td class=\"mono\">{}</td><td>{}</td>\
+                 <td class=\"num\">{}</td><td class=\"nowrap\">{since}</td></tr>",
+                esc(&j.series_uid),
+                html::esc_opt(j.series_description.as_deref()),
+                j.attempts.max(1),
+            );
+        }
+        if v.queue_pending + v.queue_running > v.queue.len() as i64 {
+            let _ = write!(
+                b,
+                "<tr><td colspan=\"5\" class=\"muted\">and {} more</td></tr>",
+                v.queue_pending + v.queue_running - v.queue.len() as i64
+            );
+        }
+        b.push_str("</table></div>");
+    }
     b.push_str("<div class=\"card\"><h2>Recent errors and warnings</h2>");
     if v.recent_errors.is_empty() && v.failed_jobs.is_empty() {
         b.push_str("<p class=\"empty\">None.</p>");
