@@ -21,6 +21,9 @@
 //! * Everything the database cannot tell (start time, loaded models, the incoming folder,
 //!   the disk-full pause, other health problems) comes from the shared [`WebState`], which
 //!   the daemon updates as it runs.
+//! * `web.*` keys take effect at [`start`]. To apply changed keys on SIGHUP, `stop()` the
+//!   handle and `start` again with the new [`WebConfig`] (the port is free once `stop`
+//!   returns); the shared [`WebState`] can be passed on unchanged.
 //! * Artifacts are served from `data_dir` joined with `results.artifacts_dir`, and only the
 //!   file names of `analysis::report` (`labels.nii.gz`, `coronal.png`, `axial-<k>.png`).
 
@@ -41,7 +44,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::analysis::report::ModelRef;
 use crate::config::WebConfig;
@@ -121,8 +124,9 @@ impl WebState {
     }
 }
 
-/// The running server. [`WebHandle::stop`] (or dropping it) stops accepting requests and
-/// waits for the request threads, each of which finishes the request it is serving.
+/// The running server. [`WebHandle::stop`] (or dropping it) stops accepting requests,
+/// waits for the request threads (each finishes the request it is serving) and returns
+/// once the listening port is closed, so a new server may bind it at once.
 pub struct WebHandle {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
@@ -140,9 +144,28 @@ impl WebHandle {
     }
 
     fn shutdown(&mut self) {
+        if self.threads.is_empty() {
+            return;
+        }
         self.stop.store(true, Ordering::SeqCst);
         for t in self.threads.drain(..) {
             let _ = t.join();
+        }
+        // The server is dropped with the last thread, but tiny_http closes its listening
+        // socket on its own accept thread, a moment later. Wait for that (briefly), so
+        // that once stop() returns the port can be bound again (a restart on SIGHUP).
+        let mut probe = self.addr;
+        if probe.ip().is_unspecified() {
+            probe.set_ip(match probe {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        for _ in 0..40 {
+            if std::net::TcpStream::connect_timeout(&probe, Duration::from_millis(100)).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
         }
     }
 }
