@@ -34,6 +34,8 @@ pub struct Config {
     pub selection: Selection,
     pub decode: Decode,
     pub log: Log,
+    pub models: Models,
+    pub web: WebConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -79,6 +81,110 @@ pub struct Decode {
 pub struct Log {
     pub level: String,
 }
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Models {
+    /// Folder holding the ONNX files and their manifest. Unset: see `Config::models_dir`.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+}
+
+/// The local web page: where it listens, who may read it, what list pages show.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// `IP:port`; port 0 picks a free port (tests).
+    pub listen: String,
+    /// On list pages, show patient IDs as `ABC***` and no names.
+    pub mask_patient_ids: bool,
+    /// Bearer token (or the password of HTTP basic auth with any user name).
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default)]
+    pub basic_user: Option<String>,
+    /// Hex SHA-256 of the basic-auth password.
+    #[serde(default)]
+    pub basic_password_sha256: Option<String>,
+}
+
+/// The shortest accepted `web.token`: shorter tokens are guessable.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+impl WebConfig {
+    pub fn listen_addr(&self) -> Result<std::net::SocketAddr, ConfigError> {
+        self.listen.parse().map_err(|_| ConfigError::Invalid {
+            key: "web.listen",
+            problem: format!(
+                "must be an IP address and port such as \"127.0.0.1:8080\", got {:?}",
+                self.listen
+            ),
+        })
+    }
+
+    /// True when a token or basic credentials are configured.
+    pub fn auth_configured(&self) -> bool {
+        self.token.is_some() || self.basic_user.is_some()
+    }
+
+    /// Checks the web keys. Refuses to expose the page beyond this machine without
+    /// authentication: patient data must not be readable by anyone on the network.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, problem: String| ConfigError::Invalid { key, problem };
+        let addr = self.listen_addr()?;
+        if let Some(t) = &self.token
+            && t.chars().count() < MIN_TOKEN_LEN
+        {
+            return Err(invalid(
+                "web.token",
+                format!("must be at least {MIN_TOKEN_LEN} characters"),
+            ));
+        }
+        match (&self.basic_user, &self.basic_password_sha256) {
+            (Some(u), Some(h)) => {
+                if u.is_empty() || u.contains(':') {
+                    return Err(invalid(
+                        "web.basic_user",
+                        "must be non-empty and must not contain ':'".into(),
+                    ));
+                }
+                if h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()) {
+                    return Err(invalid(
+                        "web.basic_password_sha256",
+                        "must be 64 hex digits (printf %s 'PASSWORD' | sha256sum)".into(),
+                    ));
+                }
+            }
+            (Some(_), None) => {
+                return Err(invalid(
+                    "web.basic_password_sha256",
+                    "must be set when web.basic_user is".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "web.basic_user",
+                    "must be set when web.basic_password_sha256 is".into(),
+                ));
+            }
+            (None, None) => {}
+        }
+        if !addr.ip().is_loopback() && !self.auth_configured() {
+            return Err(invalid(
+                "web.listen",
+                format!(
+                    "is {addr}, which is reachable from other machines, but no authentication \
+                     is configured: set web.token, or web.basic_user and \
+                     web.basic_password_sha256, or listen on 127.0.0.1"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where models are installed by install.sh.
+pub const INSTALLED_MODELS_DIR: &str = "/usr/share/lungwatch/models";
 
 impl Default for Config {
     fn default() -> Self {
@@ -189,6 +295,15 @@ impl Config {
         if self.decode.threads > 256 {
             return Err(invalid("decode.threads", "must be at most 256"));
         }
+        if let Some(dir) = &self.models.dir
+            && dir.as_os_str().is_empty()
+        {
+            return Err(invalid(
+                "models.dir",
+                "must not be empty (leave it out instead)",
+            ));
+        }
+        self.web.validate()?;
         if !["error", "warn", "info", "debug", "trace"].contains(&self.log.level.as_str()) {
             return Err(invalid(
                 "log.level",
@@ -225,6 +340,25 @@ impl Config {
     /// Scratch space for copies in flight; on the store's filesystem so rename is atomic.
     pub fn staging_dir(&self) -> PathBuf {
         self.paths.data.join("staging")
+    }
+    /// The models folder: `models.dir` when set; else the first of these that holds a
+    /// `manifest.toml`: the installed `/usr/share/lungwatch/models`, `models/` in the
+    /// current folder (a checkout), `models/` of the checkout the executable was built in
+    /// (`target/release/lungwatch`). When none does, the installed path, so errors name it.
+    pub fn models_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.models.dir {
+            return dir.clone();
+        }
+        let mut candidates = vec![PathBuf::from(INSTALLED_MODELS_DIR), PathBuf::from("models")];
+        if let Ok(exe) = std::env::current_exe()
+            && let Some(root) = exe.parent().and_then(Path::parent).and_then(Path::parent)
+        {
+            candidates.push(root.join("models"));
+        }
+        candidates
+            .into_iter()
+            .find(|c| c.join("manifest.toml").is_file())
+            .unwrap_or_else(|| PathBuf::from(INSTALLED_MODELS_DIR))
     }
     pub fn decode_threads(&self) -> usize {
         if self.decode.threads == 0 {
@@ -294,6 +428,74 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("paths.data"), "{err}");
+    }
+
+    fn web(extra: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(
+            &format!("[paths]\nincoming = \"/a\"\ndata = \"/b\"\n[web]\n{extra}"),
+            Path::new("t.toml"),
+        )
+    }
+
+    #[test]
+    fn web_defaults_to_loopback_without_auth() {
+        let c = Config::default();
+        assert_eq!(c.web.listen, "127.0.0.1:8080");
+        assert!(!c.web.mask_patient_ids);
+        assert!(!c.web.auth_configured());
+        assert!(c.web.listen_addr().unwrap().ip().is_loopback());
+        web("listen = \"[::1]:9000\"\n").unwrap();
+    }
+
+    #[test]
+    fn non_loopback_listen_without_auth_is_refused() {
+        for addr in ["0.0.0.0:8080", "192.168.1.20:80", "[::]:8080"] {
+            let err = web(&format!("listen = {addr:?}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("web.listen"), "{err}");
+            assert!(err.contains("no authentication"), "{err}");
+        }
+        web("listen = \"0.0.0.0:8080\"\ntoken = \"0123456789abcdef0123\"\n").unwrap();
+        let hash = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8";
+        web(&format!(
+            "listen = \"0.0.0.0:8080\"\nbasic_user = \"it\"\nbasic_password_sha256 = {hash:?}\n"
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn bad_web_keys_are_named() {
+        for (extra, key) in [
+            ("listen = \"localhost\"\n", "web.listen"),
+            ("token = \"short\"\n", "web.token"),
+            ("basic_user = \"it\"\n", "web.basic_password_sha256"),
+            ("basic_password_sha256 = \"00\"\n", "web.basic_user"),
+            (
+                "basic_user = \"it\"\nbasic_password_sha256 = \"xyz\"\n",
+                "web.basic_password_sha256",
+            ),
+            ("listen_on = \"x\"\n", "listen_on"),
+        ] {
+            let err = web(extra).unwrap_err().to_string();
+            assert!(err.contains(key), "{err} should name {key}");
+        }
+    }
+
+    #[test]
+    fn models_dir_prefers_the_configured_value() {
+        let c = Config::from_toml(
+            "[paths]\nincoming = \"/a\"\ndata = \"/b\"\n[models]\ndir = \"/srv/m\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.models_dir(), PathBuf::from("/srv/m"));
+        // Unset: a folder with a manifest (this checkout's), or the installed path.
+        let d = Config::default().models_dir();
+        assert!(
+            d.join("manifest.toml").is_file() || d == Path::new(INSTALLED_MODELS_DIR),
+            "{d:?}"
+        );
     }
 
     #[test]

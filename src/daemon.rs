@@ -16,17 +16,31 @@ use anyhow::Context;
 use log::{error, info, warn};
 
 use crate::analysis::Analyzer;
-use crate::analysis::models::{ModelSet, locate_models_dir};
+use crate::analysis::models::ModelSet;
 use crate::config::Config;
 use crate::db::{self, Database};
 use crate::dicom::InstanceHeader;
 use crate::ingest::stability::StabilityTracker;
 use crate::ingest::{self, Dirs, Outcome, store, watcher};
 use crate::series;
+use crate::web::{self, WebState};
 use crate::worker;
 
 /// How often the loop wakes when nothing happens.
 const TICK: Duration = Duration::from_millis(250);
+/// Ingest and analysis pause while the data filesystem has less free space than this:
+/// files wait in the drop folder (nothing is lost) and the page shows why.
+const MIN_FREE_BYTES: u64 = 1 << 30;
+/// How often free space is checked.
+const DISK_CHECK: Duration = Duration::from_secs(5);
+
+/// Signals the serve loop reacts to.
+pub struct Signals {
+    /// SIGTERM / SIGINT.
+    pub shutdown: Arc<AtomicBool>,
+    /// SIGHUP: reload the config file.
+    pub reload: Arc<AtomicBool>,
+}
 
 /// Creates the state folders and opens the database, after recovering from any crash.
 pub fn prepare(config: &Config) -> anyhow::Result<(Database, Dirs)> {
@@ -58,11 +72,14 @@ pub fn prepare(config: &Config) -> anyhow::Result<(Database, Dirs)> {
     Ok((db, dirs))
 }
 
-pub fn serve(config: Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<()> {
+/// Runs the daemon until SIGTERM/SIGINT. `config_path` is re-read on SIGHUP; a config
+/// that fails to load or validate is logged and the running one kept.
+pub fn serve(config: Config, config_path: Option<PathBuf>, signals: Signals) -> anyhow::Result<()> {
+    let shutdown = signals.shutdown;
     let (mut db, dirs) = prepare(&config)?;
     // Models load (and their checksums are verified) before anything is taken from the
     // drop folder: a broken model set stops start-up with the reason.
-    let models_dir = locate_models_dir();
+    let models_dir = config.models_dir();
     let loaded = Instant::now();
     let models = ModelSet::load(&models_dir)
         .with_context(|| format!("cannot load the models from {}", models_dir.display()))?;
@@ -70,8 +87,12 @@ pub fn serve(config: Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<()> {
         info!("model {} {} loaded (sha256 {})", m.name, m.version, &m.sha256[..12]);
     }
     info!("models loaded from {} in {} ms", models_dir.display(), loaded.elapsed().as_millis());
+    let state = Arc::new(WebState::new(config.paths.incoming.clone(), models.references()));
+    let web_handle = web::start(&config.web, &config.database_path(), &config.paths.data, state.clone())
+        .context("cannot start the web page")?;
+    let mut web_handle = Some(web_handle);
     let analyzer = Arc::new(Analyzer::new(Arc::new(models), config.decode_threads()));
-    let config = Arc::new(config);
+    let mut config = Arc::new(config);
     let worker_stop = Arc::new(AtomicBool::new(false));
     let paused = Arc::new(AtomicBool::new(false));
     let worker = worker::spawn(config.clone(), analyzer.clone(), worker_stop.clone(), paused.clone())
@@ -99,8 +120,30 @@ pub fn serve(config: Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<()> {
 
     let mut tracker = StabilityTracker::new(config.stable_after());
     let mut next_rescan = Instant::now();
+    let mut next_disk_check = Instant::now();
     while !shutdown.load(Ordering::SeqCst) {
         let now = Instant::now();
+        if signals.reload.swap(false, Ordering::SeqCst) {
+            reload(&mut config, config_path.as_deref(), &mut web_handle, &state, &db);
+            tracker = StabilityTracker::new(config.stable_after());
+        }
+        if now >= next_disk_check {
+            let full = disk_full(&config.paths.data);
+            if full != paused.load(Ordering::SeqCst) {
+                if full {
+                    report(&db, "error", &format!("less than {} MiB free on {}: ingest and analysis paused; files wait in the drop folder", MIN_FREE_BYTES >> 20, config.paths.data.display()));
+                } else {
+                    info!("free space is back on {}: ingest and analysis resume", config.paths.data.display());
+                }
+                paused.store(full, Ordering::SeqCst);
+                state.set_disk_full(full);
+            }
+            next_disk_check = now + DISK_CHECK;
+        }
+        if paused.load(Ordering::SeqCst) {
+            std::thread::sleep(TICK);
+            continue;
+        }
         // Paths from events; the rescan below catches whatever events miss.
         while let Ok(p) = rx.try_recv() {
             observe(&mut tracker, &config, &p, now);
@@ -142,7 +185,69 @@ pub fn serve(config: Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<()> {
         error!("the analysis worker panicked");
     }
     info!("analysis worker stopped");
+    if let Some(handle) = web_handle {
+        handle.stop();
+    }
     Ok(())
+}
+
+fn disk_full(data: &std::path::Path) -> bool {
+    web::disk_space(data).is_some_and(|(free, _)| free < MIN_FREE_BYTES)
+}
+
+/// SIGHUP: load the config again. Watch, series and selection settings apply at once and
+/// the web page restarts with its new settings; `paths.*`, `decode.*` and the models need a
+/// restart (they are logged as such). A bad file changes nothing.
+fn reload(
+    config: &mut Arc<Config>,
+    path: Option<&std::path::Path>,
+    web_handle: &mut Option<web::WebHandle>,
+    state: &Arc<WebState>,
+    db: &Database,
+) {
+    let Some(path) = path else {
+        info!("SIGHUP: running on the embedded default config; nothing to reload");
+        return;
+    };
+    let new = match Config::load(path) {
+        Ok(new) => new,
+        Err(e) => {
+            report(db, "error", &format!("SIGHUP: config not reloaded, keeping the running one: {e}"));
+            return;
+        }
+    };
+    if new.paths.incoming != config.paths.incoming || new.paths.data != config.paths.data {
+        warn!("SIGHUP: paths.* changed; they take effect at the next restart");
+    }
+    if new.web != config.web {
+        // The same port may be kept: the old server lets go of it before the new binds.
+        let start = |web_config| web::start(web_config, &config.database_path(), &config.paths.data, state.clone());
+        if let Err(e) = new.web.validate() {
+            report(db, "error", &format!("SIGHUP: config not reloaded, keeping the running one: {e:#}"));
+            return;
+        }
+        if let Some(old) = web_handle.take() {
+            old.stop();
+        }
+        match start(&new.web) {
+            Ok(handle) => {
+                info!("SIGHUP: web page restarted on http://{}", handle.local_addr());
+                *web_handle = Some(handle);
+            }
+            Err(e) => {
+                report(db, "error", &format!("SIGHUP: new web settings failed ({e:#}); restarting the page with the old ones"));
+                match start(&config.web) {
+                    Ok(handle) => *web_handle = Some(handle),
+                    Err(e) => report(db, "error", &format!("the web page is down: {e:#}")),
+                }
+                return;
+            }
+        }
+    }
+    let mut merged = new;
+    merged.paths = config.paths.clone();
+    *config = Arc::new(merged);
+    info!("SIGHUP: config reloaded from {}", path.display());
 }
 
 fn observe(tracker: &mut StabilityTracker, config: &Config, path: &std::path::Path, now: Instant) {

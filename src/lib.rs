@@ -12,4 +12,5 @@ pub mod ingest;
 pub mod inspect;
 pub mod series;
 pub mod status;
+pub mod web;
 pub mod worker;

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use lungwatch::config::Config;
 use lungwatch::db::Database;
 use lungwatch::analysis::Analyzer;
-use lungwatch::analysis::models::{ModelSet, locate_models_dir};
+use lungwatch::analysis::models::ModelSet;
 use lungwatch::analyze::{self, AnalyzeOptions};
 use lungwatch::{daemon, inspect};
 
@@ -109,8 +109,8 @@ fn init_logging(config: &Config) {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve { config } => {
-            let config = Config::load_or_default(config.as_deref())?;
+        Command::Serve { config: config_path } => {
+            let config = Config::load_or_default(config_path.as_deref())?;
             init_logging(&config);
             let shutdown = Arc::new(AtomicBool::new(false));
             for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -118,7 +118,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&shutdown))?;
                 signal_hook::flag::register(signal, Arc::clone(&shutdown))?;
             }
-            daemon::serve(config, shutdown)?;
+            let reload = Arc::new(AtomicBool::new(false));
+            signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))?;
+            daemon::serve(config, config_path, daemon::Signals { shutdown, reload })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Inspect {
@@ -143,7 +145,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 use tract_linalg::multithread::{Executor, set_default_executor};
                 set_default_executor(Executor::multithread(tract_threads));
             }
-            let models = load_models(models)?;
+            let models = load_models(models.unwrap_or_else(|| config.models_dir()))?;
             let threads = threads.unwrap_or_else(|| config.decode_threads());
             let analyzer = Analyzer::new(Arc::new(models), threads);
             let options = AnalyzeOptions { per_slice, out };
@@ -166,7 +168,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check { config, models } => {
             let config = Config::load_or_default(config.as_deref())?;
             println!("config: ok (incoming {}, data {})", config.paths.incoming.display(), config.paths.data.display());
-            let models = load_models(models)?;
+            let models = load_models(models.unwrap_or_else(|| config.models_dir()))?;
             for m in models.references() {
                 println!("model {}: version {}, sha256 {} verified, loaded", m.name, m.version, m.sha256);
             }
@@ -194,8 +196,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn load_models(dir: Option<PathBuf>) -> anyhow::Result<ModelSet> {
-    let dir = dir.unwrap_or_else(locate_models_dir);
+fn load_models(dir: PathBuf) -> anyhow::Result<ModelSet> {
     ModelSet::load(&dir).with_context(|| format!("cannot load the models from {}", dir.display()))
 }
 

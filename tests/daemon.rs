@@ -80,6 +80,23 @@ fn interleaved_bursts_assemble_into_complete_selected_series() {
     for r in &results {
         println!("series {}: processing {} ms (stages {:?})", r.report.series_instance_uid, r.report.timings_ms.total, r.report.timings_ms);
     }
+    // The same results through the web page and its API.
+    assert_eq!(d.http_get("/healthz").0, 200);
+    let (status, page) = d.http_get("/");
+    assert_eq!(status, 200);
+    assert!(page.contains("Decision support only, not a diagnosis."));
+    let (status, studies) = d.http_get("/api/studies");
+    assert_eq!(status, 200, "{studies}");
+    for r in &results {
+        assert!(studies.contains(&r.report.series_instance_uid) || studies.contains(r.report.study_instance_uid.as_deref().unwrap_or("?")), "{studies}");
+        let patient = r.report.patient_id.clone().expect("covid-ct-md has patient IDs");
+        let (status, timeline) = d.http_get(&format!("/api/patients/{patient}"));
+        assert_eq!(status, 200, "{timeline}");
+        assert!(timeline.contains(&format!("{}", r.report.severity_score)));
+    }
+    let (status, metrics) = d.http_get("/metrics");
+    assert_eq!(status, 200);
+    assert!(metrics.contains("lungwatch_up"), "{metrics}");
     assert!(
         d.incoming_files().is_empty(),
         "drop folder not emptied: {:?}",

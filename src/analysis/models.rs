@@ -149,21 +149,3 @@ impl ModelSet {
     }
 }
 
-/// Where the models are when no folder is named: the installed location, else `models/`
-/// in the current folder (a checkout), else beside the executable's checkout
-/// (`target/release/lungwatch` → `models/`).
-pub fn locate_models_dir() -> PathBuf {
-    let installed = PathBuf::from("/usr/share/lungwatch/models");
-    let candidates = [
-        Some(installed.clone()),
-        Some(PathBuf::from("models")),
-        std::env::current_exe()
-            .ok()
-            .and_then(|exe| exe.parent()?.parent()?.parent().map(|root| root.join("models"))),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .find(|dir| dir.join("manifest.toml").is_file())
-        .unwrap_or(installed)
-}

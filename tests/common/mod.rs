@@ -43,7 +43,7 @@ impl Daemon {
         std::fs::write(
             &config,
             format!(
-                "[paths]\nincoming = {:?}\ndata = {:?}\n[watch]\nrescan_secs = 1\nstable_secs = 1\ntruncated_grace_secs = 3\n[series]\nquiet_secs = 3\n{extra_toml}",
+                "[paths]\nincoming = {:?}\ndata = {:?}\n[watch]\nrescan_secs = 1\nstable_secs = 1\ntruncated_grace_secs = 3\n[series]\nquiet_secs = 3\n[web]\nlisten = \"127.0.0.1:0\"\n{extra_toml}",
                 incoming, data
             ),
         )
@@ -70,6 +70,31 @@ impl Daemon {
             .spawn()
             .unwrap();
         self.child = Some(child);
+    }
+
+    /// The web page's address, from the daemon's start-up log line.
+    pub fn web_address(&self) -> std::net::SocketAddr {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(line) = self.log().lines().find(|l| l.contains("web page on http://")) {
+                let addr = line.rsplit("http://").next().unwrap().trim().trim_end_matches('/');
+                return addr.parse().unwrap_or_else(|e| panic!("{addr}: {e}"));
+            }
+            assert!(Instant::now() < deadline, "no web address in the log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// GET over HTTP/1.0: (status, body).
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(self.web_address()).unwrap();
+        write!(s, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+        (head.split(' ').nth(1).unwrap().parse().unwrap(), body.to_string())
     }
 
     pub fn kill9(&mut self) {

@@ -1,0 +1,228 @@
+//! The local web page: status, studies, patient timelines, a JSON API mirroring them,
+//! `/healthz` and Prometheus `/metrics`. Server-rendered HTML, no JavaScript, no external
+//! assets.
+//!
+//! # Contract with the daemon
+//!
+//! ```text
+//! let state = Arc::new(WebState::new(config.paths.incoming.clone(), models));
+//! let web = web::start(&config.web, &config.database_path(), &config.paths.data, Arc::clone(&state))?;
+//! // ... while running: state.set_disk_full(true/false), state.set_models(..),
+//! //     state.set_problem("watcher", Some("..")) / None
+//! web.stop(); // or drop(web): stops accepting and joins the request threads
+//! ```
+//!
+//! * Call [`start`] after `daemon::prepare` (the database exists and is migrated). It binds
+//!   `web.listen` before returning, so a port in use is a start-up error, and it re-checks
+//!   [`WebConfig::validate`]: a non-loopback address without authentication is refused.
+//! * The server only reads: it opens its own SQLite connection per request thread
+//!   ([`Database::open`], WAL, so readers never block the daemon's writer) and never
+//!   writes a row.
+//! * Everything the database cannot tell (start time, loaded models, the incoming folder,
+//!   the disk-full pause, other health problems) comes from the shared [`WebState`], which
+//!   the daemon updates as it runs.
+//! * `web.*` keys take effect at [`start`]. To apply changed keys on SIGHUP, `stop()` the
+//!   handle and `start` again with the new [`WebConfig`] (the port is free once `stop`
+//!   returns); the shared [`WebState`] can be passed on unchanged.
+//! * Artifacts are served from `data_dir` joined with `results.artifacts_dir`, and only the
+//!   file names of `analysis::report` (`labels.nii.gz`, `coronal.png`, `axial-<k>.png`).
+
+mod artifacts;
+mod auth;
+mod chart;
+mod html;
+mod metrics;
+mod patients;
+mod server;
+mod status;
+
+pub use status::disk_space;
+mod studies;
+mod url;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::analysis::report::ModelRef;
+use crate::config::WebConfig;
+#[cfg(doc)]
+use crate::db::Database;
+
+/// Request-handling threads. The pages are a few SQLite reads each; four threads keep a
+/// slow client from blocking the others without competing with analysis for the CPU.
+pub const THREADS: usize = 4;
+
+/// What the daemon shares with the page: facts the database does not hold.
+#[derive(Debug)]
+pub struct WebState {
+    started: Instant,
+    started_at: i64,
+    models: RwLock<Vec<ModelRef>>,
+    incoming: RwLock<PathBuf>,
+    disk_full: AtomicBool,
+    problems: Mutex<BTreeMap<String, String>>,
+}
+
+impl WebState {
+    pub fn new(incoming: PathBuf, models: Vec<ModelRef>) -> Self {
+        WebState {
+            started: Instant::now(),
+            started_at: crate::db::now_secs(),
+            models: RwLock::new(models),
+            incoming: RwLock::new(incoming),
+            disk_full: AtomicBool::new(false),
+            problems: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Ingest is paused because the data disk is full; shown as a banner and in health.
+    pub fn set_disk_full(&self, full: bool) {
+        self.disk_full.store(full, Ordering::SeqCst);
+    }
+    pub fn disk_full(&self) -> bool {
+        self.disk_full.load(Ordering::SeqCst)
+    }
+    pub fn set_models(&self, models: Vec<ModelRef>) {
+        *self.models.write().unwrap_or_else(|e| e.into_inner()) = models;
+    }
+    pub fn models(&self) -> Vec<ModelRef> {
+        self.models
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+    pub fn set_incoming(&self, incoming: PathBuf) {
+        *self.incoming.write().unwrap_or_else(|e| e.into_inner()) = incoming;
+    }
+    pub fn incoming(&self) -> PathBuf {
+        self.incoming
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+    /// Records (`Some`) or clears (`None`) a health problem under `key`; any recorded
+    /// problem makes the status "degraded" and `/healthz` answer 503 with it.
+    pub fn set_problem(&self, key: &str, problem: Option<String>) {
+        let mut p = self.problems.lock().unwrap_or_else(|e| e.into_inner());
+        match problem {
+            Some(text) => p.insert(key.to_string(), text),
+            None => p.remove(key),
+        };
+    }
+    pub fn problems(&self) -> Vec<String> {
+        let p = self.problems.lock().unwrap_or_else(|e| e.into_inner());
+        p.values().cloned().collect()
+    }
+    pub fn uptime_secs(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+    pub fn started_at(&self) -> i64 {
+        self.started_at
+    }
+}
+
+/// The running server. [`WebHandle::stop`] (or dropping it) stops accepting requests,
+/// waits for the request threads (each finishes the request it is serving) and returns
+/// once the listening port is closed, so a new server may bind it at once.
+pub struct WebHandle {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl WebHandle {
+    /// The address actually bound (the real port when `web.listen` asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if self.threads.is_empty() {
+            return;
+        }
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        // The server is dropped with the last thread, but tiny_http closes its listening
+        // socket on its own accept thread, a moment later. Wait for that (briefly), so
+        // that once stop() returns the port can be bound again (a restart on SIGHUP).
+        let mut probe = self.addr;
+        if probe.ip().is_unspecified() {
+            probe.set_ip(match probe {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        for _ in 0..40 {
+            if std::net::TcpStream::connect_timeout(&probe, Duration::from_millis(100)).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+impl Drop for WebHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Binds `config.listen` and serves the page on [`THREADS`] threads until the handle is
+/// stopped or dropped. `db_path` is the daemon's database; `data_dir` is `paths.data`
+/// (result artifact folders are relative to it).
+pub fn start(
+    config: &WebConfig,
+    db_path: &Path,
+    data_dir: &Path,
+    state: Arc<WebState>,
+) -> anyhow::Result<WebHandle> {
+    config.validate()?;
+    let addr = config.listen_addr()?;
+    let server = tiny_http::Server::http(addr)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (web.listen): {e}"))?;
+    let bound = server
+        .server_addr()
+        .to_ip()
+        .ok_or_else(|| anyhow::anyhow!("web server bound to a non-IP address"))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let shared = Arc::new(server::Shared {
+        server,
+        config: config.clone(),
+        db_path: db_path.to_path_buf(),
+        data_dir: data_dir.to_path_buf(),
+        state,
+        stop: Arc::clone(&stop),
+    });
+    let mut threads = Vec::with_capacity(THREADS);
+    for i in 0..THREADS {
+        let shared = Arc::clone(&shared);
+        let t = std::thread::Builder::new()
+            .name(format!("web-{i}"))
+            .spawn(move || server::serve_requests(&shared))?;
+        threads.push(t);
+    }
+    log::info!(
+        "web page on http://{bound}/{}",
+        if config.auth_configured() {
+            " (authentication required)"
+        } else {
+            ""
+        }
+    );
+    Ok(WebHandle {
+        addr: bound,
+        stop,
+        threads,
+    })
+}

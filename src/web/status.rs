@@ -1,0 +1,404 @@
+//! The status page (`/`, `/api/status`) and the health verdict behind `/healthz`.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::html::{self, esc, fmt_bytes, fmt_duration, fmt_ms, fmt_time};
+use super::server::Ctx;
+use crate::analysis::report::ModelRef;
+use crate::db::{
+    self, Database, EventEntry, FailedJob, QuarantineEntry, QueuedJob, SkippedSeries, StatusCounts,
+};
+
+/// How many processing times the median and p95 are taken over.
+pub const PROCESSING_WINDOW: i64 = 1000;
+const LIST_LIMIT: i64 = 15;
+
+#[derive(Debug, Serialize)]
+pub struct Health {
+    /// "ok" or "degraded".
+    pub status: &'static str,
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FolderSpace {
+    pub path: String,
+    pub exists: bool,
+    pub free_bytes: Option<u64>,
+    pub total_bytes: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Processing {
+    /// Results the figures are taken over (the newest ones, at most `PROCESSING_WINDOW`).
+    pub samples: usize,
+    pub median_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReasonCount {
+    pub reason_code: String,
+    pub count: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StatusView {
+    pub health: Health,
+    pub version: &'static str,
+    pub started_at: i64,
+    pub uptime_secs: u64,
+    pub models: Vec<ModelRef>,
+    pub incoming: FolderSpace,
+    pub data: FolderSpace,
+    pub ingest_paused_disk_full: bool,
+    pub queue_pending: i64,
+    pub queue_running: i64,
+    /// Running jobs, then the next pending ones.
+    pub queue: Vec<QueuedJob>,
+    pub counts: StatusCounts,
+    pub studies_last_24h: i64,
+    pub processing: Processing,
+    pub recent_errors: Vec<EventEntry>,
+    pub failed_jobs: Vec<FailedJob>,
+    pub quarantine_by_reason: Vec<ReasonCount>,
+    pub recent_quarantine: Vec<QuarantineEntry>,
+    pub recent_skipped: Vec<SkippedSeries>,
+}
+
+/// Free and total bytes of the filesystem holding `path` (statvfs: what an unprivileged
+/// writer may still use).
+pub fn disk_space(path: &Path) -> Option<(u64, u64)> {
+    let s = rustix::fs::statvfs(path).ok()?;
+    Some((
+        s.f_bavail.saturating_mul(s.f_frsize),
+        s.f_blocks.saturating_mul(s.f_frsize),
+    ))
+}
+
+fn folder(path: &Path) -> FolderSpace {
+    let space = disk_space(path);
+    FolderSpace {
+        path: path.display().to_string(),
+        exists: path.is_dir(),
+        free_bytes: space.map(|s| s.0),
+        total_bytes: space.map(|s| s.1),
+    }
+}
+
+/// Nearest-rank percentile of sorted values (`p` in 0..=1).
+pub fn percentile(sorted: &[i64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (p * sorted.len() as f64).ceil().max(1.0) as usize;
+    Some(sorted[rank.min(sorted.len()) - 1] as f64)
+}
+
+pub fn median(sorted: &[i64]) -> Option<f64> {
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2] as f64),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) as f64 / 2.0),
+    }
+}
+
+/// Health from what the daemon shares and the filesystem (the database is probed by the
+/// caller). Any problem makes the appliance "degraded".
+pub fn health(ctx: &Ctx) -> Health {
+    let mut problems = Vec::new();
+    if ctx.state.disk_full() {
+        problems.push("disk full: ingest paused".to_string());
+    }
+    if ctx.state.models().is_empty() {
+        problems.push("no models loaded: studies cannot be analysed".to_string());
+    }
+    let incoming = ctx.state.incoming();
+    if !incoming.is_dir() {
+        problems.push(format!(
+            "incoming folder {} is missing or not a folder",
+            incoming.display()
+        ));
+    }
+    problems.extend(ctx.state.problems());
+    Health {
+        status: if problems.is_empty() {
+            "ok"
+        } else {
+            "degraded"
+        },
+        problems,
+    }
+}
+
+pub fn collect(ctx: &Ctx, db: &Database) -> db::Result<StatusView> {
+    let counts = db.status_counts()?;
+    let mut times = db.recent_processing_ms(PROCESSING_WINDOW)?;
+    times.sort_unstable();
+    Ok(StatusView {
+        health: health(ctx),
+        version: env!("CARGO_PKG_VERSION"),
+        started_at: ctx.state.started_at(),
+        uptime_secs: ctx.state.uptime_secs(),
+        models: ctx.state.models(),
+        incoming: folder(&ctx.state.incoming()),
+        data: folder(ctx.data_dir),
+        ingest_paused_disk_full: ctx.state.disk_full(),
+        queue_pending: counts.jobs_pending,
+        queue_running: counts.jobs_running,
+        queue: db.queued_jobs(LIST_LIMIT)?,
+        studies_last_24h: db.studies_done_since(db::now_secs() - 86_400)?,
+        processing: Processing {
+            samples: times.len(),
+            median_ms: median(&times),
+            p95_ms: percentile(&times, 0.95),
+        },
+        recent_errors: db.recent_events_at_levels(&["error", "warn"], LIST_LIMIT)?,
+        failed_jobs: db.recent_failed_jobs(LIST_LIMIT)?,
+        quarantine_by_reason: db
+            .quarantine_by_reason()?
+            .into_iter()
+            .map(|(reason_code, count)| ReasonCount { reason_code, count })
+            .collect(),
+        recent_quarantine: db.recent_quarantine(LIST_LIMIT)?,
+        recent_skipped: db.recent_skipped(LIST_LIMIT)?,
+        counts,
+    })
+}
+
+fn space_line(f: &FolderSpace) -> String {
+    let space = match (f.free_bytes, f.total_bytes) {
+        (Some(free), Some(total)) if total > 0 => format!(
+            "{} free of {} ({:.0} %)",
+            fmt_bytes(free),
+            fmt_bytes(total),
+            free as f64 / total as f64 * 100.0
+        ),
+        _ => "free space unknown".into(),
+    };
+    format!(
+        "<span class=\"mono\">{}</span><br><span class=\"muted\">{}{}</span>",
+        esc(&f.path),
+        if f.exists { "" } else { "missing · " },
+        space
+    )
+}
+
+pub fn render(v: &StatusView) -> String {
+    let mut b = String::new();
+    if v.ingest_paused_disk_full {
+        b.push_str(
+            "<div class=\"banner bad\">Disk full: ingest paused. New files wait in the incoming \
+             folder until space is freed.</div>",
+        );
+    }
+    let _ = write!(b, "<h1>Status</h1>");
+    let health_badge = if v.health.status == "ok" {
+        "<div class=\"health ok\"><span class=\"dot\"></span>ok</div>"
+    } else {
+        "<div class=\"health degraded\"><span class=\"dot\"></span>degraded</div>"
+    };
+    let problems: String = v
+        .health
+        .problems
+        .iter()
+        .map(|p| format!("<li>{}</li>", esc(p)))
+        .collect();
+    let fmt_opt_ms = |m: Option<f64>| m.map_or("—".to_string(), fmt_ms);
+    let _ = write!(
+        b,
+        "<div class=\"grid\">\
+         <div class=\"card\"><h2>Health</h2>{health_badge}{}\
+         <dl class=\"kv\"><dt>Version</dt><dd>{}</dd><dt>Up for</dt><dd>{}</dd>\
+         <dt>Since</dt><dd>{}</dd></dl></div>\
+         <div class=\"card\"><h2>Queue</h2><dl class=\"kv\">\
+         <dt>Pending</dt><dd class=\"big\">{}</dd><dt>Running</dt><dd>{}</dd>\
+         <dt>Done</dt><dd>{}</dd><dt>Failed</dt><dd>{}</dd></dl></div>\
+         <div class=\"card\"><h2>Throughput</h2><dl class=\"kv\">\
+         <dt>Studies, last 24 h</dt><dd class=\"big\">{}</dd>\
+         <dt>Median time</dt><dd>{}</dd><dt>p95 time</dt><dd>{}</dd></dl>\
+         <p class=\"muted\">Processing times of the {} newest results.</p></div>\
+         <div class=\"card\"><h2>Ingest</h2><dl class=\"kv\">\
+         <dt>Instances</dt><dd>{}</dd><dt>Series receiving</dt><dd>{}</dd>\
+         <dt>Series selected</dt><dd>{}</dd><dt>Series skipped</dt><dd>{}</dd>\
+         <dt>Quarantined</dt><dd>{}</dd></dl></div></div>",
+        if problems.is_empty() {
+            String::new()
+        } else {
+            format!("<ul class=\"health-problems\">{problems}</ul>")
+        },
+        esc(v.version),
+        fmt_duration(v.uptime_secs),
+        fmt_time(v.started_at),
+        v.queue_pending,
+        v.queue_running,
+        v.counts.jobs_done,
+        v.counts.jobs_failed,
+        v.studies_last_24h,
+        fmt_opt_ms(v.processing.median_ms),
+        fmt_opt_ms(v.processing.p95_ms),
+        v.processing.samples,
+        v.counts.instances,
+        v.counts.series_receiving,
+        v.counts.series_selected,
+        v.counts.series_skipped,
+        v.counts.quarantined,
+    );
+    let _ = write!(
+        b,
+        "<div class=\"grid\"><div class=\"card\"><h2>Folders</h2><dl class=\"kv\">\
+         <dt>Incoming</dt><dd>{}</dd><dt>Data</dt><dd>{}</dd></dl></div>",
+        space_line(&v.incoming),
+        space_line(&v.data)
+    );
+    b.push_str("<div class=\"card\"><h2>Models loaded</h2>");
+    if v.models.is_empty() {
+        b.push_str("<p class=\"empty\">No models loaded.</p>");
+    } else {
+        b.push_str("<table><tr><th>Model</th><th>Version</th><th>SHA-256</th></tr>");
+        for m in &v.models {
+            let _ = write!(
+                b,
+                "<tr><td>{}</td><td>{}</td><td class=\"mono\" title=\"{}\">{}…</td></tr>",
+                esc(&m.name),
+                esc(&m.version),
+                esc(&m.sha256),
+                esc(&m.sha256.chars().take(12).collect::<String>())
+            );
+        }
+        b.push_str("</table>");
+    }
+    b.push_str("</div></div>");
+
+    if !v.queue.is_empty() {
+        let now = db::now_secs();
+        b.push_str(
+            "<div class=\"card\"><h2>In the queue</h2><table><tr><th>State</th><th>Series</th>\
+             <th>Description</th><th class=\"num\">Attempt</th><th>Since</th></tr>",
+        );
+        for j in &v.queue {
+            let (badge, since) = match j.started_at {
+                Some(t) if j.state == "running" => (
+                    "<span class=\"badge warn\">running</span>",
+                    format!("{} ago", fmt_duration(now.saturating_sub(t).max(0) as u64)),
+                ),
+                _ => (
+                    "<span class=\"badge muted\">pending</span>",
+                    format!("queued {}", fmt_time(j.created_at)),
+                ),
+            };
+            let _ = write!(
+                b,
+                "<tr><td>{badge}</td><td class=\"mono\">{}</td><td>{}</td>\
+                 <td class=\"num\">{}</td><td class=\"nowrap\">{since}</td></tr>",
+                esc(&j.series_uid),
+                html::esc_opt(j.series_description.as_deref()),
+                j.attempts.max(1),
+            );
+        }
+        if v.queue_pending + v.queue_running > v.queue.len() as i64 {
+            let _ = write!(
+                b,
+                "<tr><td colspan=\"5\" class=\"muted\">and {} more</td></tr>",
+                v.queue_pending + v.queue_running - v.queue.len() as i64
+            );
+        }
+        b.push_str("</table></div>");
+    }
+    b.push_str("<div class=\"card\"><h2>Recent errors and warnings</h2>");
+    if v.recent_errors.is_empty() && v.failed_jobs.is_empty() {
+        b.push_str("<p class=\"empty\">None.</p>");
+    } else {
+        b.push_str("<table><tr><th>When</th><th>Level</th><th>Message</th></tr>");
+        for e in &v.recent_errors {
+            let kind = if e.level == "error" { "bad" } else { "warn" };
+            let _ = write!(
+                b,
+                "<tr><td class=\"nowrap\">{}</td><td><span class=\"badge {kind}\">{}</span></td><td>{}</td></tr>",
+                fmt_time(e.at),
+                esc(&e.level),
+                esc(&e.message)
+            );
+        }
+        for j in &v.failed_jobs {
+            let _ = write!(
+                b,
+                "<tr><td class=\"nowrap\">{}</td><td><span class=\"badge bad\">job failed</span></td>\
+                 <td>series <span class=\"mono\">{}</span>: {}</td></tr>",
+                j.finished_at.map_or("—".into(), fmt_time),
+                esc(&j.series_uid),
+                esc(&j.reason)
+            );
+        }
+        b.push_str("</table>");
+    }
+    b.push_str("</div><div class=\"grid\"><div class=\"card\"><h2>Quarantine</h2>");
+    if v.quarantine_by_reason.is_empty() {
+        b.push_str("<p class=\"empty\">No file quarantined.</p>");
+    } else {
+        b.push_str("<p>");
+        for r in &v.quarantine_by_reason {
+            let _ = write!(
+                b,
+                "<span class=\"badge muted\">{} × {}</span> ",
+                esc(&r.reason_code),
+                r.count
+            );
+        }
+        b.push_str("</p><table><tr><th>When</th><th>File</th><th>Reason</th></tr>");
+        for q in &v.recent_quarantine {
+            let _ = write!(
+                b,
+                "<tr><td class=\"nowrap\">{}</td><td class=\"mono\">{}</td><td>{}</td></tr>",
+                fmt_time(q.at),
+                esc(&q.original_name),
+                esc(&q.reason)
+            );
+        }
+        b.push_str("</table>");
+    }
+    b.push_str("</div><div class=\"card\"><h2>Skipped series</h2>");
+    if v.recent_skipped.is_empty() {
+        b.push_str("<p class=\"empty\">No series skipped.</p>");
+    } else {
+        b.push_str("<table><tr><th>Series</th><th>Reason</th></tr>");
+        for s in &v.recent_skipped {
+            let _ = write!(
+                b,
+                "<tr><td class=\"mono\">{}</td><td>{}</td></tr>",
+                esc(&s.series_uid),
+                esc(&s.reason)
+            );
+        }
+        b.push_str("</table>");
+    }
+    b.push_str("</div></div>");
+    html::layout("Status", html::Nav::Status, &b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_and_nearest_rank_p95() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[5]), Some(5.0));
+        assert_eq!(median(&[1, 3]), Some(2.0));
+        let v: Vec<i64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 0.95), Some(95.0));
+        assert_eq!(percentile(&[7], 0.95), Some(7.0));
+        assert_eq!(percentile(&[1, 2, 3], 0.95), Some(3.0));
+    }
+
+    #[test]
+    fn disk_space_of_a_real_folder() {
+        let (free, total) = disk_space(Path::new("/")).unwrap();
+        assert!(total > 0 && free <= total);
+        assert!(disk_space(Path::new("/no/such/folder")).is_none());
+    }
+}

@@ -1,0 +1,574 @@
+//! `/studies` (search and key figures) and `/studies/{uid}` (every series' result).
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use super::artifacts;
+use super::html::{
+    self, bar, class_badge, class_label, esc, esc_opt, fmt_dicom_date, fmt_ms, fmt_time, mask_id,
+    pct, person_name,
+};
+use super::server::Ctx;
+use super::url::{Target, encode_segment};
+use crate::analysis::report::SeriesReport;
+use crate::db::{self, Database, ResultRow, StudyFilter};
+
+/// Most series results read for one list page, and most studies shown.
+const MAX_ROWS: i64 = 5000;
+const MAX_STUDIES: usize = 300;
+
+#[derive(Debug, Serialize)]
+pub struct Search {
+    pub patient_id: Option<String>,
+    pub accession: Option<String>,
+    pub date: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StudySummary {
+    /// Study Instance UID, or the series UID for a series without one.
+    pub study_uid: String,
+    /// Masked (`ABC***`) when `web.mask_patient_ids` is on.
+    pub patient_id: Option<String>,
+    /// Absent when masking is on.
+    pub patient_name: Option<String>,
+    pub study_date: Option<String>,
+    pub accession_number: Option<String>,
+    pub series_analysed: usize,
+    /// The figures below are those of the series with the largest affected ratio.
+    pub key_series_uid: String,
+    pub top_class: String,
+    pub top_probability: f64,
+    pub affected_ratio: f64,
+    pub severity_score: i64,
+    pub analysed_at: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StudiesView {
+    pub search: Search,
+    pub masked: bool,
+    pub notes: Vec<String>,
+    pub studies: Vec<StudySummary>,
+    /// More studies matched than are listed.
+    pub truncated: bool,
+}
+
+/// Digits of a date search term: `2020-03-14`, `20200314`, `2020-03` and `2020` all work.
+fn date_digits(term: &str) -> Result<String, String> {
+    let digits: String = term.chars().filter(char::is_ascii_digit).collect();
+    let ok = matches!(digits.len(), 4 | 6 | 8)
+        && term
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '-' | '.' | '/' | ' '));
+    if ok {
+        Ok(digits)
+    } else {
+        Err(format!(
+            "date {term:?} not understood: use YYYY-MM-DD, YYYY-MM or YYYY"
+        ))
+    }
+}
+
+fn top_probability(class: &str, p_covid: f64, p_other: f64, p_normal: f64) -> f64 {
+    match class {
+        "covid19" => p_covid,
+        "other_pneumonia" => p_other,
+        _ => p_normal,
+    }
+}
+
+/// The key row of a study: largest affected ratio, then newest.
+fn is_better(a: &ResultRow, b: &ResultRow) -> bool {
+    (a.affected_ratio, a.result_id) > (b.affected_ratio, b.result_id)
+}
+
+pub fn collect_list(ctx: &Ctx, db: &Database, t: &Target) -> db::Result<StudiesView> {
+    let search = Search {
+        patient_id: t.param("patient_id"),
+        accession: t.param("accession"),
+        date: t.param("date"),
+    };
+    let mut notes = Vec::new();
+    let date_prefix = match search.date.as_deref().map(date_digits) {
+        Some(Ok(d)) => Some(d),
+        Some(Err(e)) => {
+            notes.push(e);
+            None
+        }
+        None => None,
+    };
+    let filter = StudyFilter {
+        patient_id: search.patient_id.clone(),
+        accession: search.accession.clone(),
+        date_prefix,
+    };
+    let rows = db.search_results(&filter, MAX_ROWS)?;
+    // Group by study, keeping the order of the rows (newest study date first).
+    let mut order: Vec<String> = Vec::new();
+    let mut groups: HashMap<String, Vec<ResultRow>> = HashMap::new();
+    for r in rows {
+        let key = r.study_uid.clone().unwrap_or_else(|| r.series_uid.clone());
+        if !groups.contains_key(&key) {
+            order.push(key.clone());
+        }
+        groups.entry(key).or_default().push(r);
+    }
+    let masked = ctx.config.mask_patient_ids;
+    let truncated = order.len() > MAX_STUDIES;
+    let studies = order
+        .into_iter()
+        .take(MAX_STUDIES)
+        .map(|key| {
+            let rows = &groups[&key];
+            let best = rows
+                .iter()
+                .fold(&rows[0], |b, r| if is_better(r, b) { r } else { b });
+            StudySummary {
+                study_uid: key.clone(),
+                patient_id: if masked {
+                    best.patient_id.as_deref().map(mask_id)
+                } else {
+                    best.patient_id.clone()
+                },
+                patient_name: if masked {
+                    None
+                } else {
+                    best.patient_name.clone()
+                },
+                study_date: best.study_date.clone(),
+                accession_number: best.accession_number.clone(),
+                series_analysed: rows.len(),
+                key_series_uid: best.series_uid.clone(),
+                top_class: best.top_class.clone(),
+                top_probability: top_probability(
+                    &best.top_class,
+                    best.p_covid19,
+                    best.p_other,
+                    best.p_normal,
+                ),
+                affected_ratio: best.affected_ratio,
+                severity_score: best.severity_score,
+                analysed_at: rows.iter().map(|r| r.created_at).max().unwrap_or(0),
+            }
+        })
+        .collect();
+    Ok(StudiesView {
+        search,
+        masked,
+        notes,
+        studies,
+        truncated,
+    })
+}
+
+pub fn render_list(v: &StudiesView) -> String {
+    let mut b = String::from("<h1>Studies</h1>");
+    let val = |s: &Option<String>| esc(s.as_deref().unwrap_or(""));
+    let _ = write!(
+        b,
+        "<div class=\"card\"><form class=\"search\" method=\"get\" action=\"/studies\">\
+         <label>Patient ID<input name=\"patient_id\" value=\"{}\"></label>\
+         <label>Accession<input name=\"accession\" value=\"{}\"></label>\
+         <label>Study date (or YYYY-MM, YYYY)<input name=\"date\" value=\"{}\" placeholder=\"YYYY-MM-DD\"></label>\
+         <button type=\"submit\">Search</button> <a class=\"button\" href=\"/studies\">Clear</a></form></div>",
+        val(&v.search.patient_id),
+        val(&v.search.accession),
+        val(&v.search.date),
+    );
+    for n in &v.notes {
+        let _ = write!(b, "<div class=\"banner warn\">{}</div>", esc(n));
+    }
+    b.push_str("<div class=\"card\">");
+    if v.studies.is_empty() {
+        b.push_str("<p class=\"empty\">No analysed study matches.</p>");
+    } else {
+        let _ = write!(
+            b,
+            "<p class=\"muted\">{} studies{}. Figures are those of each study's series with the \
+             largest affected lung ratio.{}</p>",
+            v.studies.len(),
+            if v.truncated {
+                " (the newest; refine the search)"
+            } else {
+                ""
+            },
+            if v.masked {
+                " Patient identifiers are masked."
+            } else {
+                ""
+            }
+        );
+        b.push_str(
+            "<table><tr><th>Study date</th><th>Patient</th><th>Accession</th>\
+             <th>Top class</th><th class=\"num\">Probability</th>\
+             <th class=\"num\">Affected lung</th><th class=\"num\">Severity</th>\
+             <th class=\"num\">Series</th><th>Analysed</th></tr>",
+        );
+        for s in &v.studies {
+            let patient = match (&s.patient_id, v.masked) {
+                (Some(id), false) => format!(
+                    "<a href=\"/patients/{}\">{}</a>{}",
+                    encode_segment(id),
+                    esc(id),
+                    s.patient_name
+                        .as_deref()
+                        .map(|n| format!(
+                            "<br><span class=\"muted\">{}</span>",
+                            esc(&person_name(n))
+                        ))
+                        .unwrap_or_default()
+                ),
+                (Some(id), true) => esc(id),
+                (None, _) => "—".into(),
+            };
+            let _ = write!(
+                b,
+                "<tr><td class=\"nowrap\"><a href=\"/studies/{}\">{}</a></td><td>{patient}</td><td>{}</td>\
+                 <td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+                 <td class=\"num nowrap\">{} / 24</td><td class=\"num\">{}</td><td class=\"muted nowrap\">{}</td></tr>",
+                encode_segment(&s.study_uid),
+                esc(&fmt_dicom_date(s.study_date.as_deref())),
+                esc_opt(s.accession_number.as_deref()),
+                class_badge(&s.top_class),
+                pct(s.top_probability),
+                pct(s.affected_ratio),
+                s.severity_score,
+                s.series_analysed,
+                fmt_time(s.analysed_at),
+            );
+        }
+        b.push_str("</table>");
+    }
+    b.push_str("</div>");
+    html::layout("Studies", html::Nav::Studies, &b)
+}
+
+// ---- one study ----------------------------------------------------------------------
+
+#[derive(Debug, Serialize)]
+pub struct Preview {
+    pub file: String,
+    pub url: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SeriesResult {
+    pub result_id: i64,
+    pub analysed_at: i64,
+    pub report: SeriesReport,
+    pub previews: Vec<Preview>,
+    /// URL of the label mask (NIfTI), when present.
+    pub labels_url: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StudyView {
+    pub study_uid: String,
+    pub patient_id: Option<String>,
+    pub patient_name: Option<String>,
+    pub study_date: Option<String>,
+    pub accession_number: Option<String>,
+    pub series: Vec<SeriesResult>,
+}
+
+/// The study's newest result per series; None when nothing is known under `uid` (a study
+/// UID, or the series UID of a series without a study UID).
+pub fn collect_study(ctx: &Ctx, db: &Database, uid: &str) -> db::Result<Option<StudyView>> {
+    let mut results = db.study_results(uid)?;
+    if results.is_empty()
+        && let Some(r) = db.latest_result_for_series(uid)?
+        && r.report.study_instance_uid.is_none()
+    {
+        results.push(r);
+    }
+    let Some(first) = results.first() else {
+        return Ok(None);
+    };
+    let r0 = &first.report;
+    let (patient_id, patient_name, study_date, accession_number) = (
+        r0.patient_id.clone(),
+        r0.patient_name.clone(),
+        r0.study_date.clone(),
+        r0.accession_number.clone(),
+    );
+    let series = results
+        .into_iter()
+        .map(|r| {
+            let dir = ctx.data_dir.join(&r.artifacts_dir);
+            let files = artifacts::present(&dir);
+            let url = |f: &str| format!("/artifacts/{}/{}", r.id, f);
+            SeriesResult {
+                result_id: r.id,
+                analysed_at: r.created_at,
+                labels_url: files
+                    .iter()
+                    .find(|f| f.as_str() == crate::analysis::report::LABELS_FILE)
+                    .map(|f| url(f)),
+                previews: files
+                    .iter()
+                    .filter(|f| f.ends_with(".png"))
+                    .map(|f| Preview {
+                        file: f.clone(),
+                        url: url(f),
+                    })
+                    .collect(),
+                report: r.report,
+            }
+        })
+        .collect();
+    Ok(Some(StudyView {
+        study_uid: uid.to_string(),
+        patient_id,
+        patient_name,
+        study_date,
+        accession_number,
+        series,
+    }))
+}
+
+/// The 0-4 score of one zone, as the severity score defines it.
+pub fn zone_score(ratio: f64) -> u8 {
+    match ratio {
+        r if r <= 0.0 => 0,
+        r if r < 0.25 => 1,
+        r if r < 0.50 => 2,
+        r if r < 0.75 => 3,
+        _ => 4,
+    }
+}
+
+fn ml(v: f64) -> String {
+    format!("{v:.0} mL")
+}
+
+fn render_series(b: &mut String, s: &SeriesResult) {
+    let r = &s.report;
+    let p = &r.probabilities;
+    let _ = write!(
+        b,
+        "<div class=\"card\"><h2>{} {}</h2>\
+         <p class=\"muted\">Series <span class=\"mono\">{}</span> · {} slices · \
+         spacing {:.2} × {:.2} × {:.2} mm · analysed {}</p>",
+        esc_opt(r.series_description.as_deref()),
+        class_badge(&r.top_class),
+        esc(&r.series_instance_uid),
+        r.slice_count,
+        r.spacing_mm[0],
+        r.spacing_mm[1],
+        r.spacing_mm[2],
+        fmt_time(s.analysed_at)
+    );
+    let top_p = match r.top_class.as_str() {
+        "covid19" => p.covid19,
+        "other_pneumonia" => p.other_pneumonia,
+        _ => p.normal,
+    };
+    let _ = write!(
+        b,
+        "<div class=\"tiles\">\
+         <div class=\"tile\"><div class=\"label\">Top class</div><div class=\"value\">{}</div><div class=\"sub\">{}</div></div>\
+         <div class=\"tile\"><div class=\"label\">Affected lung</div><div class=\"value\">{}</div><div class=\"sub\">right {} · left {}</div></div>\
+         <div class=\"tile\"><div class=\"label\">Lesion volume</div><div class=\"value\">{}</div><div class=\"sub\">{} ground-glass</div></div>\
+         <div class=\"tile\"><div class=\"label\">Severity score</div><div class=\"value\">{} / 24</div><div class=\"sub\">{}</div></div></div>",
+        pct(top_p),
+        esc(class_label(&r.top_class)),
+        pct(r.affected_ratio.total),
+        pct(r.affected_ratio.right),
+        pct(r.affected_ratio.left),
+        ml(r.lesion_volume_ml),
+        pct(r.ggo_share),
+        r.severity_score,
+        if r.bilateral {
+            "bilateral"
+        } else {
+            "not bilateral"
+        },
+    );
+    if !r.warnings.is_empty() {
+        b.push_str("<div class=\"banner warn\">");
+        for w in &r.warnings {
+            let _ = write!(b, "<div>⚠ {}</div>", esc(w));
+        }
+        b.push_str("</div>");
+    }
+    b.push_str("<div class=\"grid\"><div><h3>Probabilities</h3><table>");
+    for (class, v) in [
+        ("covid19", p.covid19),
+        ("other_pneumonia", p.other_pneumonia),
+        ("normal", p.normal),
+    ] {
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td style=\"width:45%\">{}</td><td class=\"num\">{}</td></tr>",
+            esc(class_label(class)),
+            bar(v, class),
+            pct(v)
+        );
+    }
+    b.push_str(
+        "</table><h3>Zones (affected share of each third)</h3>\
+        <table class=\"zones\"><tr><th></th><th>Right lung</th><th>Left lung</th></tr>",
+    );
+    let z = &r.zones;
+    for (name, right, left) in [
+        ("Upper", z.right_upper, z.left_upper),
+        ("Middle", z.right_middle, z.left_middle),
+        ("Lower", z.right_lower, z.left_lower),
+    ] {
+        let _ = write!(
+            b,
+            "<tr><td class=\"rowhead\">{name}</td><td>{} <span class=\"muted\">({})</span></td>\
+             <td>{} <span class=\"muted\">({})</span></td></tr>",
+            pct(right),
+            zone_score(right),
+            pct(left),
+            zone_score(left)
+        );
+    }
+    let a = &r.affected_ratio;
+    let _ = write!(
+        b,
+        "</table><p class=\"muted\">Zone scores in brackets: 0 none, 1 &lt;25 %, 2 &lt;50 %, \
+         3 &lt;75 %, 4 ≥75 %.</p></div>\
+         <div><h3>Measurements</h3><table>\
+         <tr><td>Lung volume, right / left</td><td class=\"num\">{} / {}</td></tr>\
+         <tr><td>Lesion volume</td><td class=\"num\">{}</td></tr>\
+         <tr><td>Ground-glass / consolidation share</td><td class=\"num\">{} / {}</td></tr>\
+         <tr><td><strong>Affected lung ratio</strong></td><td class=\"num\"><strong>{}</strong></td></tr>\
+         <tr><td>Affected ratio, right / left</td><td class=\"num\">{} / {}</td></tr>\
+         <tr><td>Bilateral</td><td class=\"num\">{}</td></tr>\
+         <tr><td>Peripheral share (within {:.0} mm of the lung surface)</td><td class=\"num\">{}</td></tr>\
+         <tr><td><strong>Severity score</strong></td><td class=\"num\"><strong>{} / 24</strong></td></tr>\
+         </table>",
+        ml(r.lung_volume_ml.right),
+        ml(r.lung_volume_ml.left),
+        ml(r.lesion_volume_ml),
+        pct(r.ggo_share),
+        pct(r.consolidation_share),
+        pct(a.total),
+        pct(a.right),
+        pct(a.left),
+        if r.bilateral { "yes" } else { "no" },
+        r.peripheral_mm,
+        pct(r.peripheral_share),
+        r.severity_score,
+    );
+    let t = &r.timings_ms;
+    let _ = write!(
+        b,
+        "<h3>Timings</h3><table><tr><td>Decode</td><td class=\"num\">{}</td></tr>\
+         <tr><td>Preprocess</td><td class=\"num\">{}</td></tr>\
+         <tr><td>Inference</td><td class=\"num\">{}</td></tr>\
+         <tr><td>Post-process</td><td class=\"num\">{}</td></tr>\
+         <tr><td><strong>Total</strong></td><td class=\"num\"><strong>{}</strong></td></tr></table>\
+         <h3>Models</h3><table>",
+        fmt_ms(t.decode as f64),
+        fmt_ms(t.preprocess as f64),
+        fmt_ms(t.inference as f64),
+        fmt_ms(t.postprocess as f64),
+        fmt_ms(t.total as f64),
+    );
+    for m in &r.models {
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td class=\"mono\" title=\"{}\">{}…</td></tr>",
+            esc(&m.name),
+            esc(&m.version),
+            esc(&m.sha256),
+            esc(&m.sha256.chars().take(12).collect::<String>())
+        );
+    }
+    b.push_str("</table></div></div>");
+    b.push_str("<h3>Previews</h3>");
+    if s.previews.is_empty() {
+        b.push_str("<p class=\"empty\">No preview images stored for this result.</p>");
+    } else {
+        b.push_str(
+            "<p class=\"muted\">Lung contour and lesion overlay. Axial slices from inferior to superior.</p>\
+             <div class=\"previews\">",
+        );
+        for p in &s.previews {
+            let caption = if p.file == crate::analysis::report::CORONAL_PREVIEW {
+                "coronal".to_string()
+            } else {
+                p.file.trim_end_matches(".png").replace('-', " ")
+            };
+            let _ = write!(
+                b,
+                "<figure><a href=\"{}\"><img src=\"{}\" alt=\"{}\"></a><figcaption>{}</figcaption></figure>",
+                esc(&p.url),
+                esc(&p.url),
+                esc(&caption),
+                esc(&caption)
+            );
+        }
+        b.push_str("</div>");
+    }
+    if let Some(u) = &s.labels_url {
+        let _ = write!(
+            b,
+            "<p><a href=\"{}\">Download the label mask (NIfTI, {})</a></p>",
+            esc(u),
+            esc(crate::analysis::report::LABELS_FILE)
+        );
+    }
+    b.push_str("</div>");
+}
+
+pub fn render_study(v: &StudyView) -> String {
+    let mut b = String::new();
+    let name = v.patient_name.as_deref().map(person_name);
+    let _ = write!(
+        b,
+        "<h1>{} <span class=\"muted\">· study of {}</span></h1><div class=\"card\"><dl class=\"kv\">\
+         <dt>Patient</dt><dd>{}{}</dd><dt>Study date</dt><dd>{}</dd><dt>Accession</dt><dd>{}</dd>\
+         <dt>Study UID</dt><dd class=\"mono\">{}</dd><dt>Series analysed</dt><dd>{}</dd></dl></div>",
+        esc(name
+            .as_deref()
+            .or(v.patient_id.as_deref())
+            .unwrap_or("Unknown patient")),
+        esc(&fmt_dicom_date(v.study_date.as_deref())),
+        match &v.patient_id {
+            Some(id) => format!(
+                "<a href=\"/patients/{}\">{}</a> (timeline)",
+                encode_segment(id),
+                esc(id)
+            ),
+            None => "—".into(),
+        },
+        name.map(|n| format!(" · {}", esc(&n))).unwrap_or_default(),
+        esc(&fmt_dicom_date(v.study_date.as_deref())),
+        esc_opt(v.accession_number.as_deref()),
+        esc(&v.study_uid),
+        v.series.len()
+    );
+    for s in &v.series {
+        render_series(&mut b, s);
+    }
+    html::layout("Study", html::Nav::Studies, &b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn date_terms() {
+        assert_eq!(date_digits("2020-03-14").unwrap(), "20200314");
+        assert_eq!(date_digits("2020-03").unwrap(), "202003");
+        assert_eq!(date_digits("2020").unwrap(), "2020");
+        assert!(date_digits("March").is_err());
+        assert!(date_digits("20-3").is_err());
+    }
+
+    #[test]
+    fn zone_scores_follow_the_severity_rule() {
+        assert_eq!(
+            [0.0, 0.01, 0.25, 0.49, 0.5, 0.75, 1.0].map(zone_score),
+            [0, 1, 2, 2, 3, 4, 4]
+        );
+    }
+}

@@ -1,0 +1,1026 @@
+//! The web page end to end on a database made through the public API: pages, JSON API,
+//! metrics, health, escaping, authentication, masking, artifact serving, and headless
+//! Chromium screenshots (skipped with a message when `chromium` is absent).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use lungwatch::analysis::report::{
+    AffectedRatio, ModelRef, Probabilities, SeriesReport, Sides, Timings, Zones,
+};
+use lungwatch::config::WebConfig;
+use lungwatch::db::{Database, NewInstance, now_secs};
+use lungwatch::dicom::InstanceHeader;
+use lungwatch::web::{self, WebHandle, WebState};
+
+const EVIL_NAME: &str = "<script>alert(1)</script>^Eve";
+const EVIL_DESC: &str = "<img src=x onerror=alert(2)>";
+const EVIL_PATIENT: &str = "EVIL <1>";
+const TOKEN: &str = "correct-horse-battery-staple";
+
+struct Study<'a> {
+    series: &'a str,
+    study: &'a str,
+    patient: &'a str,
+    name: &'a str,
+    date: &'a str,
+    accession: &'a str,
+    description: &'a str,
+    affected: f64,
+    p_covid: f64,
+    processing_ms: u64,
+}
+
+fn models() -> Vec<ModelRef> {
+    [
+        ("lung_seg", "0.1.0"),
+        ("lesion_seg", "0.1.0"),
+        ("classifier", "0.1.0"),
+    ]
+    .iter()
+    .map(|(n, v)| ModelRef {
+        name: n.to_string(),
+        version: v.to_string(),
+        sha256: sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(n))
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    })
+    .collect()
+}
+
+fn report(s: &Study) -> SeriesReport {
+    let p_other = (1.0 - s.p_covid) * 0.6;
+    let p_normal = 1.0 - s.p_covid - p_other;
+    let top = if s.p_covid >= p_other && s.p_covid >= p_normal {
+        "covid19"
+    } else if p_other >= p_normal {
+        "other_pneumonia"
+    } else {
+        "normal"
+    };
+    let lung = 2400.0;
+    SeriesReport {
+        series_instance_uid: s.series.into(),
+        study_instance_uid: Some(s.study.into()),
+        patient_id: Some(s.patient.into()),
+        patient_name: Some(s.name.into()),
+        study_date: Some(s.date.into()),
+        accession_number: Some(s.accession.into()),
+        series_description: Some(s.description.into()),
+        slice_count: 120,
+        spacing_mm: [0.7, 0.7, 2.5],
+        probabilities: Probabilities {
+            covid19: s.p_covid,
+            other_pneumonia: p_other,
+            normal: p_normal,
+        },
+        top_class: top.into(),
+        lung_volume_ml: Sides {
+            left: lung * 0.45,
+            right: lung * 0.55,
+        },
+        lesion_volume_ml: lung * s.affected,
+        ggo_volume_ml: lung * s.affected * 0.8,
+        consolidation_volume_ml: lung * s.affected * 0.2,
+        affected_ratio: AffectedRatio {
+            total: s.affected,
+            left: s.affected * 1.2,
+            right: s.affected * 0.85,
+        },
+        ggo_share: 0.8,
+        consolidation_share: 0.2,
+        bilateral: s.affected > 0.01,
+        peripheral_share: 0.7,
+        peripheral_mm: 10.0,
+        zones: Zones {
+            right_upper: s.affected * 0.3,
+            right_middle: s.affected * 0.9,
+            right_lower: s.affected * 1.4,
+            left_upper: s.affected * 0.4,
+            left_middle: s.affected,
+            left_lower: s.affected * 1.6,
+        },
+        severity_score: (s.affected * 40.0).round().min(24.0) as u8,
+        features: vec![("lesion_ratio".into(), s.affected)],
+        models: models(),
+        timings_ms: Timings {
+            decode: s.processing_ms / 4,
+            preprocess: s.processing_ms / 8,
+            inference: s.processing_ms / 2,
+            postprocess: s.processing_ms / 8,
+            total: s.processing_ms,
+        },
+        warnings: if s.affected > 0.1 {
+            vec!["2 missing slices between z = 40.0 and z = 45.0 mm".into()]
+        } else {
+            vec![]
+        },
+        per_slice: None,
+    }
+}
+
+fn header(s: &Study) -> InstanceHeader {
+    InstanceHeader {
+        series_instance_uid: Some(s.series.into()),
+        study_instance_uid: Some(s.study.into()),
+        patient_id: Some(s.patient.into()),
+        patient_name: Some(s.name.into()),
+        study_date: Some(s.date.into()),
+        accession_number: Some(s.accession.into()),
+        series_description: Some(s.description.into()),
+        modality: Some("CT".into()),
+        ..Default::default()
+    }
+}
+
+fn insert(db: &mut Database, s: &Study, now: i64) {
+    let h = header(s);
+    db.insert_instance(
+        &NewInstance {
+            sop_instance_uid: &format!("{}.1", s.series),
+            uid_derived: false,
+            header: &h,
+            series_uid: s.series,
+            store_path: &format!("store/{}.dcm", s.series),
+            sha256: "00",
+            size_bytes: 1,
+            original_name: "x.dcm",
+        },
+        now,
+    )
+    .unwrap();
+}
+
+/// Ingests, completes, claims and finishes one series with its result; returns the
+/// result's artifact folder (relative to data).
+fn analysed(db: &mut Database, s: &Study, artifacts_dir: &str) {
+    let now = now_secs();
+    insert(db, s, now);
+    assert!(db.complete_series(s.series, None, now, now).unwrap());
+    let job = db.claim_job(now).unwrap().unwrap();
+    assert_eq!(job.series_uid, s.series);
+    assert!(
+        db.finish_job_with_result(job.id, &report(s), artifacts_dir, now)
+            .unwrap()
+    );
+}
+
+/// Axial previews cut from the real overlay grid in models/eval (8 tiles of 192x192).
+fn write_previews(dir: &Path, tiles: &[usize]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let grid = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/eval/covid19-P002_overlay.png");
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(grid).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let ch = info.color_type.samples();
+    let (w, tile) = (info.width as usize, 192usize);
+    for (k, &t) in tiles.iter().enumerate() {
+        let (tx, ty) = (t % 4, t / 4);
+        let mut out = Vec::with_capacity(tile * tile * 3);
+        for y in 0..tile {
+            for x in 0..tile {
+                let i = ((ty * tile + y) * w + tx * tile + x) * ch;
+                out.extend_from_slice(&buf[i..i + 3]);
+            }
+        }
+        let file = std::fs::File::create(dir.join(format!("axial-{k}.png"))).unwrap();
+        let mut enc = png::Encoder::new(std::io::BufWriter::new(file), tile as u32, tile as u32);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        enc.write_header().unwrap().write_image_data(&out).unwrap();
+    }
+    std::fs::write(dir.join("labels.nii.gz"), b"\x1f\x8b fake mask bytes").unwrap();
+}
+
+struct Fixture {
+    _root: tempfile::TempDir,
+    db_path: PathBuf,
+    data: PathBuf,
+    incoming: PathBuf,
+}
+
+const STUDY_A: &str = "1.2.826.0.1.3680043.8.498.1001";
+const STUDY_EVIL: &str = "1.2.826.0.1.3680043.8.498.2001";
+
+fn fixture() -> Fixture {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let incoming = root.path().join("incoming");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&incoming).unwrap();
+    let db_path = data.join("lungwatch.sqlite");
+    let mut db = Database::open(&db_path).unwrap();
+    let base = Study {
+        series: "",
+        study: "",
+        patient: "P001",
+        name: "DOE^JANE",
+        date: "",
+        accession: "",
+        description: "Chest 1.0 B70f",
+        affected: 0.0,
+        p_covid: 0.9,
+        processing_ms: 3200,
+    };
+    // Patient P001: four studies: +10 pp (progression), -9 pp (regression), +1 pp (stable).
+    let timeline = [
+        ("20200301", 0.05, "1.2.826.0.1.3680043.8.498.1000", 2900),
+        ("20200310", 0.15, STUDY_A, 3400),
+        ("20200325", 0.06, "1.2.826.0.1.3680043.8.498.1002", 3100),
+        ("20200420", 0.07, "1.2.826.0.1.3680043.8.498.1003", 3900),
+    ];
+    for (i, (date, affected, study, ms)) in timeline.iter().enumerate() {
+        let series = format!("{study}.1");
+        let acc = format!("ACC{}", 100 + i);
+        let dir = format!("results/{series}/r1");
+        analysed(
+            &mut db,
+            &Study {
+                series: &series,
+                study,
+                date,
+                accession: &acc,
+                affected: *affected,
+                processing_ms: *ms,
+                ..base
+            },
+            &dir,
+        );
+        write_previews(&data.join(&dir), &[1, 2, 5, 6]);
+    }
+    // A second series in study A with a smaller ratio: the study keeps the 15 % figures.
+    analysed(
+        &mut db,
+        &Study {
+            series: &format!("{STUDY_A}.2"),
+            study: STUDY_A,
+            date: "20200310",
+            accession: "ACC101",
+            description: "Chest 5.0 soft tissue",
+            affected: 0.12,
+            processing_ms: 2500,
+            ..base
+        },
+        &format!("results/{STUDY_A}.2/r1"),
+    );
+    // Another patient whose DICOM strings are hostile.
+    analysed(
+        &mut db,
+        &Study {
+            series: "1.2.826.0.1.3680043.8.498.2001.1",
+            study: STUDY_EVIL,
+            patient: EVIL_PATIENT,
+            name: EVIL_NAME,
+            date: "20210105",
+            accession: "X<9>",
+            description: EVIL_DESC,
+            affected: 0.0,
+            p_covid: 0.05,
+            processing_ms: 1800,
+        },
+        "results/evil/r1",
+    );
+    // A result row whose artifact folder points outside the data folder (a tampered row).
+    analysed(
+        &mut db,
+        &Study {
+            series: "1.2.826.0.1.3680043.8.498.3001.1",
+            study: "1.2.826.0.1.3680043.8.498.3001",
+            patient: "P003",
+            date: "20210201",
+            accession: "ACC300",
+            ..base
+        },
+        "../outside",
+    );
+    std::fs::create_dir_all(root.path().join("outside")).unwrap();
+    std::fs::write(root.path().join("outside/coronal.png"), b"secret").unwrap();
+    // A symlink inside a result folder pointing out of the data folder.
+    std::fs::create_dir_all(data.join("results/evil/r1")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", data.join("results/evil/r1/coronal.png")).unwrap();
+    // Queue, failure, skip, quarantine and errors for the status page.
+    let now = now_secs();
+    let failing = Study {
+        series: "1.2.826.0.1.3680043.8.498.6001.1",
+        study: "1.2.826.0.1.3680043.8.498.6001",
+        patient: "P004",
+        ..base
+    };
+    insert(&mut db, &failing, now);
+    db.complete_series(failing.series, None, now, now).unwrap();
+    let job = db.claim_job(now).unwrap().unwrap();
+    assert_eq!(job.series_uid, failing.series);
+    db.finish_job(job.id, Some("12-bit lossy JPEG <not supported>"), now)
+        .unwrap();
+    let pending = Study {
+        series: "1.2.826.0.1.3680043.8.498.4001.1",
+        ..failing
+    };
+    insert(&mut db, &pending, now);
+    db.complete_series(pending.series, None, now, now).unwrap();
+    let skipped = Study {
+        series: "1.2.826.0.1.3680043.8.498.5001.1",
+        ..failing
+    };
+    insert(&mut db, &skipped, now);
+    db.complete_series(
+        skipped.series,
+        Some("only 12 slices (at least 40 needed)"),
+        now,
+        now,
+    )
+    .unwrap();
+    db.record_quarantine(
+        "broken<1>.dcm",
+        "quarantine/truncated/ab-broken.dcm",
+        "truncated",
+        "file ends inside Pixel Data",
+        now,
+    )
+    .unwrap();
+    db.log_event("error", "cannot scan /mnt/pacs: <permission denied>", now)
+        .unwrap();
+    db.log_event("info", "routine message not for the status page", now)
+        .unwrap();
+    Fixture {
+        _root: root,
+        db_path,
+        data,
+        incoming,
+    }
+}
+
+fn config(auth: bool, masked: bool) -> WebConfig {
+    WebConfig {
+        listen: "127.0.0.1:0".into(),
+        mask_patient_ids: masked,
+        token: auth.then(|| TOKEN.to_string()),
+        basic_user: None,
+        basic_password_sha256: None,
+    }
+}
+
+fn start(f: &Fixture, config: &WebConfig) -> (WebHandle, Arc<WebState>) {
+    let state = Arc::new(WebState::new(f.incoming.clone(), models()));
+    let h = web::start(config, &f.db_path, &f.data, Arc::clone(&state)).unwrap();
+    (h, state)
+}
+
+struct Response {
+    status: u16,
+    headers: String,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.text()))
+    }
+}
+
+/// A raw HTTP/1.0 GET (the server closes the connection after the body).
+fn get_with(addr: SocketAddr, path: &str, authorization: Option<&str>) -> Response {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let auth = authorization
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: test\r\n{auth}\r\n").unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("header end");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    Response {
+        status,
+        headers: head,
+        body: raw[split + 4..].to_vec(),
+    }
+}
+
+fn get(addr: SocketAddr, path: &str) -> Response {
+    get_with(addr, path, None)
+}
+
+const DISCLAIMER: &str = "Decision support only, not a diagnosis.";
+
+#[test]
+fn pages_api_metrics_and_health() {
+    let f = fixture();
+    let (web, state) = start(&f, &config(false, false));
+    let addr = web.local_addr();
+    assert_ne!(addr.port(), 0);
+
+    // Status page.
+    let r = get(addr, "/");
+    assert_eq!(r.status, 200);
+    assert!(r.headers.contains("text/html"));
+    let html = r.text();
+    for needle in [
+        DISCLAIMER,
+        env!("CARGO_PKG_VERSION"),
+        "lesion_seg",
+        &f.incoming.display().to_string(),
+        "free of",
+        "only 12 slices (at least 40 needed)",
+        "In the queue",
+        "1.2.826.0.1.3680043.8.498.4001.1",
+        "file ends inside Pixel Data",
+        "truncated × 1",
+        "cannot scan /mnt/pacs: &lt;permission denied&gt;",
+        "12-bit lossy JPEG &lt;not supported&gt;",
+        "<div class=\"health ok\"><span class=\"dot\"></span>ok</div>",
+    ] {
+        assert!(html.contains(needle), "status page lacks {needle:?}");
+    }
+    assert!(!html.contains("routine message"));
+    assert!(!html.contains("Disk full"));
+    let s = get(addr, "/api/status").json();
+    assert_eq!(s["health"]["status"], "ok");
+    assert_eq!(s["queue_pending"], 1);
+    assert_eq!(s["queue_running"], 0);
+    assert_eq!(
+        s["queue"][0]["series_uid"],
+        "1.2.826.0.1.3680043.8.498.4001.1"
+    );
+    assert_eq!(s["queue"][0]["state"], "pending");
+    assert_eq!(s["counts"]["jobs_failed"], 1);
+    // Distinct studies with a result in the last 24 h: 4 of P001, the hostile one, P003.
+    assert_eq!(s["studies_last_24h"], 6);
+    assert_eq!(s["processing"]["samples"], 7);
+    // Sorted: 1800 2500 2900 3100 3200 3400 3900 -> median 3100, nearest-rank p95 3900.
+    assert_eq!(s["processing"]["median_ms"], 3100.0);
+    assert_eq!(s["processing"]["p95_ms"], 3900.0);
+    assert_eq!(s["models"].as_array().unwrap().len(), 3);
+    assert_eq!(s["quarantine_by_reason"][0]["reason_code"], "truncated");
+    assert!(s["incoming"]["free_bytes"].as_u64().unwrap() > 0);
+
+    // Health, then degraded by a full disk.
+    let h = get(addr, "/healthz");
+    assert_eq!((h.status, h.text().as_str()), (200, "ok\n"));
+    state.set_disk_full(true);
+    let h = get(addr, "/healthz");
+    assert_eq!(h.status, 503);
+    assert!(
+        h.text().contains("disk full: ingest paused"),
+        "{}",
+        h.text()
+    );
+    let html = get(addr, "/").text();
+    assert!(html.contains("Disk full: ingest paused"));
+    assert!(html.contains("<span class=\"dot\"></span>degraded</div>"));
+    assert!(html.contains("<li>disk full: ingest paused</li>"));
+    state.set_disk_full(false);
+    state.set_problem("watcher", Some("cannot watch the drop folder".into()));
+    assert!(
+        get(addr, "/healthz")
+            .text()
+            .contains("cannot watch the drop folder")
+    );
+    state.set_problem("watcher", None);
+    assert_eq!(get(addr, "/healthz").status, 200);
+
+    // Studies list and search.
+    let list = get(addr, "/api/studies").json();
+    let studies = list["studies"].as_array().unwrap();
+    assert_eq!(studies.len(), 6);
+    // Newest study date first.
+    assert_eq!(studies[0]["study_date"], "20210201");
+    let a = studies.iter().find(|s| s["study_uid"] == STUDY_A).unwrap();
+    assert_eq!(a["series_analysed"], 2);
+    assert_eq!(a["affected_ratio"], 0.15);
+    assert_eq!(a["key_series_uid"], format!("{STUDY_A}.1"));
+    assert_eq!(a["top_class"], "covid19");
+    assert_eq!(a["top_probability"], 0.9);
+    let by = |q: &str| -> Vec<String> {
+        get(addr, &format!("/api/studies?{q}")).json()["studies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["study_uid"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(by("patient_id=p001").len(), 4);
+    assert_eq!(by("accession=ACC101"), [STUDY_A]);
+    assert_eq!(by("date=2020-03-10"), [STUDY_A]);
+    assert_eq!(by("date=2020-03").len(), 3);
+    assert_eq!(by("patient_id=EVIL+%3C1%3E"), [STUDY_EVIL]);
+    assert_eq!(by("patient_id=%25"), Vec::<String>::new());
+    let bad = get(addr, "/studies?date=March").text();
+    assert!(bad.contains("not understood"));
+    let html = get(addr, "/studies?patient_id=P001&accession=&date=").text();
+    assert!(html.contains(DISCLAIMER));
+    assert!(html.contains("value=\"P001\""));
+    assert!(html.contains("2020-03-25"));
+    assert!(html.contains("DOE, JANE"));
+    assert!(!html.contains("2021-01-05"));
+
+    // Study page: both series, bars, measurements, previews.
+    let r = get(addr, &format!("/studies/{STUDY_A}"));
+    assert_eq!(r.status, 200);
+    let html = r.text();
+    for needle in [
+        DISCLAIMER,
+        "Chest 1.0 B70f",
+        "Chest 5.0 soft tissue",
+        "class=\"bar\"",
+        "Affected lung ratio",
+        "15.0 %",
+        "Lung volume, right / left",
+        "1320 mL / 1080 mL",
+        "Severity score",
+        "6 / 24",
+        "Bilateral",
+        "within 10 mm",
+        "lesion_seg",
+        "2 missing slices",
+        "Inference",
+        "axial-3.png",
+        "labels.nii.gz",
+        "/patients/P001",
+    ] {
+        assert!(html.contains(needle), "study page lacks {needle:?}");
+    }
+    let api = get(addr, &format!("/api/studies/{STUDY_A}")).json();
+    let series = api["series"].as_array().unwrap();
+    assert_eq!(series.len(), 2);
+    assert_eq!(series[0]["report"]["severity_score"], 6);
+    assert_eq!(series[0]["previews"].as_array().unwrap().len(), 4);
+    let img_url = series[0]["previews"][0]["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let img = get(addr, &img_url);
+    assert_eq!(img.status, 200, "{img_url}");
+    assert!(img.headers.contains("image/png"));
+    assert_eq!(&img.body[..8], b"\x89PNG\r\n\x1a\n");
+    assert_eq!(get(addr, "/studies/1.2.3.404").status, 404);
+    assert_eq!(get(addr, "/api/studies/1.2.3.404").status, 404);
+
+    // Patient timeline: four dates in order, labels by the ±2 pp rule.
+    let p = get(addr, "/api/patients/P001").json();
+    let tl = p["studies"].as_array().unwrap();
+    let dates: Vec<&str> = tl
+        .iter()
+        .map(|s| s["study_date"].as_str().unwrap())
+        .collect();
+    assert_eq!(dates, ["20200301", "20200310", "20200325", "20200420"]);
+    let trends: Vec<&serde_json::Value> = tl.iter().map(|s| &s["trend"]).collect();
+    assert_eq!(
+        trends,
+        [
+            &serde_json::Value::Null,
+            &"progression".into(),
+            &"regression".into(),
+            &"stable".into()
+        ]
+    );
+    assert!((tl[1]["change_pp"].as_f64().unwrap() - 10.0).abs() < 1e-9);
+    assert_eq!(p["threshold_pp"], 2.0);
+    let html = get(addr, "/patients/P001").text();
+    for needle in [
+        DISCLAIMER,
+        "<svg",
+        "2020-03-01",
+        "2020-04-20",
+        "progression",
+        "regression",
+        "stable",
+        "+10.0 pp",
+        "−2 points",
+        "DOE, JANE",
+    ] {
+        assert!(html.contains(needle), "patient page lacks {needle:?}");
+    }
+    assert_eq!(html.matches("<circle").count(), 4);
+    assert_eq!(get(addr, "/patients/NOBODY").status, 404);
+
+    // Metrics.
+    let m = get(addr, "/metrics");
+    assert_eq!(m.status, 200);
+    assert!(m.headers.contains("text/plain; version=0.0.4"));
+    let metrics = parse_prometheus(&m.text());
+    let value = |k: &str| {
+        metrics
+            .iter()
+            .find(|(n, _)| n == k)
+            .unwrap_or_else(|| panic!("no metric {k}"))
+            .1
+    };
+    assert_eq!(value("lungwatch_up"), 1.0);
+    assert_eq!(value("lungwatch_queue_depth"), 1.0);
+    assert_eq!(value("lungwatch_jobs{state=\"failed\"}"), 1.0);
+    assert_eq!(value("lungwatch_jobs{state=\"done\"}"), 7.0);
+    assert_eq!(value("lungwatch_quarantined_files"), 1.0);
+    assert_eq!(value("lungwatch_processing_seconds_bucket{le=\"2\"}"), 1.0);
+    assert_eq!(value("lungwatch_processing_seconds_bucket{le=\"4\"}"), 7.0);
+    assert_eq!(
+        value("lungwatch_processing_seconds_bucket{le=\"+Inf\"}"),
+        7.0
+    );
+    assert_eq!(value("lungwatch_processing_seconds_count"), 7.0);
+    assert!((value("lungwatch_processing_seconds_sum") - 20.8).abs() < 1e-9);
+
+    // Unknown paths and methods.
+    assert_eq!(get(addr, "/nope").status, 404);
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(s, "POST / HTTP/1.0\r\nContent-Length: 0\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    assert!(
+        raw.starts_with("HTTP/1.0 405") || raw.starts_with("HTTP/1.1 405"),
+        "{raw}"
+    );
+    web.stop();
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "the listener is closed once stop returns"
+    );
+    // A restart (SIGHUP) can bind the same port again at once.
+    let again = WebConfig {
+        listen: addr.to_string(),
+        ..config(false, false)
+    };
+    let (web, _state) = start(&f, &again);
+    assert_eq!(web.local_addr(), addr);
+    assert_eq!(get(addr, "/healthz").status, 200);
+}
+
+/// Parses Prometheus text format strictly enough to catch malformed output; returns
+/// `(name{labels}, value)` pairs. Checks every sample has a TYPE and histograms are
+/// cumulative with +Inf equal to _count.
+fn parse_prometheus(text: &str) -> Vec<(String, f64)> {
+    let mut typed = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut it = rest.split(' ');
+            let (name, kind) = (it.next().unwrap(), it.next().unwrap());
+            assert!(
+                ["gauge", "counter", "histogram", "summary", "untyped"].contains(&kind),
+                "{line}"
+            );
+            typed.insert(name.to_string(), kind.to_string());
+            continue;
+        }
+        if line.starts_with("# HELP ") || line.is_empty() {
+            continue;
+        }
+        assert!(!line.starts_with('#'), "unexpected comment {line}");
+        let (key, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad line {line}"));
+        let name = key.split('{').next().unwrap();
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad name {name}"
+        );
+        let labels = &key[name.len()..];
+        if !labels.is_empty() {
+            assert!(labels.starts_with('{') && labels.ends_with('}'), "{line}");
+            for pair in labels[1..labels.len() - 1].split(',') {
+                let (k, v) = pair.split_once('=').unwrap();
+                assert!(
+                    !k.is_empty() && v.starts_with('"') && v.ends_with('"'),
+                    "{line}"
+                );
+            }
+        }
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| {
+                name.strip_suffix(s)
+                    .filter(|f| typed.get(*f).is_some_and(|k| k == "histogram"))
+            })
+            .unwrap_or(name);
+        assert!(typed.contains_key(family), "no TYPE for {name}");
+        let v: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line}"));
+        out.push((key.to_string(), v));
+    }
+    let buckets: Vec<f64> = out
+        .iter()
+        .filter(|(k, _)| k.starts_with("lungwatch_processing_seconds_bucket"))
+        .map(|(_, v)| *v)
+        .collect();
+    assert!(
+        buckets.windows(2).all(|w| w[0] <= w[1]),
+        "buckets not cumulative"
+    );
+    out
+}
+
+#[test]
+fn dicom_strings_are_escaped_everywhere() {
+    let f = fixture();
+    let (web, _state) = start(&f, &config(false, false));
+    let addr = web.local_addr();
+    let pages = [
+        "/".to_string(),
+        "/studies".to_string(),
+        format!("/studies/{STUDY_EVIL}"),
+        "/patients/EVIL%20%3C1%3E".to_string(),
+        "/studies?patient_id=%3Cscript%3E".to_string(),
+        "/patients/%3Cscript%3Ealert(3)%3C%2Fscript%3E".to_string(),
+    ];
+    for page in &pages {
+        let html = get(addr, page).text();
+        assert!(html.contains(DISCLAIMER), "{page}");
+        assert!(
+            !html.contains("<script"),
+            "{page} has an unescaped script tag"
+        );
+        assert!(
+            !html.contains("<img src=x"),
+            "{page} has an unescaped img tag"
+        );
+        assert!(!html.contains("<1>"), "{page} has an unescaped patient ID");
+    }
+    let html = get(addr, &format!("/studies/{STUDY_EVIL}")).text();
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(html.contains("&lt;img src=x onerror=alert(2)&gt;"));
+    // The patient link carries the ID percent-encoded and the page decodes it.
+    assert!(html.contains("/patients/EVIL%20%3C1%3E"));
+    let p = get(addr, "/api/patients/EVIL%20%3C1%3E").json();
+    assert_eq!(p["patient_id"], EVIL_PATIENT);
+    assert_eq!(p["patient_name"], EVIL_NAME);
+    // Scripts could not run anyway: the policy forbids them.
+    let r = get(addr, "/");
+    assert!(
+        r.headers
+            .contains("Content-Security-Policy: default-src 'none'")
+    );
+}
+
+#[test]
+fn artifacts_serve_only_report_files_inside_the_data_folder() {
+    let f = fixture();
+    let (web, _state) = start(&f, &config(false, false));
+    let addr = web.local_addr();
+    let api = get(addr, &format!("/api/studies/{STUDY_A}")).json();
+    let id = api["series"][0]["result_id"].as_i64().unwrap();
+    assert_eq!(
+        get(addr, &format!("/artifacts/{id}/axial-0.png")).status,
+        200
+    );
+    let labels = get(addr, &format!("/artifacts/{id}/labels.nii.gz"));
+    assert_eq!(labels.status, 200);
+    assert!(labels.headers.contains("attachment"));
+    for path in [
+        format!("/artifacts/{id}/..%2F..%2F..%2F..%2Fetc%2Fpasswd"),
+        format!("/artifacts/{id}/../../../../etc/passwd"),
+        format!("/artifacts/{id}/%2Fetc%2Fpasswd"),
+        format!("/artifacts/{id}/lungwatch.sqlite"),
+        format!("/artifacts/{id}/axial-0.png%00.txt"),
+        format!("/artifacts/{id}/coronal.png"), // allowed name, not stored
+        "/artifacts/99999/axial-0.png".to_string(),
+        "/artifacts/..%2F1/axial-0.png".to_string(),
+    ] {
+        let r = get(addr, &path);
+        assert_eq!(r.status, 404, "{path}: {}", r.text());
+        assert!(!r.text().contains("root:"), "{path}");
+    }
+    // A result row naming a folder outside the data folder, and a symlink out of it.
+    let all = get(addr, "/api/studies?patient_id=P003").json();
+    let study = all["studies"][0]["study_uid"].as_str().unwrap().to_string();
+    let outside = get(addr, &format!("/api/studies/{study}")).json()["series"][0]["result_id"]
+        .as_i64()
+        .unwrap();
+    let r = get(addr, &format!("/artifacts/{outside}/coronal.png"));
+    assert_eq!(r.status, 403);
+    assert!(!r.text().contains("secret"));
+    let evil = get(addr, &format!("/api/studies/{STUDY_EVIL}")).json()["series"][0]["result_id"]
+        .as_i64()
+        .unwrap();
+    let r = get(addr, &format!("/artifacts/{evil}/coronal.png"));
+    assert_eq!(r.status, 403);
+    assert!(!r.text().contains("root:"));
+}
+
+#[test]
+fn authentication_and_masking() {
+    let f = fixture();
+    let (web, _state) = start(&f, &config(true, true));
+    let addr = web.local_addr();
+    for path in [
+        "/",
+        "/studies",
+        "/api/status",
+        "/metrics",
+        &format!("/studies/{STUDY_A}"),
+    ] {
+        let r = get(addr, path);
+        assert_eq!(r.status, 401, "{path}");
+        assert!(r.headers.contains("WWW-Authenticate: Basic"), "{path}");
+        assert!(!r.text().contains("P001"));
+        assert_eq!(
+            get_with(addr, path, Some("Bearer wrong-token-wrong-token")).status,
+            401
+        );
+        assert_eq!(
+            get_with(addr, path, Some(&format!("Bearer {TOKEN}"))).status,
+            200,
+            "{path}"
+        );
+    }
+    // The browser's login prompt: any user, the token as password ("it:" + TOKEN).
+    let basic = format!("Basic {}", base64(&format!("it:{TOKEN}")));
+    assert_eq!(get_with(addr, "/", Some(&basic)).status, 200);
+    // Health stays open for monitors.
+    assert_eq!(get(addr, "/healthz").status, 200);
+
+    // Masked list pages: no patient IDs or names, in HTML or JSON.
+    let auth = Some(format!("Bearer {TOKEN}"));
+    let html = get_with(addr, "/studies", auth.as_deref()).text();
+    assert!(html.contains("P00***"));
+    assert!(
+        !html.contains("P001") && !html.contains("DOE"),
+        "masked list leaks identity"
+    );
+    let json = get_with(addr, "/api/studies", auth.as_deref()).text();
+    assert!(json.contains("P00***") && !json.contains("P001") && !json.contains("DOE"));
+    // Searching by the real ID still works.
+    let found = get_with(addr, "/api/studies?patient_id=P001", auth.as_deref()).json();
+    assert_eq!(found["studies"].as_array().unwrap().len(), 4);
+    drop(web);
+
+    // Basic auth with a hashed password.
+    use sha2::Digest;
+    let hash: String = sha2::Sha256::digest(b"s3cret pass")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let cfg = WebConfig {
+        basic_user: Some("radiology".into()),
+        basic_password_sha256: Some(hash),
+        ..config(false, false)
+    };
+    let (web, _state) = start(&f, &cfg);
+    let addr = web.local_addr();
+    assert_eq!(get(addr, "/").status, 401);
+    let ok = format!("Basic {}", base64("radiology:s3cret pass"));
+    let wrong = format!("Basic {}", base64("radiology:s3cret pasS"));
+    assert_eq!(get_with(addr, "/", Some(&ok)).status, 200);
+    assert_eq!(get_with(addr, "/", Some(&wrong)).status, 401);
+}
+
+#[test]
+fn start_refuses_an_open_non_loopback_address() {
+    let f = fixture();
+    let state = Arc::new(WebState::new(f.incoming.clone(), models()));
+    let cfg = WebConfig {
+        listen: "0.0.0.0:0".into(),
+        ..config(false, false)
+    };
+    let err = web::start(&cfg, &f.db_path, &f.data, state)
+        .err()
+        .expect("must refuse")
+        .to_string();
+    assert!(
+        err.contains("web.listen") && err.contains("no authentication"),
+        "{err}"
+    );
+}
+
+fn base64(s: &str) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = s.as_bytes();
+    let mut out = String::new();
+    for chunk in b.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &x)| acc | (x as u32) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Screenshots of the status, a study and a patient page in headless Chromium, saved to
+/// `target/screenshots/` for a person to look at.
+#[test]
+fn screenshots_in_headless_chromium() {
+    let Some(chromium) = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        eprintln!(
+            "SKIPPED screenshots_in_headless_chromium: no /usr/bin/chromium (apt-get install chromium)"
+        );
+        return;
+    };
+    let f = fixture();
+    let (web, state) = start(&f, &config(false, false));
+    let addr = web.local_addr();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let out_dir = target.join("screenshots");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    for (name, path, height) in [
+        ("status", "/".to_string(), 900),
+        ("status-full", "/".to_string(), 1500),
+        ("studies", "/studies".to_string(), 900),
+        ("study", format!("/studies/{STUDY_A}"), 900),
+        ("study-full", format!("/studies/{STUDY_A}"), 2300),
+        ("patient", "/patients/P001".to_string(), 900),
+        ("status-disk-full", "/".to_string(), 900),
+    ] {
+        state.set_disk_full(name == "status-disk-full");
+        let file = out_dir.join(format!("{name}.png"));
+        let _ = std::fs::remove_file(&file);
+        let status = std::process::Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+                "--no-first-run",
+                &format!("--user-data-dir={}", profile.path().display()),
+                &format!("--screenshot={}", file.display()),
+                &format!("--window-size=1280,{height}"),
+                &format!("http://{addr}{path}"),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "chromium failed on {path}");
+        let bytes = std::fs::read(&file).unwrap();
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{name} is not a PNG");
+        assert!(
+            bytes.len() > 10_000,
+            "{name} looks blank ({} bytes)",
+            bytes.len()
+        );
+        eprintln!("screenshot: {}", file.display());
+    }
+}
+
+/// `lungwatch serve` itself refuses a non-loopback `web.listen` without authentication,
+/// before touching any folder.
+#[test]
+fn serve_refuses_to_start_open_to_the_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("lungwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[paths]\nincoming = {:?}\ndata = {:?}\n[web]\nlisten = \"0.0.0.0:8080\"\n",
+            dir.path().join("incoming"),
+            dir.path().join("data")
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lungwatch"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("serve kept running with an open, unauthenticated web.listen");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!status.success());
+    assert!(
+        err.contains("web.listen") && err.contains("no authentication"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("data").exists(),
+        "nothing created before refusing"
+    );
+}
