@@ -39,7 +39,8 @@ for s in "$data/covid19-P002" "$data/cap-cap002" "$data/normal-normal002" "$long
 import json, sys
 r = json.load(open(sys.argv[1]))[0]
 t = r["timings_ms"]
-print(f"| {sys.argv[2]} | {t[\"decode\"]} | {t[\"preprocess\"]} | {t[\"inference\"]} | {t[\"postprocess\"]} | {t[\"total\"]} |")
+keys = ("decode", "preprocess", "inference", "postprocess", "total")
+print("| " + sys.argv[2] + " | " + " | ".join(str(t[k]) for k in keys) + " |")
 ' "$work/lw.json" "$name")$'\n'
 done
 echo
