@@ -25,10 +25,24 @@ pub struct AnalyzeOptions {
     pub out: Option<PathBuf>,
 }
 
-pub fn analyze(paths: &[PathBuf], config: &Config, analyzer: &Analyzer, options: &AnalyzeOptions) -> anyhow::Result<AnalyzeOutcome> {
+pub fn analyze(
+    paths: &[PathBuf],
+    config: &Config,
+    analyzer: &Analyzer,
+    options: &AnalyzeOptions,
+) -> anyhow::Result<AnalyzeOutcome> {
     let (groups, rejected) = inspect::collect_series(paths, config)?;
-    let mut outcome = AnalyzeOutcome { analysed: Vec::new(), not_analysed: Vec::new(), rejected };
-    for SeriesFiles { series_uid, headers, paths } in groups {
+    let mut outcome = AnalyzeOutcome {
+        analysed: Vec::new(),
+        not_analysed: Vec::new(),
+        rejected,
+    };
+    for SeriesFiles {
+        series_uid,
+        headers,
+        paths,
+    } in groups
+    {
         let refs: Vec<_> = headers.iter().collect();
         if let Err(reason) = series::select(&refs, &config.selection) {
             outcome.not_analysed.push((series_uid, reason));

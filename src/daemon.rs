@@ -84,19 +84,41 @@ pub fn serve(config: Config, config_path: Option<PathBuf>, signals: Signals) -> 
     let models = ModelSet::load(&models_dir)
         .with_context(|| format!("cannot load the models from {}", models_dir.display()))?;
     for m in models.references() {
-        info!("model {} {} loaded (sha256 {})", m.name, m.version, &m.sha256[..12]);
+        info!(
+            "model {} {} loaded (sha256 {})",
+            m.name,
+            m.version,
+            &m.sha256[..12]
+        );
     }
-    info!("models loaded from {} in {} ms", models_dir.display(), loaded.elapsed().as_millis());
-    let state = Arc::new(WebState::new(config.paths.incoming.clone(), models.references()));
-    let web_handle = web::start(&config.web, &config.database_path(), &config.paths.data, state.clone())
-        .context("cannot start the web page")?;
+    info!(
+        "models loaded from {} in {} ms",
+        models_dir.display(),
+        loaded.elapsed().as_millis()
+    );
+    let state = Arc::new(WebState::new(
+        config.paths.incoming.clone(),
+        models.references(),
+    ));
+    let web_handle = web::start(
+        &config.web,
+        &config.database_path(),
+        &config.paths.data,
+        state.clone(),
+    )
+    .context("cannot start the web page")?;
     let mut web_handle = Some(web_handle);
     let analyzer = Arc::new(Analyzer::new(Arc::new(models), config.decode_threads()));
     let mut config = Arc::new(config);
     let worker_stop = Arc::new(AtomicBool::new(false));
     let paused = Arc::new(AtomicBool::new(false));
-    let worker = worker::spawn(config.clone(), analyzer.clone(), worker_stop.clone(), paused.clone())
-        .context("cannot start the analysis worker")?;
+    let worker = worker::spawn(
+        config.clone(),
+        analyzer.clone(),
+        worker_stop.clone(),
+        paused.clone(),
+    )
+    .context("cannot start the analysis worker")?;
     let (tx, rx) = mpsc::channel::<PathBuf>();
     let _watcher = match watcher::watch(&config.paths.incoming, tx) {
         Ok(w) => Some(w),
@@ -124,16 +146,33 @@ pub fn serve(config: Config, config_path: Option<PathBuf>, signals: Signals) -> 
     while !shutdown.load(Ordering::SeqCst) {
         let now = Instant::now();
         if signals.reload.swap(false, Ordering::SeqCst) {
-            reload(&mut config, config_path.as_deref(), &mut web_handle, &state, &db);
+            reload(
+                &mut config,
+                config_path.as_deref(),
+                &mut web_handle,
+                &state,
+                &db,
+            );
             tracker = StabilityTracker::new(config.stable_after());
         }
         if now >= next_disk_check {
             let full = disk_full(&config.paths.data);
             if full != paused.load(Ordering::SeqCst) {
                 if full {
-                    report(&db, "error", &format!("less than {} MiB free on {}: ingest and analysis paused; files wait in the drop folder", MIN_FREE_BYTES >> 20, config.paths.data.display()));
+                    report(
+                        &db,
+                        "error",
+                        &format!(
+                            "less than {} MiB free on {}: ingest and analysis paused; files wait in the drop folder",
+                            MIN_FREE_BYTES >> 20,
+                            config.paths.data.display()
+                        ),
+                    );
                 } else {
-                    info!("free space is back on {}: ingest and analysis resume", config.paths.data.display());
+                    info!(
+                        "free space is back on {}: ingest and analysis resume",
+                        config.paths.data.display()
+                    );
                 }
                 paused.store(full, Ordering::SeqCst);
                 state.set_disk_full(full);
@@ -212,7 +251,11 @@ fn reload(
     let new = match Config::load(path) {
         Ok(new) => new,
         Err(e) => {
-            report(db, "error", &format!("SIGHUP: config not reloaded, keeping the running one: {e}"));
+            report(
+                db,
+                "error",
+                &format!("SIGHUP: config not reloaded, keeping the running one: {e}"),
+            );
             return;
         }
     };
@@ -221,9 +264,20 @@ fn reload(
     }
     if new.web != config.web {
         // The same port may be kept: the old server lets go of it before the new binds.
-        let start = |web_config| web::start(web_config, &config.database_path(), &config.paths.data, state.clone());
+        let start = |web_config| {
+            web::start(
+                web_config,
+                &config.database_path(),
+                &config.paths.data,
+                state.clone(),
+            )
+        };
         if let Err(e) = new.web.validate() {
-            report(db, "error", &format!("SIGHUP: config not reloaded, keeping the running one: {e:#}"));
+            report(
+                db,
+                "error",
+                &format!("SIGHUP: config not reloaded, keeping the running one: {e:#}"),
+            );
             return;
         }
         if let Some(old) = web_handle.take() {
@@ -231,11 +285,20 @@ fn reload(
         }
         match start(&new.web) {
             Ok(handle) => {
-                info!("SIGHUP: web page restarted on http://{}", handle.local_addr());
+                info!(
+                    "SIGHUP: web page restarted on http://{}",
+                    handle.local_addr()
+                );
                 *web_handle = Some(handle);
             }
             Err(e) => {
-                report(db, "error", &format!("SIGHUP: new web settings failed ({e:#}); restarting the page with the old ones"));
+                report(
+                    db,
+                    "error",
+                    &format!(
+                        "SIGHUP: new web settings failed ({e:#}); restarting the page with the old ones"
+                    ),
+                );
                 match start(&config.web) {
                     Ok(handle) => *web_handle = Some(handle),
                     Err(e) => report(db, "error", &format!("the web page is down: {e:#}")),

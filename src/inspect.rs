@@ -60,7 +60,10 @@ pub fn expand_paths(paths: &[PathBuf], config: &Config) -> std::io::Result<Vec<P
 
 /// The files under `paths`, examined in parallel and grouped by series, plus the files
 /// that are not usable images (with why).
-pub fn collect_series(paths: &[PathBuf], config: &Config) -> std::io::Result<(Vec<SeriesFiles>, Vec<RejectedFile>)> {
+pub fn collect_series(
+    paths: &[PathBuf],
+    config: &Config,
+) -> std::io::Result<(Vec<SeriesFiles>, Vec<RejectedFile>)> {
     let files = expand_paths(paths, config)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.decode_threads())
@@ -91,7 +94,11 @@ pub fn collect_series(paths: &[PathBuf], config: &Config) -> std::io::Result<(Ve
         .into_iter()
         .map(|(series_uid, members)| {
             let (headers, paths) = members.into_iter().unzip();
-            SeriesFiles { series_uid, headers, paths }
+            SeriesFiles {
+                series_uid,
+                headers,
+                paths,
+            }
         })
         .collect();
     Ok((series, rejected))
@@ -108,7 +115,12 @@ pub fn inspect(paths: &[PathBuf], config: &Config) -> std::io::Result<Report> {
     let threads = config.decode_threads();
     let (groups, rejected) = collect_series(paths, config)?;
     let mut reports = Vec::new();
-    for SeriesFiles { series_uid, headers, paths: member_paths } in groups {
+    for SeriesFiles {
+        series_uid,
+        headers,
+        paths: member_paths,
+    } in groups
+    {
         let refs: Vec<&InstanceHeader> = headers.iter().collect();
         let verdict = series::select(&refs, &config.selection);
         let first = &headers[0];

@@ -8,11 +8,11 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use lungwatch::config::Config;
-use lungwatch::db::Database;
 use lungwatch::analysis::Analyzer;
 use lungwatch::analysis::models::ModelSet;
 use lungwatch::analyze::{self, AnalyzeOptions};
+use lungwatch::config::Config;
+use lungwatch::db::Database;
 use lungwatch::{daemon, inspect};
 
 #[derive(Parser)]
@@ -109,7 +109,9 @@ fn init_logging(config: &Config) {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve { config: config_path } => {
+        Command::Serve {
+            config: config_path,
+        } => {
             let config = Config::load_or_default(config_path.as_deref())?;
             init_logging(&config);
             let shutdown = Arc::new(AtomicBool::new(false));
@@ -138,7 +140,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Analyze { paths, json, per_slice, out, models, threads, tract_threads, config } => {
+        Command::Analyze {
+            paths,
+            json,
+            per_slice,
+            out,
+            models,
+            threads,
+            tract_threads,
+            config,
+        } => {
             let config = Config::load_or_default(config.as_deref())?;
             init_logging(&config);
             if tract_threads > 1 {
@@ -163,14 +174,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for r in &outcome.rejected {
                 eprintln!("rejected {}: {}", r.path.display(), r.reason);
             }
-            Ok(if outcome.analysed.is_empty() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+            Ok(if outcome.analysed.is_empty() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Check { config, models } => {
             let config = Config::load_or_default(config.as_deref())?;
-            println!("config: ok (incoming {}, data {})", config.paths.incoming.display(), config.paths.data.display());
+            println!(
+                "config: ok (incoming {}, data {})",
+                config.paths.incoming.display(),
+                config.paths.data.display()
+            );
             let models = load_models(models.unwrap_or_else(|| config.models_dir()))?;
             for m in models.references() {
-                println!("model {}: version {}, sha256 {} verified, loaded", m.name, m.version, m.sha256);
+                println!(
+                    "model {}: version {}, sha256 {} verified, loaded",
+                    m.name, m.version, m.sha256
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -29,7 +29,12 @@ pub fn artifacts_dir(job_id: i64) -> PathBuf {
 
 /// Runs jobs until `shutdown` is set. The job in flight is finished first (a few
 /// seconds); a second signal kills the process and the job is requeued at start-up.
-pub fn run(config: &Config, analyzer: &Analyzer, shutdown: &AtomicBool, paused: &AtomicBool) -> anyhow::Result<()> {
+pub fn run(
+    config: &Config,
+    analyzer: &Analyzer,
+    shutdown: &AtomicBool,
+    paused: &AtomicBool,
+) -> anyhow::Result<()> {
     let mut db = Database::open(&config.database_path())?;
     while !shutdown.load(Ordering::SeqCst) {
         if paused.load(Ordering::SeqCst) {
@@ -48,12 +53,22 @@ pub fn run(config: &Config, analyzer: &Analyzer, shutdown: &AtomicBool, paused: 
                 job.series_uid,
                 started.elapsed().as_millis()
             ),
-            Ok(false) => warn!("job {} was withdrawn while running; its result was discarded", job.id),
+            Ok(false) => warn!(
+                "job {} was withdrawn while running; its result was discarded",
+                job.id
+            ),
             Err(e) => {
                 let reason = format!("{e:#}");
-                error!("job {} (series {}) failed: {reason}", job.id, job.series_uid);
+                error!(
+                    "job {} (series {}) failed: {reason}",
+                    job.id, job.series_uid
+                );
                 db.finish_job(job.id, Some(&reason), db::now_secs())?;
-                db.log_event("error", &format!("analysis of series {} failed: {reason}", job.series_uid), db::now_secs())?;
+                db.log_event(
+                    "error",
+                    &format!("analysis of series {} failed: {reason}", job.series_uid),
+                    db::now_secs(),
+                )?;
             }
         }
     }
@@ -61,12 +76,20 @@ pub fn run(config: &Config, analyzer: &Analyzer, shutdown: &AtomicBool, paused: 
 }
 
 /// Analyses one job's series. Ok(false) when the job was withdrawn meanwhile.
-fn process(db: &mut Database, config: &Config, analyzer: &Analyzer, job: &Job) -> anyhow::Result<bool> {
+fn process(
+    db: &mut Database,
+    config: &Config,
+    analyzer: &Analyzer,
+    job: &Job,
+) -> anyhow::Result<bool> {
     let started = Instant::now();
     let instances = db.series_instances(&job.series_uid)?;
     anyhow::ensure!(!instances.is_empty(), "the series has no stored instances");
     let store = config.store_dir();
-    let paths: Vec<PathBuf> = instances.iter().map(|i| store.join(&i.store_path)).collect();
+    let paths: Vec<PathBuf> = instances
+        .iter()
+        .map(|i| store.join(&i.store_path))
+        .collect();
     let volume = build_volume(&paths, config.decode_threads())?;
     let decode_ms = started.elapsed().as_millis() as u64;
     let mut analysis = analyzer.analyse(volume, &instances[0].header, decode_ms, true)?;
@@ -75,7 +98,12 @@ fn process(db: &mut Database, config: &Config, analyzer: &Analyzer, job: &Job) -
     analysis::write_artifacts(&analysis, &config.paths.data.join(&relative))?;
     // The stored processing time covers everything from claim to result.
     analysis.report.timings_ms.total += artifacts_started.elapsed().as_millis() as u64;
-    let stored = db.finish_job_with_result(job.id, &analysis.report, &relative.to_string_lossy(), db::now_secs())?;
+    let stored = db.finish_job_with_result(
+        job.id,
+        &analysis.report,
+        &relative.to_string_lossy(),
+        db::now_secs(),
+    )?;
     if !stored {
         remove_quietly(&config.paths.data.join(&relative));
     }
@@ -95,9 +123,11 @@ pub fn spawn(
     shutdown: Arc<AtomicBool>,
     paused: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new().name("worker".into()).spawn(move || {
-        if let Err(e) = run(&config, &analyzer, &shutdown, &paused) {
-            error!("the analysis worker stopped: {e:#}");
-        }
-    })
+    std::thread::Builder::new()
+        .name("worker".into())
+        .spawn(move || {
+            if let Err(e) = run(&config, &analyzer, &shutdown, &paused) {
+                error!("the analysis worker stopped: {e:#}");
+            }
+        })
 }

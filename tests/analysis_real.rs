@@ -19,9 +19,14 @@ const PYTHON_REFERENCE: [(&str, f64, f64, f64); 3] = [
 
 #[test]
 fn three_real_series_give_plausible_results_matching_the_reference() {
-    let Some(data) = common::shared_data("analyze on covid-ct-md") else { return };
+    let Some(data) = common::shared_data("analyze on covid-ct-md") else {
+        return;
+    };
     let out = tempfile::tempdir().unwrap();
-    let series: Vec<_> = PYTHON_REFERENCE.iter().map(|(s, ..)| data.join("covid-ct-md").join(s)).collect();
+    let series: Vec<_> = PYTHON_REFERENCE
+        .iter()
+        .map(|(s, ..)| data.join("covid-ct-md").join(s))
+        .collect();
     let output = Command::new(env!("CARGO_BIN_EXE_lungwatch"))
         .arg("analyze")
         .args(&series)
@@ -29,10 +34,20 @@ fn three_real_series_give_plausible_results_matching_the_reference() {
         .arg(out.path())
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let reports: Vec<SeriesReport> = serde_json::from_slice(&output.stdout).expect("a JSON array of reports");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let reports: Vec<SeriesReport> =
+        serde_json::from_slice(&output.stdout).expect("a JSON array of reports");
     assert_eq!(reports.len(), 3);
-    let by_slices = |n: usize| reports.iter().find(|r| r.slice_count == n).expect("series by slice count");
+    let by_slices = |n: usize| {
+        reports
+            .iter()
+            .find(|r| r.slice_count == n)
+            .expect("series by slice count")
+    };
     let (covid, cap, normal) = (by_slices(133), by_slices(131), by_slices(167));
     for (r, (name, right, left, lesion)) in [covid, cap, normal].into_iter().zip(PYTHON_REFERENCE) {
         println!(
@@ -48,26 +63,50 @@ fn three_real_series_give_plausible_results_matching_the_reference() {
             r.timings_ms.total,
         );
         let total = r.lung_volume_ml.right + r.lung_volume_ml.left;
-        assert!((2500.0..8000.0).contains(&total), "{name}: lung volume {total}");
-        assert!((r.lung_volume_ml.right - right).abs() / right < 0.02, "{name}: right lung vs Python");
-        assert!((r.lung_volume_ml.left - left).abs() / left < 0.02, "{name}: left lung vs Python");
-        assert!((r.lesion_volume_ml - lesion).abs() < (0.1 * lesion).max(1.5), "{name}: lesion vs Python");
+        assert!(
+            (2500.0..8000.0).contains(&total),
+            "{name}: lung volume {total}"
+        );
+        assert!(
+            (r.lung_volume_ml.right - right).abs() / right < 0.02,
+            "{name}: right lung vs Python"
+        );
+        assert!(
+            (r.lung_volume_ml.left - left).abs() / left < 0.02,
+            "{name}: left lung vs Python"
+        );
+        assert!(
+            (r.lesion_volume_ml - lesion).abs() < (0.1 * lesion).max(1.5),
+            "{name}: lesion vs Python"
+        );
         let p = r.probabilities;
         assert!((p.covid19 + p.other_pneumonia + p.normal - 1.0).abs() < 1e-4);
         assert_eq!(r.models.len(), 3);
         let per_slice = r.per_slice.as_ref().expect("--per-slice");
         assert_eq!(per_slice.len(), r.slice_count);
-        assert!(per_slice.windows(2).all(|w| w[0].z_mm < w[1].z_mm), "slices inferior to superior");
+        assert!(
+            per_slice.windows(2).all(|w| w[0].z_mm < w[1].z_mm),
+            "slices inferior to superior"
+        );
         // Areas × slice step add up to the volumes.
-        let lung_from_slices: f64 = per_slice.iter().map(|s| s.lung_mm2).sum::<f64>() * r.spacing_mm[2] / 1000.0;
+        let lung_from_slices: f64 =
+            per_slice.iter().map(|s| s.lung_mm2).sum::<f64>() * r.spacing_mm[2] / 1000.0;
         assert!((lung_from_slices - total).abs() / total < 0.02);
-        let dir = out.path().join(lungwatch::dicom::header::path_component(&r.series_instance_uid));
+        let dir = out.path().join(lungwatch::dicom::header::path_component(
+            &r.series_instance_uid,
+        ));
         for file in ["labels.nii.gz", "coronal.png", "axial-0.png", "report.json"] {
             assert!(dir.join(file).is_file(), "{name}: {file} written");
         }
     }
-    assert!(normal.affected_ratio.total < 0.005, "normal series: near-zero lesion ratio");
-    assert!(covid.affected_ratio.total > 2.0 * cap.affected_ratio.total, "P002 clearly above cap002");
+    assert!(
+        normal.affected_ratio.total < 0.005,
+        "normal series: near-zero lesion ratio"
+    );
+    assert!(
+        covid.affected_ratio.total > 2.0 * cap.affected_ratio.total,
+        "P002 clearly above cap002"
+    );
     assert_eq!(normal.top_class, "normal");
     assert_eq!(covid.top_class, "covid19");
 }

@@ -69,16 +69,28 @@ fn interleaved_bursts_assemble_into_complete_selected_series() {
     let results = d.db().all_results().unwrap();
     assert_eq!(results.len(), 3, "one result per job");
     let ratio = |slices: usize| {
-        let r = results.iter().find(|r| r.report.slice_count == slices).expect("result by slice count");
+        let r = results
+            .iter()
+            .find(|r| r.report.slice_count == slices)
+            .expect("result by slice count");
         for file in ["labels.nii.gz", "coronal.png", "axial-0.png"] {
-            assert!(d.data.join(&r.artifacts_dir).join(file).is_file(), "{file} of {slices}-slice series");
+            assert!(
+                d.data.join(&r.artifacts_dir).join(file).is_file(),
+                "{file} of {slices}-slice series"
+            );
         }
         r.report.affected_ratio.total
     };
     let (covid, cap, normal) = (ratio(133), ratio(131), ratio(167));
-    assert!(normal < 0.005 && covid > 2.0 * cap, "ratios {covid} {cap} {normal}");
+    assert!(
+        normal < 0.005 && covid > 2.0 * cap,
+        "ratios {covid} {cap} {normal}"
+    );
     for r in &results {
-        println!("series {}: processing {} ms (stages {:?})", r.report.series_instance_uid, r.report.timings_ms.total, r.report.timings_ms);
+        println!(
+            "series {}: processing {} ms (stages {:?})",
+            r.report.series_instance_uid, r.report.timings_ms.total, r.report.timings_ms
+        );
     }
     // The same results through the web page and its API.
     assert_eq!(d.http_get("/healthz").0, 200);
@@ -88,8 +100,16 @@ fn interleaved_bursts_assemble_into_complete_selected_series() {
     let (status, studies) = d.http_get("/api/studies");
     assert_eq!(status, 200, "{studies}");
     for r in &results {
-        assert!(studies.contains(&r.report.series_instance_uid) || studies.contains(r.report.study_instance_uid.as_deref().unwrap_or("?")), "{studies}");
-        let patient = r.report.patient_id.clone().expect("covid-ct-md has patient IDs");
+        assert!(
+            studies.contains(&r.report.series_instance_uid)
+                || studies.contains(r.report.study_instance_uid.as_deref().unwrap_or("?")),
+            "{studies}"
+        );
+        let patient = r
+            .report
+            .patient_id
+            .clone()
+            .expect("covid-ct-md has patient IDs");
         let (status, timeline) = d.http_get(&format!("/api/patients/{patient}"));
         assert_eq!(status, 200, "{timeline}");
         assert!(timeline.contains(&format!("{}", r.report.severity_score)));
@@ -202,7 +222,10 @@ fn sigkill_mid_job_then_restart_completes_the_job_once() {
     assert_eq!((c.jobs_pending, c.jobs_running, c.jobs_failed), (0, 0, 0));
     let results = d.db().all_results().unwrap();
     assert_eq!(results.len(), 1, "exactly one result");
-    assert!(d.log().contains("pending again"), "the interrupted job was requeued");
+    assert!(
+        d.log().contains("pending again"),
+        "the interrupted job was requeued"
+    );
     assert!(d.stop_with(15));
 }
 

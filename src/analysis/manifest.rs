@@ -9,7 +9,10 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     #[error("{path}: cannot read the model manifest: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: invalid model manifest: {message}")]
     Invalid { path: PathBuf, message: String },
 }
@@ -81,8 +84,16 @@ impl Manifest {
     fn validate(&self) -> Result<(), String> {
         let m = &self.models;
         for (name, entry, classes) in [
-            ("lung_seg", &m.lung_seg, &["background", "right_lung", "left_lung"][..]),
-            ("lesion_seg", &m.lesion_seg, &["background", "ground_glass", "consolidation"][..]),
+            (
+                "lung_seg",
+                &m.lung_seg,
+                &["background", "right_lung", "left_lung"][..],
+            ),
+            (
+                "lesion_seg",
+                &m.lesion_seg,
+                &["background", "ground_glass", "consolidation"][..],
+            ),
         ] {
             let p = entry
                 .preprocessing
@@ -90,16 +101,23 @@ impl Manifest {
                 .ok_or(format!("models.{name}.preprocessing is missing"))?;
             let n = p.size;
             if entry.input_shape != [1, 1, n, n] {
-                return Err(format!("models.{name}.input_shape must be [1, 1, {n}, {n}] (preprocessing.size)"));
+                return Err(format!(
+                    "models.{name}.input_shape must be [1, 1, {n}, {n}] (preprocessing.size)"
+                ));
             }
             if entry.output_shape != [1, classes.len(), n, n] {
-                return Err(format!("models.{name}.output_shape must be [1, {}, {n}, {n}]", classes.len()));
+                return Err(format!(
+                    "models.{name}.output_shape must be [1, {}, {n}, {n}]",
+                    classes.len()
+                ));
             }
             if entry.labels != classes {
                 return Err(format!("models.{name}.labels must be {classes:?}"));
             }
             if !(n >= 16 && n <= 1024) || p.hu_clip[0] >= p.hu_clip[1] {
-                return Err(format!("models.{name}.preprocessing: size or hu_clip out of range"));
+                return Err(format!(
+                    "models.{name}.preprocessing: size or hu_clip out of range"
+                ));
             }
         }
         let lung = m.lung_seg.preprocessing.as_ref().expect("checked above");
@@ -107,14 +125,20 @@ impl Manifest {
             return Err("models.lung_seg.preprocessing.pixel_mm must be > 0".into());
         }
         let lesion = m.lesion_seg.preprocessing.as_ref().expect("checked above");
-        if !(lesion.box_scale.is_some_and(|v| v > 0.0) && lesion.box_margin_mm.is_some_and(|v| v >= 0.0)) {
-            return Err("models.lesion_seg.preprocessing needs box_scale > 0 and box_margin_mm >= 0".into());
+        if !(lesion.box_scale.is_some_and(|v| v > 0.0)
+            && lesion.box_margin_mm.is_some_and(|v| v >= 0.0))
+        {
+            return Err(
+                "models.lesion_seg.preprocessing needs box_scale > 0 and box_margin_mm >= 0".into(),
+            );
         }
         let c = &m.classifier;
         if c.input_shape != [1, c.features.len()] || c.features.is_empty() {
             return Err("models.classifier.input_shape must be [1, number of features]".into());
         }
-        if c.output_shape != [1, 3] || c.labels != ["covid19_pneumonia", "common_pneumonia", "normal_other"] {
+        if c.output_shape != [1, 3]
+            || c.labels != ["covid19_pneumonia", "common_pneumonia", "normal_other"]
+        {
             return Err("models.classifier must output [1, 3]: covid19_pneumonia, common_pneumonia, normal_other".into());
         }
         Ok(())

@@ -84,7 +84,8 @@ impl Analyzer {
         decode_ms: u64,
         per_slice: bool,
     ) -> anyhow::Result<Analysis> {
-        self.pool.install(|| self.analyse_in_pool(volume, header, decode_ms, per_slice))
+        self.pool
+            .install(|| self.analyse_in_pool(volume, header, decode_ms, per_slice))
     }
 
     fn analyse_in_pool(
@@ -102,17 +103,36 @@ impl Analyzer {
         }
         if let Some(spacing) = &volume.spacing {
             if !spacing.gaps_after.is_empty() {
-                warnings.push(format!("{} gap(s) between slices: volumes are underestimated", spacing.gaps_after.len()));
+                warnings.push(format!(
+                    "{} gap(s) between slices: volumes are underestimated",
+                    spacing.gaps_after.len()
+                ));
             }
             if spacing.duplicate_positions > 0 {
-                warnings.push(format!("{} slice(s) share a position with a neighbour", spacing.duplicate_positions));
+                warnings.push(format!(
+                    "{} slice(s) share a position with a neighbour",
+                    spacing.duplicate_positions
+                ));
             }
         }
         let orient_ns = started.elapsed().as_nanos() as u64;
-        let dims = Dims { slices: volume.slices, rows: volume.rows, columns: volume.columns };
-        let grid = Grid { rows: dims.rows, columns: dims.columns, row_mm: volume.spacing_mm[0], col_mm: volume.spacing_mm[1] };
+        let dims = Dims {
+            slices: volume.slices,
+            rows: volume.rows,
+            columns: volume.columns,
+        };
+        let grid = Grid {
+            rows: dims.rows,
+            columns: dims.columns,
+            row_mm: volume.spacing_mm[0],
+            col_mm: volume.spacing_mm[1],
+        };
         let voxel_ml = volume.spacing_mm.iter().product::<f64>() / 1000.0;
-        let ct = CtSlices { hu: &volume.hu, dims, grid };
+        let ct = CtSlices {
+            hu: &volume.hu,
+            dims,
+            grid,
+        };
         let clock = StageClock::default();
         let models = &self.models;
 
@@ -121,30 +141,55 @@ impl Analyzer {
         let mut lung = vec![0u8; dims.voxels()];
         let whole = Some((0..dims.rows, 0..dims.columns));
         let step = segment::slice_step(volume.spacing_mm[2], MAX_INFERENCE_SPACING_MM);
-        segment::label_slices(&models.lung, &ct, segment::lung_frame(&models.lung, grid), |_| whole.clone(), step, &mut lung, &clock)?;
+        segment::label_slices(
+            &models.lung,
+            &ct,
+            segment::lung_frame(&models.lung, grid),
+            |_| whole.clone(),
+            step,
+            &mut lung,
+            &clock,
+        )?;
         let cleanup_started = Instant::now();
         postprocess::remove_gas_pockets(&mut lung, &volume.hu, dims, voxel_ml);
         postprocess::keep_largest_per_lung(&mut lung, dims);
-        let boxes: Vec<Option<Window>> = lung.par_chunks(dims.plane()).map(|s| bounding_box(s, dims.columns)).collect();
+        let boxes: Vec<Option<Window>> = lung
+            .par_chunks(dims.plane())
+            .map(|s| bounding_box(s, dims.columns))
+            .collect();
         let lung_box = boxes.iter().flatten().cloned().reduce(|a, b| {
-            (a.0.start.min(b.0.start)..a.0.end.max(b.0.end), a.1.start.min(b.1.start)..a.1.end.max(b.1.end))
+            (
+                a.0.start.min(b.0.start)..a.0.end.max(b.0.end),
+                a.1.start.min(b.1.start)..a.1.end.max(b.1.end),
+            )
         });
         let mut cleanup_ns = cleanup_started.elapsed().as_nanos() as u64;
 
         // 2. Lesions on the slices that hold lung, only where the lung is.
         let mut lesion = vec![0u8; dims.voxels()];
         if let Some(frame) = segment::lesion_frame(&models.lesion, grid, lung_box) {
-            segment::label_slices(&models.lesion, &ct, frame, |z| boxes[z].clone(), step, &mut lesion, &clock)?;
+            segment::label_slices(
+                &models.lesion,
+                &ct,
+                frame,
+                |z| boxes[z].clone(),
+                step,
+                &mut lesion,
+                &clock,
+            )?;
         } else {
             warnings.push("no lung was found in this series".to_string());
         }
         let segment_wall = segment_started.elapsed().as_nanos() as u64 - cleanup_ns;
         let measure_started = Instant::now();
-        lesion.par_iter_mut().zip(lung.par_iter()).for_each(|(s, &l)| {
-            if l == 0 {
-                *s = 0;
-            }
-        });
+        lesion
+            .par_iter_mut()
+            .zip(lung.par_iter())
+            .for_each(|(s, &l)| {
+                if l == 0 {
+                    *s = 0;
+                }
+            });
 
         // 3. Measurements, features and the classifier.
         let q = quantify::measure(&lung, &lesion, dims, volume.spacing_mm);
@@ -154,7 +199,9 @@ impl Analyzer {
         let classify_ns = classify_started.elapsed().as_nanos() as u64;
         let lung_ml = q.lung_total() as f64 * q.voxel_ml;
         if q.lung_total() > 0 && !(1000.0..=12000.0).contains(&lung_ml) {
-            warnings.push(format!("implausible total lung volume {lung_ml:.0} mL: check the segmentation previews"));
+            warnings.push(format!(
+                "implausible total lung volume {lung_ml:.0} mL: check the segmentation previews"
+            ));
         }
 
         // The segmentation loops interleave the stages on every thread: their wall time
@@ -175,8 +222,24 @@ impl Analyzer {
             postprocess: ms(share(post) + cleanup_ns),
             total: decode_ms + analysis_ms,
         };
-        let report = build_report(&volume, header, &q, probabilities, models, timings, warnings, per_slice);
-        Ok(Analysis { report, dims, lung, lesion, quantities: q, volume })
+        let report = build_report(
+            &volume,
+            header,
+            &q,
+            probabilities,
+            models,
+            timings,
+            warnings,
+            per_slice,
+        );
+        Ok(Analysis {
+            report,
+            dims,
+            lung,
+            lesion,
+            quantities: q,
+            volume,
+        })
     }
 }
 
@@ -185,7 +248,10 @@ fn bounding_box(slice: &[u8], columns: usize) -> Option<Window> {
     let (mut r0, mut r1, mut c0, mut c1) = (usize::MAX, 0, usize::MAX, 0);
     for (r, row) in slice.chunks_exact(columns).enumerate() {
         if let Some(first) = row.iter().position(|&v| v != 0) {
-            let last = row.iter().rposition(|&v| v != 0).expect("a first implies a last");
+            let last = row
+                .iter()
+                .rposition(|&v| v != 0)
+                .expect("a first implies a last");
             r0 = r0.min(r);
             r1 = r;
             c0 = c0.min(first);
@@ -200,14 +266,20 @@ fn classify(models: &ModelSet, q: &Quantities) -> anyhow::Result<[f64; 3]> {
     let features = names
         .iter()
         .map(|name| {
-            q.feature(name)
-                .map(|v| v as f32)
-                .ok_or_else(|| anyhow::anyhow!("the classifier needs feature {name:?}, which this lungwatch does not compute"))
+            q.feature(name).map(|v| v as f32).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the classifier needs feature {name:?}, which this lungwatch does not compute"
+                )
+            })
         })
         .collect::<anyhow::Result<Vec<f32>>>()?;
     let mut output = Vec::new();
     models.classifier.session().run(&features, &mut output)?;
-    anyhow::ensure!(output.len() == 3, "the classifier returned {} values, not 3", output.len());
+    anyhow::ensure!(
+        output.len() == 3,
+        "the classifier returned {} values, not 3",
+        output.len()
+    );
     Ok([output[0] as f64, output[1] as f64, output[2] as f64])
 }
 
@@ -261,13 +333,24 @@ fn build_report(
         series_description: header.series_description.clone(),
         slice_count: volume.slices,
         spacing_mm: volume.spacing_mm,
-        probabilities: Probabilities { covid19: p[0], other_pneumonia: p[1], normal: p[2] },
+        probabilities: Probabilities {
+            covid19: p[0],
+            other_pneumonia: p[1],
+            normal: p[2],
+        },
         top_class: CLASS_NAMES[top].to_string(),
-        lung_volume_ml: Sides { right: ml(q.lung[0]), left: ml(q.lung[1]) },
+        lung_volume_ml: Sides {
+            right: ml(q.lung[0]),
+            left: ml(q.lung[1]),
+        },
         lesion_volume_ml: ml(q.lesion_total()),
         ggo_volume_ml: ml(q.ground_glass),
         consolidation_volume_ml: ml(q.consolidation),
-        affected_ratio: AffectedRatio { total: q.affected_ratio(), right: q.side_ratio(0), left: q.side_ratio(1) },
+        affected_ratio: AffectedRatio {
+            total: q.affected_ratio(),
+            right: q.side_ratio(0),
+            left: q.side_ratio(1),
+        },
         ggo_share: q.lesion_share(q.ground_glass),
         consolidation_share: q.lesion_share(q.consolidation),
         bilateral: q.bilateral(),
@@ -299,11 +382,24 @@ pub fn write_artifacts(analysis: &Analysis, dir: &Path) -> std::io::Result<Vec<S
             let png = preview::axial(&v.hu, &analysis.lung, &analysis.lesion, dims, z).to_png();
             (report::axial_preview_name(k), png)
         })
-        .map(|(name, png)| png.map(|bytes| (name, bytes)).map_err(std::io::Error::other))
+        .map(|(name, png)| {
+            png.map(|bytes| (name, bytes))
+                .map_err(std::io::Error::other)
+        })
         .collect::<std::io::Result<_>>()?;
     let row = preview::coronal_row(&analysis.lung, dims);
-    let coronal = preview::coronal(&v.hu, &analysis.lung, &analysis.lesion, dims, v.spacing_mm, row);
-    files.push((report::CORONAL_PREVIEW.to_string(), coronal.to_png().map_err(std::io::Error::other)?));
+    let coronal = preview::coronal(
+        &v.hu,
+        &analysis.lung,
+        &analysis.lesion,
+        dims,
+        v.spacing_mm,
+        row,
+    );
+    files.push((
+        report::CORONAL_PREVIEW.to_string(),
+        coronal.to_png().map_err(std::io::Error::other)?,
+    ));
     let slice_step = if v.slices > 1 {
         (v.slice_positions_mm[v.slices - 1] - v.slice_positions_mm[0]) / (v.slices - 1) as f64
     } else {

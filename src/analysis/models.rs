@@ -16,11 +16,26 @@ pub enum ModelError {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     #[error("model {name}: cannot read {path}: {source}")]
-    Io { name: String, path: PathBuf, source: std::io::Error },
-    #[error("model {name}: {path} has sha256 {actual}, but the manifest says {expected}: the file was changed or replaced without updating models/manifest.toml")]
-    Checksum { name: String, path: PathBuf, expected: String, actual: String },
+    Io {
+        name: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "model {name}: {path} has sha256 {actual}, but the manifest says {expected}: the file was changed or replaced without updating models/manifest.toml"
+    )]
+    Checksum {
+        name: String,
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
     #[error("model {name}: tract cannot load {path}: {message}")]
-    Load { name: String, path: PathBuf, message: String },
+    Load {
+        name: String,
+        path: PathBuf,
+        message: String,
+    },
 }
 
 type Plan = Arc<TypedRunnableModel>;
@@ -68,14 +83,24 @@ impl Network {
             return Err(ModelError::Load {
                 name: name.into(),
                 path,
-                message: format!("output shape {:?} differs from the manifest's {:?}", output.shape, entry.output_shape),
+                message: format!(
+                    "output shape {:?} differs from the manifest's {:?}",
+                    output.shape, entry.output_shape
+                ),
             });
         }
-        Ok(Network { name: name.into(), entry: entry.clone(), plan })
+        Ok(Network {
+            name: name.into(),
+            entry: entry.clone(),
+            plan,
+        })
     }
 
     pub fn preprocessing(&self) -> &Preprocessing {
-        self.entry.preprocessing.as_ref().expect("validated with the manifest")
+        self.entry
+            .preprocessing
+            .as_ref()
+            .expect("validated with the manifest")
     }
 
     pub fn input_len(&self) -> usize {
@@ -84,7 +109,11 @@ impl Network {
 
     /// A per-thread executor of this network.
     pub fn session(&self) -> Session {
-        Session { state: None, plan: self.plan.clone(), shape: self.entry.input_shape.clone() }
+        Session {
+            state: None,
+            plan: self.plan.clone(),
+            shape: self.entry.input_shape.clone(),
+        }
     }
 
     pub fn reference(&self) -> ModelRef {
@@ -145,7 +174,10 @@ impl ModelSet {
     }
 
     pub fn references(&self) -> Vec<ModelRef> {
-        vec![self.lung.reference(), self.lesion.reference(), self.classifier.reference()]
+        vec![
+            self.lung.reference(),
+            self.lesion.reference(),
+            self.classifier.reference(),
+        ]
     }
 }
-

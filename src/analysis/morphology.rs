@@ -90,7 +90,12 @@ fn union(parent: &mut [u32], a: u32, b: u32) {
 }
 
 /// Joins every run of `a` with every run of `b` it overlaps (both sorted by column).
-fn join_overlapping(runs: &[Run], a: std::ops::Range<usize>, b: std::ops::Range<usize>, parent: &mut [u32]) {
+fn join_overlapping(
+    runs: &[Run],
+    a: std::ops::Range<usize>,
+    b: std::ops::Range<usize>,
+    parent: &mut [u32],
+) {
     let (mut i, mut j) = (a.start, b.start);
     while i < a.end && j < b.end {
         let (x, y) = (runs[i], runs[j]);
@@ -121,7 +126,12 @@ pub fn components(dims: Dims, selected: impl Fn(usize) -> bool + Sync) -> Compon
                         while c < dims.columns && selected(row + c) {
                             c += 1;
                         }
-                        runs.push(Run { slice: z as u32, row: r as u32, c0: c0 as u32, c1: c as u32 });
+                        runs.push(Run {
+                            slice: z as u32,
+                            row: r as u32,
+                            c0: c0 as u32,
+                            c1: c as u32,
+                        });
                     } else {
                         c += 1;
                     }
@@ -138,7 +148,9 @@ pub fn components(dims: Dims, selected: impl Fn(usize) -> bool + Sync) -> Compon
         let mut k = 0;
         for line in 0..lines {
             line_start[line] = k;
-            while k < runs.len() && (runs[k].slice as usize * dims.rows + runs[k].row as usize) == line {
+            while k < runs.len()
+                && (runs[k].slice as usize * dims.rows + runs[k].row as usize) == line
+            {
                 k += 1;
             }
         }
@@ -152,11 +164,21 @@ pub fn components(dims: Dims, selected: impl Fn(usize) -> bool + Sync) -> Compon
         }
         let (z, r) = (line / dims.rows, line % dims.rows);
         if r > 0 {
-            join_overlapping(&runs, here.clone(), line_start[line - 1]..line_start[line], &mut parent);
+            join_overlapping(
+                &runs,
+                here.clone(),
+                line_start[line - 1]..line_start[line],
+                &mut parent,
+            );
         }
         if z > 0 {
             let below = line - dims.rows;
-            join_overlapping(&runs, here, line_start[below]..line_start[below + 1], &mut parent);
+            join_overlapping(
+                &runs,
+                here,
+                line_start[below]..line_start[below + 1],
+                &mut parent,
+            );
         }
     }
     let mut id_of_root = vec![u32::MAX; runs.len()];
@@ -171,7 +193,11 @@ pub fn components(dims: Dims, selected: impl Fn(usize) -> bool + Sync) -> Compon
         component[i] = id_of_root[root];
         sizes[id_of_root[root] as usize] += runs[i].len();
     }
-    Components { runs, component, sizes }
+    Components {
+        runs,
+        component,
+        sizes,
+    }
 }
 
 /// Squared 1D distance transform of `f` sampled every `step` mm (Felzenszwalb &
@@ -189,7 +215,8 @@ fn distance_1d(f: &[f64], step: f64, out: &mut [f64], v: &mut [usize], z: &mut [
     for q in 1..n {
         loop {
             let p = v[k];
-            let s = ((f[q] + pos(q) * pos(q)) - (f[p] + pos(p) * pos(p))) / (2.0 * (pos(q) - pos(p)));
+            let s =
+                ((f[q] + pos(q) * pos(q)) - (f[p] + pos(p) * pos(p))) / (2.0 * (pos(q) - pos(p)));
             if s <= z[k] && k > 0 {
                 k -= 1;
             } else {
@@ -214,7 +241,13 @@ fn distance_1d(f: &[f64], step: f64, out: &mut [f64], v: &mut [usize], z: &mut [
 /// Exact Euclidean distance (mm) from every `inside` pixel of a rows×columns slice to the
 /// nearest pixel that is not inside; 0 outside. As scipy's `distance_transform_edt` with
 /// `sampling=(row_mm, col_mm)`. A slice with no outside pixel gives infinite distances.
-pub fn distance_to_outside(inside: &[bool], rows: usize, columns: usize, row_mm: f64, col_mm: f64) -> Vec<f64> {
+pub fn distance_to_outside(
+    inside: &[bool],
+    rows: usize,
+    columns: usize,
+    row_mm: f64,
+    col_mm: f64,
+) -> Vec<f64> {
     const FAR: f64 = 1e30;
     let mut grid: Vec<f64> = inside.iter().map(|&i| if i { FAR } else { 0.0 }).collect();
     let longest = rows.max(columns);
@@ -235,7 +268,15 @@ pub fn distance_to_outside(inside: &[bool], rows: usize, columns: usize, row_mm:
         distance_1d(&f[..columns], col_mm, &mut out[..columns], &mut v, &mut z);
         line.copy_from_slice(&out[..columns]);
     }
-    grid.into_iter().map(|d| if d >= FAR * 0.5 { f64::INFINITY } else { d.sqrt() }).collect()
+    grid.into_iter()
+        .map(|d| {
+            if d >= FAR * 0.5 {
+                f64::INFINITY
+            } else {
+                d.sqrt()
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -256,19 +297,35 @@ mod tests {
             let mut n = 0;
             while let Some(i) = stack.pop() {
                 n += 1;
-                let (z, r, c) = (i / dims.plane(), (i / dims.columns) % dims.rows, i % dims.columns);
+                let (z, r, c) = (
+                    i / dims.plane(),
+                    (i / dims.columns) % dims.rows,
+                    i % dims.columns,
+                );
                 let mut push = |j: usize| {
                     if mask[j] && !seen[j] {
                         seen[j] = true;
                         stack.push(j);
                     }
                 };
-                if c > 0 { push(i - 1) }
-                if c + 1 < dims.columns { push(i + 1) }
-                if r > 0 { push(i - dims.columns) }
-                if r + 1 < dims.rows { push(i + dims.columns) }
-                if z > 0 { push(i - dims.plane()) }
-                if z + 1 < dims.slices { push(i + dims.plane()) }
+                if c > 0 {
+                    push(i - 1)
+                }
+                if c + 1 < dims.columns {
+                    push(i + 1)
+                }
+                if r > 0 {
+                    push(i - dims.columns)
+                }
+                if r + 1 < dims.rows {
+                    push(i + dims.columns)
+                }
+                if z > 0 {
+                    push(i - dims.plane())
+                }
+                if z + 1 < dims.slices {
+                    push(i + dims.plane())
+                }
             }
             sizes.push(n);
         }
@@ -319,10 +376,18 @@ mod tests {
 
     #[test]
     fn diagonal_voxels_are_separate_components() {
-        let dims = Dims { slices: 1, rows: 2, columns: 2 };
+        let dims = Dims {
+            slices: 1,
+            rows: 2,
+            columns: 2,
+        };
         let comps = components(dims, |i| [true, false, false, true][i]);
         assert_eq!(comps.sizes, vec![1, 1]);
-        let dims = Dims { slices: 2, rows: 1, columns: 2 };
+        let dims = Dims {
+            slices: 2,
+            rows: 1,
+            columns: 2,
+        };
         let comps = components(dims, |i| [true, false, true, true][i]);
         assert_eq!(comps.sizes, vec![3]);
         assert_eq!(comps.largest(), Some(0));

@@ -27,11 +27,16 @@ pub struct Placement {
 
 fn header(dims: Dims, place: &Placement) -> Vec<u8> {
     let mut h = vec![0u8; 352];
-    let put_i16 = |h: &mut Vec<u8>, at: usize, v: i16| h[at..at + 2].copy_from_slice(&v.to_le_bytes());
-    let put_f32 = |h: &mut Vec<u8>, at: usize, v: f32| h[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    let put_i16 =
+        |h: &mut Vec<u8>, at: usize, v: i16| h[at..at + 2].copy_from_slice(&v.to_le_bytes());
+    let put_f32 =
+        |h: &mut Vec<u8>, at: usize, v: f32| h[at..at + 4].copy_from_slice(&v.to_le_bytes());
     h[0..4].copy_from_slice(&348i32.to_le_bytes());
     h[38] = b'r';
-    for (k, v) in [3, dims.columns, dims.rows, dims.slices, 1, 1, 1, 1].iter().enumerate() {
+    for (k, v) in [3, dims.columns, dims.rows, dims.slices, 1, 1, 1, 1]
+        .iter()
+        .enumerate()
+    {
         put_i16(&mut h, 40 + 2 * k, *v as i16);
     }
     put_i16(&mut h, 70, 2); // DT_UNSIGNED_CHAR
@@ -55,7 +60,11 @@ fn header(dims: Dims, place: &Placement) -> Vec<u8> {
             let v = flip[row] * axes[col][row] * place.steps_mm[col];
             put_f32(&mut h, 280 + 16 * row + 4 * col, v as f32);
         }
-        put_f32(&mut h, 280 + 16 * row + 12, (flip[row] * place.origin[row]) as f32);
+        put_f32(
+            &mut h,
+            280 + 16 * row + 12,
+            (flip[row] * place.origin[row]) as f32,
+        );
     }
     h[344..348].copy_from_slice(b"n+1\0");
     h
@@ -71,7 +80,12 @@ pub fn combined_label(lung: u8, lesion: u8) -> u8 {
 }
 
 /// Encodes the masks as `.nii.gz` bytes.
-pub fn encode_labels(lung: &[u8], lesion: &[u8], dims: Dims, place: &Placement) -> std::io::Result<Vec<u8>> {
+pub fn encode_labels(
+    lung: &[u8],
+    lesion: &[u8],
+    dims: Dims,
+    place: &Placement,
+) -> std::io::Result<Vec<u8>> {
     // Level 1: the masks are mostly zeros, so the fastest level already shrinks them ~50×.
     let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
     gz.write_all(&header(dims, place))?;
@@ -79,7 +93,12 @@ pub fn encode_labels(lung: &[u8], lesion: &[u8], dims: Dims, place: &Placement) 
     for z in 0..dims.slices {
         let range = z * dims.plane()..(z + 1) * dims.plane();
         buffer.clear();
-        buffer.extend(lung[range.clone()].iter().zip(&lesion[range]).map(|(&l, &s)| combined_label(l, s)));
+        buffer.extend(
+            lung[range.clone()]
+                .iter()
+                .zip(&lesion[range])
+                .map(|(&l, &s)| combined_label(l, s)),
+        );
         gz.write_all(&buffer)?;
     }
     gz.finish()
@@ -92,7 +111,11 @@ mod tests {
 
     #[test]
     fn header_and_voxels_round_trip() {
-        let dims = Dims { slices: 2, rows: 3, columns: 4 };
+        let dims = Dims {
+            slices: 2,
+            rows: 3,
+            columns: 4,
+        };
         let lung = vec![1u8; 24];
         let mut lesion = vec![0u8; 24];
         lesion[5] = CONSOLIDATION;
@@ -105,7 +128,9 @@ mod tests {
         };
         let gz = encode_labels(&lung, &lesion, dims, &place).unwrap();
         let mut raw = Vec::new();
-        flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut raw).unwrap();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut raw)
+            .unwrap();
         assert_eq!(raw.len(), 352 + 24);
         assert_eq!(i32::from_le_bytes(raw[0..4].try_into().unwrap()), 348);
         assert_eq!(&raw[344..348], b"n+1\0");

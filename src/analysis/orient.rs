@@ -37,7 +37,9 @@ pub fn to_canonical(volume: &mut Volume) -> Reorientation {
         for z in 0..slices {
             let slice = &mut volume.hu[z * plane..(z + 1) * plane];
             if change.mirrored_columns {
-                slice.chunks_exact_mut(columns).for_each(|row| row.reverse());
+                slice
+                    .chunks_exact_mut(columns)
+                    .for_each(|row| row.reverse());
             }
             if change.mirrored_rows {
                 for r in 0..rows / 2 {
@@ -52,11 +54,17 @@ pub fn to_canonical(volume: &mut Volume) -> Reorientation {
     let add = |a: [f64; 3], b: [f64; 3]| [a[0] + b[0], a[1] + b[1], a[2] + b[2]];
     let mut origin = volume.origin;
     if change.mirrored_columns {
-        origin = add(origin, along(volume.row_direction, (columns as f64 - 1.0) * col_mm));
+        origin = add(
+            origin,
+            along(volume.row_direction, (columns as f64 - 1.0) * col_mm),
+        );
         volume.row_direction = along(volume.row_direction, -1.0);
     }
     if change.mirrored_rows {
-        origin = add(origin, along(volume.column_direction, (rows as f64 - 1.0) * row_mm));
+        origin = add(
+            origin,
+            along(volume.column_direction, (rows as f64 - 1.0) * row_mm),
+        );
         volume.column_direction = along(volume.column_direction, -1.0);
     }
     if change.reversed_slices && slices > 1 {
@@ -116,9 +124,18 @@ mod tests {
         let pos = |v: &Volume, z: usize, r: usize, c: usize| {
             let p = v.slice_positions_mm[z] - v.slice_positions_mm[0];
             [
-                v.origin[0] + v.row_direction[0] * c as f64 + v.column_direction[0] * r as f64 + v.normal[0] * p,
-                v.origin[1] + v.row_direction[1] * c as f64 + v.column_direction[1] * r as f64 + v.normal[1] * p,
-                v.origin[2] + v.row_direction[2] * c as f64 + v.column_direction[2] * r as f64 + v.normal[2] * p,
+                v.origin[0]
+                    + v.row_direction[0] * c as f64
+                    + v.column_direction[0] * r as f64
+                    + v.normal[0] * p,
+                v.origin[1]
+                    + v.row_direction[1] * c as f64
+                    + v.column_direction[1] * r as f64
+                    + v.normal[1] * p,
+                v.origin[2]
+                    + v.row_direction[2] * c as f64
+                    + v.column_direction[2] * r as f64
+                    + v.normal[2] * p,
             ]
         };
         let before: Vec<([f64; 3], i16)> = (0..2)

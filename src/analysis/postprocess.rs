@@ -27,7 +27,9 @@ fn paint(labels: &mut [u8], dims: Dims, run: &Run, value: u8) {
 /// content). Returns the voxels removed.
 pub fn remove_gas_pockets(labels: &mut [u8], hu: &[i16], dims: Dims, voxel_ml: f64) -> u64 {
     let aerated = components(dims, |i| labels[i] != 0 && hu[i] < AERATED_BELOW_HU);
-    let Some(largest) = aerated.largest() else { return 0 };
+    let Some(largest) = aerated.largest() else {
+        return 0;
+    };
     if aerated.sizes.len() < 2 {
         return 0;
     }
@@ -45,7 +47,9 @@ pub fn remove_gas_pockets(labels: &mut [u8], hu: &[i16], dims: Dims, voxel_ml: f
     if removed == 0 {
         return 0;
     }
-    let dense = components(dims, |i| labels[i] != 0 && labels[i] != POCKET_MARK && hu[i] >= AERATED_BELOW_HU);
+    let dense = components(dims, |i| {
+        labels[i] != 0 && labels[i] != POCKET_MARK && hu[i] >= AERATED_BELOW_HU
+    });
     let touching = touching_components(&dense, dims, |i| labels[i] == POCKET_MARK);
     for (run, id) in dense.labelled_runs() {
         if touching[id as usize] {
@@ -62,7 +66,11 @@ pub fn remove_gas_pockets(labels: &mut [u8], hu: &[i16], dims: Dims, voxel_ml: f
 }
 
 /// For each component, whether one of its voxels has a 6-neighbour where `marked` holds.
-fn touching_components(comps: &Components, dims: Dims, marked: impl Fn(usize) -> bool) -> Vec<bool> {
+fn touching_components(
+    comps: &Components,
+    dims: Dims,
+    marked: impl Fn(usize) -> bool,
+) -> Vec<bool> {
     let mut touching = vec![false; comps.sizes.len()];
     for (run, id) in comps.labelled_runs() {
         if touching[id as usize] {
@@ -74,10 +82,18 @@ fn touching_components(comps: &Components, dims: Dims, marked: impl Fn(usize) ->
         let mut hit = (c0 > 0 && marked(row_start(z, r) + c0 - 1))
             || (c1 < dims.columns && marked(row_start(z, r) + c1));
         let mut neighbours = Vec::with_capacity(4);
-        if r > 0 { neighbours.push(row_start(z, r - 1)) }
-        if r + 1 < dims.rows { neighbours.push(row_start(z, r + 1)) }
-        if z > 0 { neighbours.push(row_start(z - 1, r)) }
-        if z + 1 < dims.slices { neighbours.push(row_start(z + 1, r)) }
+        if r > 0 {
+            neighbours.push(row_start(z, r - 1))
+        }
+        if r + 1 < dims.rows {
+            neighbours.push(row_start(z, r + 1))
+        }
+        if z > 0 {
+            neighbours.push(row_start(z - 1, r))
+        }
+        if z + 1 < dims.slices {
+            neighbours.push(row_start(z + 1, r))
+        }
         hit = hit || neighbours.iter().any(|&s| (c0..c1).any(|c| marked(s + c)));
         touching[id as usize] = hit;
     }
@@ -88,7 +104,9 @@ fn touching_components(comps: &Components, dims: Dims, marked: impl Fn(usize) ->
 pub fn keep_largest_per_lung(labels: &mut [u8], dims: Dims) {
     for side in [RIGHT_LUNG, LEFT_LUNG] {
         let comps = components(dims, |i| labels[i] == side);
-        let Some(largest) = comps.largest() else { continue };
+        let Some(largest) = comps.largest() else {
+            continue;
+        };
         for (run, id) in comps.labelled_runs() {
             if id != largest {
                 paint(labels, dims, run, 0);
@@ -104,22 +122,38 @@ mod tests {
     #[test]
     fn pocket_and_its_content_go_lungs_stay() {
         // One 10×10×10 lung of air, a separate 2×2×2 gas pocket with fluid beside it.
-        let dims = Dims { slices: 12, rows: 12, columns: 20 };
+        let dims = Dims {
+            slices: 12,
+            rows: 12,
+            columns: 20,
+        };
         let mut labels = vec![0u8; dims.voxels()];
         let mut hu = vec![0i16; dims.voxels()];
         let idx = |z: usize, r: usize, c: usize| (z * dims.rows + r) * dims.columns + c;
-        for z in 0..10 { for r in 0..10 { for c in 0..10 {
-            labels[idx(z, r, c)] = LEFT_LUNG;
-            hu[idx(z, r, c)] = -850;
-        }}}
-        for z in 0..2 { for r in 0..2 { for c in 14..16 {
-            labels[idx(z, r, c)] = LEFT_LUNG;
-            hu[idx(z, r, c)] = -950;
-        }}}
-        for z in 0..2 { for r in 0..2 { for c in 16..18 {
-            labels[idx(z, r, c)] = LEFT_LUNG;
-            hu[idx(z, r, c)] = 20;
-        }}}
+        for z in 0..10 {
+            for r in 0..10 {
+                for c in 0..10 {
+                    labels[idx(z, r, c)] = LEFT_LUNG;
+                    hu[idx(z, r, c)] = -850;
+                }
+            }
+        }
+        for z in 0..2 {
+            for r in 0..2 {
+                for c in 14..16 {
+                    labels[idx(z, r, c)] = LEFT_LUNG;
+                    hu[idx(z, r, c)] = -950;
+                }
+            }
+        }
+        for z in 0..2 {
+            for r in 0..2 {
+                for c in 16..18 {
+                    labels[idx(z, r, c)] = LEFT_LUNG;
+                    hu[idx(z, r, c)] = 20;
+                }
+            }
+        }
         // Voxels of 1 mL: the pocket (8 mL) is removed.
         let removed = remove_gas_pockets(&mut labels, &hu, dims, 1.0);
         assert_eq!(removed, 16);
@@ -132,7 +166,11 @@ mod tests {
 
     #[test]
     fn only_the_largest_component_of_each_lung_stays() {
-        let dims = Dims { slices: 1, rows: 1, columns: 9 };
+        let dims = Dims {
+            slices: 1,
+            rows: 1,
+            columns: 9,
+        };
         let mut labels = vec![1, 1, 1, 0, 1, 0, 2, 0, 2];
         keep_largest_per_lung(&mut labels, dims);
         assert_eq!(labels, vec![1, 1, 1, 0, 0, 0, 2, 0, 0]);

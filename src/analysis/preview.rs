@@ -37,7 +37,8 @@ impl Rgb {
 }
 
 fn window(hu: f32) -> u8 {
-    (((hu - WINDOW_LOW_HU) / (WINDOW_HIGH_HU - WINDOW_LOW_HU)).clamp(0.0, 1.0) * 255.0).round() as u8
+    (((hu - WINDOW_LOW_HU) / (WINDOW_HIGH_HU - WINDOW_LOW_HU)).clamp(0.0, 1.0) * 255.0).round()
+        as u8
 }
 
 fn blend(grey: u8, colour: [u8; 3], alpha: f32) -> [u8; 3] {
@@ -63,13 +64,23 @@ fn render_plane(hu: &[f32], lung: &[u8], lesion: &[u8], width: usize, height: us
                     || (y == 0 || lung[i - width] != side)
                     || (y + 1 == height || lung[i + width] != side);
                 if edge {
-                    pixel = if side == RIGHT_LUNG { RIGHT_CONTOUR } else if side == LEFT_LUNG { LEFT_CONTOUR } else { pixel };
+                    pixel = if side == RIGHT_LUNG {
+                        RIGHT_CONTOUR
+                    } else if side == LEFT_LUNG {
+                        LEFT_CONTOUR
+                    } else {
+                        pixel
+                    };
                 }
             }
             data.extend_from_slice(&pixel);
         }
     }
-    Rgb { width, height, data }
+    Rgb {
+        width,
+        height,
+        data,
+    }
 }
 
 /// One axial slice, as stored (canonical orientation: patient right on the image left).
@@ -77,22 +88,42 @@ pub fn axial(hu: &[i16], lung: &[u8], lesion: &[u8], dims: Dims, z: usize) -> Rg
     let plane = dims.plane();
     let range = z * plane..(z + 1) * plane;
     let hu: Vec<f32> = hu[range.clone()].iter().map(|&v| v as f32).collect();
-    render_plane(&hu, &lung[range.clone()], &lesion[range], dims.columns, dims.rows)
+    render_plane(
+        &hu,
+        &lung[range.clone()],
+        &lesion[range],
+        dims.columns,
+        dims.rows,
+    )
 }
 
 /// A coronal reformat through `row`, superior at the top, stretched along z so that
 /// millimetres are square (HU linear between slices, labels from the nearest slice).
-pub fn coronal(hu: &[i16], lung: &[u8], lesion: &[u8], dims: Dims, spacing_mm: [f64; 3], row: usize) -> Rgb {
+pub fn coronal(
+    hu: &[i16],
+    lung: &[u8],
+    lesion: &[u8],
+    dims: Dims,
+    spacing_mm: [f64; 3],
+    row: usize,
+) -> Rgb {
     let [_, col_mm, slice_mm] = spacing_mm;
     let width = dims.columns;
     let extent_mm = (dims.slices.saturating_sub(1)) as f64 * slice_mm;
     let height = ((extent_mm / col_mm).round() as usize + 1).clamp(1, 4 * dims.slices.max(1));
     let at = |z: usize, c: usize| (z * dims.rows + row) * dims.columns + c;
-    let (mut plane_hu, mut plane_lung, mut plane_lesion) =
-        (vec![0f32; width * height], vec![0u8; width * height], vec![0u8; width * height]);
+    let (mut plane_hu, mut plane_lung, mut plane_lesion) = (
+        vec![0f32; width * height],
+        vec![0u8; width * height],
+        vec![0u8; width * height],
+    );
     for y in 0..height {
         // y = 0 is the most superior slice.
-        let t = if height > 1 { (height - 1 - y) as f64 / (height - 1) as f64 } else { 0.0 };
+        let t = if height > 1 {
+            (height - 1 - y) as f64 / (height - 1) as f64
+        } else {
+            0.0
+        };
         let zf = t * (dims.slices.saturating_sub(1)) as f64;
         let z0 = zf.floor() as usize;
         let z1 = (z0 + 1).min(dims.slices - 1);
@@ -111,13 +142,21 @@ pub fn coronal(hu: &[i16], lung: &[u8], lesion: &[u8], dims: Dims, spacing_mm: [
 /// Key axial slices, inferior to superior: the middle of each third of the lung's extent,
 /// and the slice with the most lesion when it is not next to one of those.
 pub fn key_slices(lung_per_slice: &[u64], lesion_per_slice: &[u64]) -> Vec<usize> {
-    let with_lung: Vec<usize> = (0..lung_per_slice.len()).filter(|&z| lung_per_slice[z] > 0).collect();
+    let with_lung: Vec<usize> = (0..lung_per_slice.len())
+        .filter(|&z| lung_per_slice[z] > 0)
+        .collect();
     let (Some(&first), Some(&last)) = (with_lung.first(), with_lung.last()) else {
         return vec![lung_per_slice.len() / 2];
     };
     let span = (last - first + 1) as f64;
-    let mut keys: Vec<usize> = [1.0, 3.0, 5.0].iter().map(|k| first + (span * k / 6.0) as usize).collect();
-    if let Some((z, &most)) = lesion_per_slice.iter().enumerate().max_by_key(|&(z, v)| (*v, std::cmp::Reverse(z)))
+    let mut keys: Vec<usize> = [1.0, 3.0, 5.0]
+        .iter()
+        .map(|k| first + (span * k / 6.0) as usize)
+        .collect();
+    if let Some((z, &most)) = lesion_per_slice
+        .iter()
+        .enumerate()
+        .max_by_key(|&(z, v)| (*v, std::cmp::Reverse(z)))
         && most > 0
         && keys.iter().all(|&k| k.abs_diff(z) > 2)
     {
@@ -136,7 +175,11 @@ pub fn coronal_row(lung: &[u8], dims: Dims) -> usize {
             per_row[(i / dims.columns) % dims.rows] += 1;
         }
     }
-    per_row.iter().enumerate().max_by_key(|&(r, v)| (*v, std::cmp::Reverse(r))).map_or(dims.rows / 2, |(r, _)| r)
+    per_row
+        .iter()
+        .enumerate()
+        .max_by_key(|&(r, v)| (*v, std::cmp::Reverse(r)))
+        .map_or(dims.rows / 2, |(r, _)| r)
 }
 
 #[cfg(test)]
@@ -149,7 +192,11 @@ mod tests {
         let mut lesion = [0u64; 16];
         assert_eq!(key_slices(&lung, &lesion), vec![4, 8, 12]);
         lesion[10] = 3;
-        assert_eq!(key_slices(&lung, &lesion), vec![4, 8, 12], "next to a third's slice");
+        assert_eq!(
+            key_slices(&lung, &lesion),
+            vec![4, 8, 12],
+            "next to a third's slice"
+        );
         let mut lung = [5u64; 30];
         lung[0] = 0;
         let mut lesion = [0u64; 30];
@@ -159,7 +206,11 @@ mod tests {
 
     #[test]
     fn a_rendered_slice_shows_contour_and_lesion_colours() {
-        let dims = Dims { slices: 1, rows: 5, columns: 5 };
+        let dims = Dims {
+            slices: 1,
+            rows: 5,
+            columns: 5,
+        };
         let hu = vec![-850i16; 25];
         let mut lung = vec![0u8; 25];
         let mut lesion = vec![0u8; 25];

@@ -95,7 +95,8 @@ pub fn measure(lung: &[u8], lesion: &[u8], dims: Dims, spacing_mm: [f64; 3]) -> 
             }
             let mut peripheral = 0;
             if counts.lesion_total() > 0 {
-                peripheral = peripheral_pixels(lung, lesion, dims.rows, dims.columns, row_mm, col_mm);
+                peripheral =
+                    peripheral_pixels(lung, lesion, dims.rows, dims.columns, row_mm, col_mm);
             }
             (counts, peripheral)
         })
@@ -122,8 +123,12 @@ pub fn measure(lung: &[u8], lesion: &[u8], dims: Dims, spacing_mm: [f64; 3]) -> 
         q.consolidation += c.consolidation;
     }
     for side in 0..2 {
-        let with_lung: Vec<usize> = (0..dims.slices).filter(|&z| q.per_slice[z].lung[side] > 0).collect();
-        let (Some(&first), Some(&last)) = (with_lung.first(), with_lung.last()) else { continue };
+        let with_lung: Vec<usize> = (0..dims.slices)
+            .filter(|&z| q.per_slice[z].lung[side] > 0)
+            .collect();
+        let (Some(&first), Some(&last)) = (with_lung.first(), with_lung.last()) else {
+            continue;
+        };
         let (z0, z1) = (first as f64, (last + 1) as f64);
         let edge = |i: usize| ((z0 + (z1 - z0) * i as f64 / 3.0) - 1e-9).ceil() as usize;
         for third in 0..3 {
@@ -135,8 +140,11 @@ pub fn measure(lung: &[u8], lesion: &[u8], dims: Dims, spacing_mm: [f64; 3]) -> 
             if third == 0 {
                 q.lower_zone_lesion += lesion_voxels;
             }
-            q.zone_ratio[side][third] =
-                if lung_voxels > 0 { lesion_voxels as f64 / lung_voxels as f64 } else { 0.0 };
+            q.zone_ratio[side][third] = if lung_voxels > 0 {
+                lesion_voxels as f64 / lung_voxels as f64
+            } else {
+                0.0
+            };
         }
     }
     if q.lesion_total() > 0 {
@@ -149,7 +157,14 @@ pub fn measure(lung: &[u8], lesion: &[u8], dims: Dims, spacing_mm: [f64; 3]) -> 
 /// Lesion pixels of one slice within `PERIPHERAL_MM` of a non-lung pixel. The distance
 /// transform runs on the lung's bounding box grown by one pixel: that ring is all
 /// non-lung, so it holds every lung pixel's nearest non-lung pixel and the crop is exact.
-fn peripheral_pixels(lung: &[u8], lesion: &[u8], rows: usize, columns: usize, row_mm: f64, col_mm: f64) -> u64 {
+fn peripheral_pixels(
+    lung: &[u8],
+    lesion: &[u8],
+    rows: usize,
+    columns: usize,
+    row_mm: f64,
+    col_mm: f64,
+) -> u64 {
     let (mut r0, mut r1, mut c0, mut c1) = (usize::MAX, 0, usize::MAX, 0);
     for (i, _) in lung.iter().enumerate().filter(|(_, l)| **l != 0) {
         let (r, c) = (i / columns, i % columns);
@@ -163,10 +178,14 @@ fn peripheral_pixels(lung: &[u8], lesion: &[u8], rows: usize, columns: usize, ro
     }
     // Grown by one pixel; a virtual non-lung ring where the box meets the image border.
     let (r0, c0) = (r0 as i64 - 1, c0 as i64 - 1);
-    let (h, w) = ((r1 as i64 + 1 - r0 + 1) as usize, (c1 as i64 + 1 - c0 + 1) as usize);
+    let (h, w) = (
+        (r1 as i64 + 1 - r0 + 1) as usize,
+        (c1 as i64 + 1 - c0 + 1) as usize,
+    );
     let index = |r: usize, c: usize| -> Option<usize> {
         let (rr, cc) = (r0 + r as i64, c0 + c as i64);
-        (rr >= 0 && cc >= 0 && (rr as usize) < rows && (cc as usize) < columns).then(|| rr as usize * columns + cc as usize)
+        (rr >= 0 && cc >= 0 && (rr as usize) < rows && (cc as usize) < columns)
+            .then(|| rr as usize * columns + cc as usize)
     };
     let mut inside = vec![false; h * w];
     for r in 0..h {
@@ -212,7 +231,11 @@ impl Quantities {
         self.side_ratio(0) >= BILATERAL_MIN_RATIO && self.side_ratio(1) >= BILATERAL_MIN_RATIO
     }
     pub fn severity_score(&self) -> u8 {
-        self.zone_ratio.iter().flatten().map(|&r| zone_score(r)).sum()
+        self.zone_ratio
+            .iter()
+            .flatten()
+            .map(|&r| zone_score(r))
+            .sum()
     }
 
     /// A classifier feature by its manifest name; None for a name this version lacks.
@@ -223,13 +246,22 @@ impl Quantities {
             "log_affected_pct" => (100.0 * self.affected_ratio() + 0.1).log10(),
             "bilateral_balance" => {
                 let max = right.max(left);
-                if max > 0.0 { right.min(left) / max } else { 0.0 }
+                if max > 0.0 {
+                    right.min(left) / max
+                } else {
+                    0.0
+                }
             }
             "peripheral_share" => self.lesion_share(self.peripheral_lesion),
             "ggo_share" => self.lesion_share(self.ground_glass),
             "lower_zone_share" => self.lesion_share(self.lower_zone_lesion),
             "zones_involved" => {
-                let involved = self.zone_ratio.iter().flatten().filter(|&&r| r >= ZONE_INVOLVED_RATIO).count();
+                let involved = self
+                    .zone_ratio
+                    .iter()
+                    .flatten()
+                    .filter(|&&r| r >= ZONE_INVOLVED_RATIO)
+                    .count();
                 involved as f64 / 6.0
             }
             "largest_component_share" => self.lesion_share(self.largest_lesion_component),
@@ -239,7 +271,11 @@ impl Quantities {
 }
 
 fn ratio(part: u64, whole: u64) -> f64 {
-    if whole == 0 { 0.0 } else { part as f64 / whole as f64 }
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
 }
 
 #[cfg(test)]
@@ -248,13 +284,20 @@ mod tests {
 
     #[test]
     fn zone_scores_follow_the_quartiles() {
-        assert_eq!([0.0, 0.01, 0.25, 0.5, 0.75, 1.0].map(zone_score), [0, 1, 2, 3, 4, 4]);
+        assert_eq!(
+            [0.0, 0.01, 0.25, 0.5, 0.75, 1.0].map(zone_score),
+            [0, 1, 2, 3, 4, 4]
+        );
     }
 
     #[test]
     fn counts_zones_and_features_on_a_block_phantom() {
         // Two lungs of 6 slices; lesion fills the lowest two slices of the right lung.
-        let dims = Dims { slices: 6, rows: 4, columns: 8 };
+        let dims = Dims {
+            slices: 6,
+            rows: 4,
+            columns: 8,
+        };
         let mut lung = vec![0u8; dims.voxels()];
         let mut lesion = vec![0u8; dims.voxels()];
         for z in 0..6 {

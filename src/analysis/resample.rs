@@ -77,7 +77,13 @@ pub fn sample_frame(slice: &[i16], grid: Grid, frame: Frame, norm: Normalise, ou
 
 /// The native → frame coordinate of each native index along one axis, clamped to the
 /// frame (edge values repeat), as (lower tap, weight) with the lower tap ≤ N-2.
-fn back_taps(len: usize, center: f64, native_mm: f64, pixel_mm: f64, n: usize) -> Vec<(usize, f32)> {
+fn back_taps(
+    len: usize,
+    center: f64,
+    native_mm: f64,
+    pixel_mm: f64,
+    n: usize,
+) -> Vec<(usize, f32)> {
     (0..len)
         .map(|i| {
             let u = ((i as f64 - center) * native_mm / pixel_mm + n as f64 / 2.0 - 0.5)
@@ -104,7 +110,13 @@ pub fn argmax_to_native(
     let n = frame.n;
     debug_assert_eq!(logits.len(), classes * n * n);
     let row_taps = back_taps(grid.rows, frame.center_row, grid.row_mm, frame.pixel_mm, n);
-    let col_taps = back_taps(grid.columns, frame.center_col, grid.col_mm, frame.pixel_mm, n);
+    let col_taps = back_taps(
+        grid.columns,
+        frame.center_col,
+        grid.col_mm,
+        frame.pixel_mm,
+        n,
+    );
     // Separable: each frame row pair is interpolated along the columns once, then every
     // native row between them only blends the two (same arithmetic as the 2D formula).
     let width = cols.len();
@@ -117,7 +129,10 @@ pub fn argmax_to_native(
             cached_row = u0;
             for k in 0..classes {
                 let plane = &logits[k * n * n..(k + 1) * n * n];
-                let (upper, lower) = (&plane[u0 * n..(u0 + 1) * n], &plane[(u0 + 1) * n..(u0 + 2) * n]);
+                let (upper, lower) = (
+                    &plane[u0 * n..(u0 + 1) * n],
+                    &plane[(u0 + 1) * n..(u0 + 2) * n],
+                );
                 for (j, c) in cols.clone().enumerate() {
                     let (v0, fv) = col_taps[c];
                     top[k * width + j] = (1.0 - fv) * upper[v0] + fv * upper[v0 + 1];
@@ -146,14 +161,28 @@ pub fn argmax_to_native(
 mod tests {
     use super::*;
 
-    const NORM: Normalise = Normalise { hu_min: -1024.0, hu_max: 400.0, pad_hu: -1024.0 };
+    const NORM: Normalise = Normalise {
+        hu_min: -1024.0,
+        hu_max: 400.0,
+        pad_hu: -1024.0,
+    };
 
     #[test]
     fn identity_frame_reproduces_the_slice() {
         // A frame with the native pixel size, centred like the lung frame, is the image.
-        let grid = Grid { rows: 8, columns: 8, row_mm: 1.0, col_mm: 1.0 };
+        let grid = Grid {
+            rows: 8,
+            columns: 8,
+            row_mm: 1.0,
+            col_mm: 1.0,
+        };
         let slice: Vec<i16> = (0..64).map(|i| (i * 10 - 300) as i16).collect();
-        let frame = Frame { n: 8, center_row: 3.5, center_col: 3.5, pixel_mm: 1.0 };
+        let frame = Frame {
+            n: 8,
+            center_row: 3.5,
+            center_col: 3.5,
+            pixel_mm: 1.0,
+        };
         let mut out = vec![0f32; 64];
         sample_frame(&slice, grid, frame, NORM, &mut out);
         for (o, &hu) in out.iter().zip(&slice) {
@@ -163,10 +192,20 @@ mod tests {
 
     #[test]
     fn outside_the_image_reads_the_pad_value() {
-        let grid = Grid { rows: 4, columns: 4, row_mm: 1.0, col_mm: 1.0 };
+        let grid = Grid {
+            rows: 4,
+            columns: 4,
+            row_mm: 1.0,
+            col_mm: 1.0,
+        };
         let slice = vec![400i16; 16];
         // Twice the field of view: the border of the frame lies outside the image.
-        let frame = Frame { n: 8, center_row: 1.5, center_col: 1.5, pixel_mm: 1.0 };
+        let frame = Frame {
+            n: 8,
+            center_row: 1.5,
+            center_col: 1.5,
+            pixel_mm: 1.0,
+        };
         let mut out = vec![0f32; 64];
         sample_frame(&slice, grid, frame, NORM, &mut out);
         assert_eq!(out[0], 0.0);
@@ -184,8 +223,18 @@ mod tests {
                 logits[2 * n * n + r * n + c] = if c < 2 { -5.0 } else { 5.0 };
             }
         }
-        let grid = Grid { rows: 8, columns: 8, row_mm: 0.5, col_mm: 0.5 };
-        let frame = Frame { n, center_row: 3.5, center_col: 3.5, pixel_mm: 1.0 };
+        let grid = Grid {
+            rows: 8,
+            columns: 8,
+            row_mm: 0.5,
+            col_mm: 0.5,
+        };
+        let frame = Frame {
+            n,
+            center_row: 3.5,
+            center_col: 3.5,
+            pixel_mm: 1.0,
+        };
         let mut out = vec![9u8; 64];
         argmax_to_native(&logits, 3, grid, frame, 0..8, 0..8, &mut out);
         for r in 0..8 {

@@ -40,7 +40,11 @@ pub struct CtSlices<'a> {
 
 fn normalisation(network: &Network) -> Normalise {
     let p = network.preprocessing();
-    Normalise { hu_min: p.hu_clip[0], hu_max: p.hu_clip[1], pad_hu: p.pad_hu }
+    Normalise {
+        hu_min: p.hu_clip[0],
+        hu_max: p.hu_clip[1],
+        pad_hu: p.pad_hu,
+    }
 }
 
 /// Runs `network` on the slices for which `window(z)` is Some, with the frame `frame`,
@@ -62,8 +66,12 @@ pub fn label_slices(
     let norm = normalisation(network);
     let classes = network.entry.output_shape[1];
     let plane = ct.dims.plane();
-    let wanted: Vec<usize> = (0..ct.dims.slices).filter(|&z| window(z).is_some()).collect();
-    let Some(&last) = wanted.last() else { return Ok(()) };
+    let wanted: Vec<usize> = (0..ct.dims.slices)
+        .filter(|&z| window(z).is_some())
+        .collect();
+    let Some(&last) = wanted.last() else {
+        return Ok(());
+    };
     let inferred: Vec<usize> = wanted
         .iter()
         .enumerate()
@@ -78,7 +86,13 @@ pub fn label_slices(
             || (network.session(), vec![0f32; network.input_len()]),
             |(session, input), &z| -> anyhow::Result<Vec<f32>> {
                 let t = Instant::now();
-                sample_frame(&ct.hu[z * plane..(z + 1) * plane], ct.grid, frame, norm, input);
+                sample_frame(
+                    &ct.hu[z * plane..(z + 1) * plane],
+                    ct.grid,
+                    frame,
+                    norm,
+                    input,
+                );
                 let t = StageClock::add(&clock.preprocess, t);
                 let mut output = Vec::new();
                 session.run(input, &mut output)?;
@@ -87,7 +101,8 @@ pub fn label_slices(
             },
         )
         .collect::<anyhow::Result<_>>()?;
-    let per_run = (clock.inference.load(Ordering::Relaxed) - inference_before) / inferred.len() as u64;
+    let per_run =
+        (clock.inference.load(Ordering::Relaxed) - inference_before) / inferred.len() as u64;
     log::debug!(
         "{}: {} of {} slices inferred, {:.1} ms of inference per slice",
         network.name,
@@ -96,30 +111,44 @@ pub fn label_slices(
         per_run as f64 / 1e6
     );
     // 2. Back to the native grid, interpolating the slices in between.
-    labels.par_chunks_mut(plane).enumerate().for_each_init(Vec::new, |blend, (z, out)| {
-        let Some((rows, cols)) = window(z) else { return };
-        let t = Instant::now();
-        let above = inferred.partition_point(|&s| s < z);
-        let frame_logits: &[f32] = if inferred.get(above) == Some(&z) {
-            &logits[above]
-        } else {
-            // Between inferred slices `above - 1` and `above` (both exist: the first and
-            // last wanted slices are inferred).
-            let (z0, z1) = (inferred[above - 1], inferred[above]);
-            let w = (z - z0) as f32 / (z1 - z0) as f32;
-            blend.clear();
-            blend.extend(logits[above - 1].iter().zip(&logits[above]).map(|(a, b)| (1.0 - w) * a + w * b));
-            blend
-        };
-        argmax_to_native(frame_logits, classes, ct.grid, frame, rows, cols, out);
-        StageClock::add(&clock.postprocess, t);
-    });
+    labels
+        .par_chunks_mut(plane)
+        .enumerate()
+        .for_each_init(Vec::new, |blend, (z, out)| {
+            let Some((rows, cols)) = window(z) else {
+                return;
+            };
+            let t = Instant::now();
+            let above = inferred.partition_point(|&s| s < z);
+            let frame_logits: &[f32] = if inferred.get(above) == Some(&z) {
+                &logits[above]
+            } else {
+                // Between inferred slices `above - 1` and `above` (both exist: the first and
+                // last wanted slices are inferred).
+                let (z0, z1) = (inferred[above - 1], inferred[above]);
+                let w = (z - z0) as f32 / (z1 - z0) as f32;
+                blend.clear();
+                blend.extend(
+                    logits[above - 1]
+                        .iter()
+                        .zip(&logits[above])
+                        .map(|(a, b)| (1.0 - w) * a + w * b),
+                );
+                blend
+            };
+            argmax_to_native(frame_logits, classes, ct.grid, frame, rows, cols, out);
+            StageClock::add(&clock.postprocess, t);
+        });
     Ok(())
 }
 
 /// The slice step at which to infer so that inferred slices are at most `max_mm` apart.
 pub fn slice_step(slice_mm: f64, max_mm: f64) -> usize {
-    if slice_mm <= 0.0 { 1 } else { ((max_mm / slice_mm).floor() as usize).max(1) }
+    if slice_mm <= 0.0 {
+        1
+    } else {
+        ((max_mm / slice_mm).floor() as usize).max(1)
+    }
 }
 
 /// The lung model's frame: fixed pixel size, centred on the image centre.

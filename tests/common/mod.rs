@@ -76,11 +76,24 @@ impl Daemon {
     pub fn web_address(&self) -> std::net::SocketAddr {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Some(line) = self.log().lines().find(|l| l.contains("web page on http://")) {
-                let addr = line.rsplit("http://").next().unwrap().trim().trim_end_matches('/');
+            if let Some(line) = self
+                .log()
+                .lines()
+                .find(|l| l.contains("web page on http://"))
+            {
+                let addr = line
+                    .rsplit("http://")
+                    .next()
+                    .unwrap()
+                    .trim()
+                    .trim_end_matches('/');
                 return addr.parse().unwrap_or_else(|e| panic!("{addr}: {e}"));
             }
-            assert!(Instant::now() < deadline, "no web address in the log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "no web address in the log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -94,7 +107,10 @@ impl Daemon {
         s.read_to_end(&mut raw).unwrap();
         let text = String::from_utf8_lossy(&raw).into_owned();
         let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
-        (head.split(' ').nth(1).unwrap().parse().unwrap(), body.to_string())
+        (
+            head.split(' ').nth(1).unwrap().parse().unwrap(),
+            body.to_string(),
+        )
     }
 
     pub fn kill9(&mut self) {
