@@ -244,7 +244,7 @@ impl Analyzer {
 }
 
 /// The in-plane bounding box of a slice's nonzero pixels.
-fn bounding_box(slice: &[u8], columns: usize) -> Option<Window> {
+pub(crate) fn bounding_box(slice: &[u8], columns: usize) -> Option<Window> {
     let (mut r0, mut r1, mut c0, mut c1) = (usize::MAX, 0, usize::MAX, 0);
     for (r, row) in slice.chunks_exact(columns).enumerate() {
         if let Some(first) = row.iter().position(|&v| v != 0) {

@@ -165,17 +165,15 @@ fn peripheral_pixels(
     row_mm: f64,
     col_mm: f64,
 ) -> u64 {
-    let (mut r0, mut r1, mut c0, mut c1) = (usize::MAX, 0, usize::MAX, 0);
-    for (i, _) in lung.iter().enumerate().filter(|(_, l)| **l != 0) {
-        let (r, c) = (i / columns, i % columns);
-        r0 = r0.min(r);
-        r1 = r1.max(r);
-        c0 = c0.min(c);
-        c1 = c1.max(c);
-    }
-    if r0 == usize::MAX {
+    let Some((rows_range, cols_range)) = super::bounding_box(lung, columns) else {
         return 0;
-    }
+    };
+    let (r0, r1, c0, c1) = (
+        rows_range.start,
+        rows_range.end - 1,
+        cols_range.start,
+        cols_range.end - 1,
+    );
     // Grown by one pixel; a virtual non-lung ring where the box meets the image border.
     let (r0, c0) = (r0 as i64 - 1, c0 as i64 - 1);
     let (h, w) = (
