@@ -206,6 +206,11 @@ if [ "$have_systemd" -eq 1 ]; then
   else
     say "installed and enabled; start it with: systemctl start lungwatch"
   fi
+elif [ "$live" -eq 1 ] && command -v systemctl >/dev/null 2>&1 &&
+  systemctl enable lungwatch.service >/dev/null 2>&1; then
+  # A chroot (an image build, image/build.sh): systemctl enables offline; the unit starts
+  # at the next boot.
+  say "installed and enabled; systemd is not running here, lungwatch starts at the next boot"
 elif [ "$live" -eq 1 ]; then
   say "systemd is not running here: start lungwatch with $bin_path serve --config $conf_path"
 else
