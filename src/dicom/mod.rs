@@ -2,6 +2,7 @@
 //! Pure functions over bytes and structs; the only I/O is reading the files a caller names.
 
 pub mod header;
+pub mod jpeg_lossless;
 pub mod pixels;
 pub mod read;
 pub mod volume;

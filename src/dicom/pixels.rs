@@ -1,7 +1,7 @@
 //! Pixel Data decoding: every transfer syntax dicom-pixeldata supports, to stored values
 //! and from there to Hounsfield units.
 
-use dicom_dictionary_std::tags;
+use dicom_dictionary_std::{tags, uids};
 use dicom_object::DefaultDicomObject;
 use dicom_pixeldata::{PixelDecoder, PlanarConfiguration};
 
@@ -52,6 +52,9 @@ pub fn decode_stored(obj: &DefaultDicomObject) -> Result<StoredPixels, DecodeErr
     if header_bits == Some(1) {
         return decode_bitmap(obj);
     }
+    if let Some(fast) = decode_lossless_jpeg(obj) {
+        return Ok(fast);
+    }
     let decoded = obj.decode_pixel_data().map_err(|e| {
         let text = error_chain(&e);
         if text.contains("SamplePrecision(12)") {
@@ -97,17 +100,7 @@ pub fn decode_stored(obj: &DefaultDicomObject) -> Result<StoredPixels, DecodeErr
             data.len()
         )));
     }
-    let extend = |raw: u64, bits: u16| -> i64 {
-        if bits >= 64 {
-            return raw as i64;
-        }
-        let raw = raw & ((1u64 << bits) - 1);
-        if signed && bits > 0 && raw >> (bits - 1) & 1 == 1 {
-            raw as i64 - (1i64 << bits)
-        } else {
-            raw as i64
-        }
-    };
+    let extend = |raw: u64, bits: u16| extend_sign(raw, bits, signed);
     let stored_bits = bits_stored.clamp(1, bits_allocated);
     let mut values: Vec<i64> = match bits_allocated {
         8 => data[..count]
@@ -136,6 +129,80 @@ pub fn decode_stored(obj: &DefaultDicomObject) -> Result<StoredPixels, DecodeErr
         columns,
         frames,
         samples_per_pixel: samples,
+        values,
+    })
+}
+
+/// The stored value of `raw` with `bits` significant bits, two's complement if `signed`.
+fn extend_sign(raw: u64, bits: u16, signed: bool) -> i64 {
+    if bits >= 64 {
+        return raw as i64;
+    }
+    let raw = raw & ((1u64 << bits) - 1);
+    if signed && bits > 0 && raw >> (bits - 1) & 1 == 1 {
+        raw as i64 - (1i64 << bits)
+    } else {
+        raw as i64
+    }
+}
+
+/// Single-frame, single-sample lossless JPEG through the fast decoder (`jpeg_lossless`).
+/// None hands the object on to dicom-pixeldata, whose verdict then stands: the fast path
+/// changes the speed, never which files decode.
+fn decode_lossless_jpeg(obj: &DefaultDicomObject) -> Option<StoredPixels> {
+    let syntax = obj.meta().transfer_syntax().trim_end_matches('\0');
+    if syntax != uids::JPEG_LOSSLESS && syntax != uids::JPEG_LOSSLESS_SV1 {
+        return None;
+    }
+    let int = |tag| {
+        obj.element_opt(tag)
+            .ok()
+            .flatten()
+            .and_then(|e| e.to_int::<u32>().ok())
+    };
+    if int(tags::NUMBER_OF_FRAMES).unwrap_or(1) > 1
+        || int(tags::SAMPLES_PER_PIXEL).unwrap_or(1) != 1
+    {
+        return None;
+    }
+    let (rows, columns) = (int(tags::ROWS)?, int(tags::COLUMNS)?);
+    let bits_allocated = int(tags::BITS_ALLOCATED)? as u16;
+    if bits_allocated != 8 && bits_allocated != 16 {
+        return None;
+    }
+    let bits_stored = int(tags::BITS_STORED)
+        .map_or(bits_allocated, |b| b as u16)
+        .clamp(1, bits_allocated);
+    let signed = int(tags::PIXEL_REPRESENTATION) == Some(1);
+    let fragments = obj.element(tags::PIXEL_DATA).ok()?.value().fragments()?;
+    let joined;
+    let stream: &[u8] = match fragments {
+        [only] => only,
+        _ => {
+            joined = fragments.concat();
+            &joined
+        }
+    };
+    let image = match super::jpeg_lossless::decode(stream) {
+        Ok(image) => image,
+        Err(e) => {
+            log::debug!("{e}; decoding with dicom-pixeldata instead");
+            return None;
+        }
+    };
+    if image.width != columns as usize || image.height != rows as usize {
+        return None;
+    }
+    let values = image
+        .samples
+        .iter()
+        .map(|&v| extend_sign(u64::from(v), bits_stored, signed))
+        .collect();
+    Some(StoredPixels {
+        rows,
+        columns,
+        frames: 1,
+        samples_per_pixel: 1,
         values,
     })
 }
