@@ -98,6 +98,12 @@ fn back_taps(
 /// interpolation and writes the argmax class of each native pixel of the window
 /// `rows × cols` (half-open native index ranges) into `out` (row-major on the full grid).
 /// Pixels outside the window are left untouched.
+///
+/// Bilinear weights are non-negative, so where one class leads all others at the four
+/// frame pixels around a native pixel it leads there too: those pixels (all but the
+/// class boundaries) take the class without interpolating. The lead must exceed
+/// `CLEAR_LEAD` so float rounding cannot flip it; the result is identical to
+/// interpolating everywhere (property-tested below).
 pub fn argmax_to_native(
     logits: &[f32],
     classes: usize,
@@ -117,36 +123,29 @@ pub fn argmax_to_native(
         frame.pixel_mm,
         n,
     );
-    // Separable: each frame row pair is interpolated along the columns once, then every
-    // native row between them only blends the two (same arithmetic as the 2D formula).
-    let width = cols.len();
-    let mut top = vec![0f32; classes * width];
-    let mut bottom = vec![0f32; classes * width];
-    let mut cached_row = usize::MAX;
+    let cells = uniform_cells(logits, classes, n);
+    let plane = |k: usize| &logits[k * n * n..(k + 1) * n * n];
     for r in rows {
         let (u0, fu) = row_taps[r];
-        if u0 != cached_row {
-            cached_row = u0;
-            for k in 0..classes {
-                let plane = &logits[k * n * n..(k + 1) * n * n];
-                let (upper, lower) = (
-                    &plane[u0 * n..(u0 + 1) * n],
-                    &plane[(u0 + 1) * n..(u0 + 2) * n],
-                );
-                for (j, c) in cols.clone().enumerate() {
-                    let (v0, fv) = col_taps[c];
-                    top[k * width + j] = (1.0 - fv) * upper[v0] + fv * upper[v0 + 1];
-                    bottom[k * width + j] = (1.0 - fv) * lower[v0] + fv * lower[v0 + 1];
-                }
-            }
-        }
+        let cell_row = &cells[u0 * (n - 1)..(u0 + 1) * (n - 1)];
         let line = &mut out[r * grid.columns + cols.start..r * grid.columns + cols.end];
-        for (j, o) in line.iter_mut().enumerate() {
+        for (o, c) in line.iter_mut().zip(cols.clone()) {
+            let (v0, fv) = col_taps[c];
+            let uniform = cell_row[v0];
+            if uniform != MIXED {
+                *o = uniform;
+                continue;
+            }
             // First maximum wins, as numpy's argmax.
             let mut best = 0;
             let mut best_value = f32::NEG_INFINITY;
             for k in 0..classes {
-                let value = (1.0 - fu) * top[k * width + j] + fu * bottom[k * width + j];
+                let p = plane(k);
+                let (upper, lower) = (&p[u0 * n..(u0 + 1) * n], &p[(u0 + 1) * n..(u0 + 2) * n]);
+                // Same association as the reference: columns first, then rows.
+                let top = (1.0 - fv) * upper[v0] + fv * upper[v0 + 1];
+                let bottom = (1.0 - fv) * lower[v0] + fv * lower[v0 + 1];
+                let value = (1.0 - fu) * top + fu * bottom;
                 if value > best_value {
                     best = k;
                     best_value = value;
@@ -155,6 +154,48 @@ pub fn argmax_to_native(
             *o = best as u8;
         }
     }
+}
+
+/// A cell whose four corner pixels do not share one clearly leading class.
+const MIXED: u8 = u8::MAX;
+
+/// How far (relative to the logit's size, at least absolute 1e-3) the leading class must
+/// be ahead at a frame pixel for a cell to skip interpolation: orders of magnitude above
+/// the rounding of the three-term bilinear sums.
+const CLEAR_LEAD: f32 = 1e-3;
+
+/// For each (N-1)×(N-1) cell between four frame pixels: the class that clearly leads at
+/// all four, or `MIXED`.
+fn uniform_cells(logits: &[f32], classes: usize, n: usize) -> Vec<u8> {
+    let plane = n * n;
+    let leader: Vec<u8> = (0..plane)
+        .map(|p| {
+            let mut best = 0;
+            for k in 1..classes {
+                if logits[k * plane + p] > logits[best * plane + p] {
+                    best = k;
+                }
+            }
+            let lead = logits[best * plane + p];
+            let margin = CLEAR_LEAD * lead.abs().max(1.0);
+            let clear = (0..classes).all(|k| k == best || logits[k * plane + p] < lead - margin);
+            if clear { best as u8 } else { MIXED }
+        })
+        .collect();
+    let mut cells = Vec::with_capacity((n - 1) * (n - 1));
+    for u in 0..n - 1 {
+        for v in 0..n - 1 {
+            let corners = [
+                leader[u * n + v],
+                leader[u * n + v + 1],
+                leader[(u + 1) * n + v],
+                leader[(u + 1) * n + v + 1],
+            ];
+            let same = corners.iter().all(|&c| c == corners[0]);
+            cells.push(if same { corners[0] } else { MIXED });
+        }
+    }
+    cells
 }
 
 #[cfg(test)]
@@ -239,6 +280,66 @@ mod tests {
         argmax_to_native(&logits, 3, grid, frame, 0..8, 0..8, &mut out);
         for r in 0..8 {
             assert_eq!(&out[r * 8..r * 8 + 8], &[1, 1, 1, 1, 2, 2, 2, 2]);
+        }
+    }
+
+    /// The plain formula: interpolate every class at every pixel, first maximum wins.
+    fn argmax_everywhere(logits: &[f32], classes: usize, grid: Grid, frame: Frame) -> Vec<u8> {
+        let n = frame.n;
+        let rows = back_taps(grid.rows, frame.center_row, grid.row_mm, frame.pixel_mm, n);
+        let cols = back_taps(
+            grid.columns,
+            frame.center_col,
+            grid.col_mm,
+            frame.pixel_mm,
+            n,
+        );
+        let mut out = vec![0u8; grid.rows * grid.columns];
+        for (r, &(u0, fu)) in rows.iter().enumerate() {
+            for (c, &(v0, fv)) in cols.iter().enumerate() {
+                let mut best = (0, f32::NEG_INFINITY);
+                for k in 0..classes {
+                    let at = |u: usize, v: usize| logits[k * n * n + u * n + v];
+                    let top = (1.0 - fv) * at(u0, v0) + fv * at(u0, v0 + 1);
+                    let bottom = (1.0 - fv) * at(u0 + 1, v0) + fv * at(u0 + 1, v0 + 1);
+                    let value = (1.0 - fu) * top + fu * bottom;
+                    if value > best.1 {
+                        best = (k, value);
+                    }
+                }
+                out[r * grid.columns + c] = best.0 as u8;
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn skipping_clear_cells_changes_no_pixel(
+            n in 2usize..9,
+            native in 3usize..40,
+            native_mm in 0.3f64..3.0,
+            pixel_mm in 0.5f64..4.0,
+            offset in -5.0f64..5.0,
+            // Few distinct values make ties and near-ties common.
+            seeds in proptest::collection::vec(0u8..6, 3 * 81),
+            scale in proptest::prop_oneof![proptest::strategy::Just(1.0f32), 1e-4f32..100.0],
+        ) {
+            let classes = 3;
+            let logits: Vec<f32> = seeds[..classes * n * n]
+                .iter()
+                .map(|&s| (s as f32 - 2.5) * scale)
+                .collect();
+            let grid = Grid { rows: native, columns: native + 1, row_mm: native_mm, col_mm: native_mm };
+            let frame = Frame {
+                n,
+                center_row: native as f64 / 2.0 + offset,
+                center_col: native as f64 / 2.0,
+                pixel_mm,
+            };
+            let mut fast = vec![0u8; grid.rows * grid.columns];
+            argmax_to_native(&logits, classes, grid, frame, 0..grid.rows, 0..grid.columns, &mut fast);
+            proptest::prop_assert_eq!(fast, argmax_everywhere(&logits, classes, grid, frame));
         }
     }
 }
