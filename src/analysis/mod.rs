@@ -32,9 +32,11 @@ use report::{AffectedRatio, Probabilities, SeriesReport, Sides, SliceFigures, Ti
 use resample::Grid;
 use segment::{CtSlices, StageClock, Window};
 
-/// The 2D networks run on slices at most this far apart; thinner series infer on every
-/// k-th slice and interpolate the logits in between (`segment::label_slices`). 2.5 mm keeps
-/// every slice of the usual 2–5 mm reconstructions and halves the work on 1 mm ones.
+/// The lesion network runs on slices at most this far apart; thinner series infer on
+/// every k-th slice and interpolate the logits in between (`segment::label_slices`).
+/// 2.5 mm keeps every slice of the usual 2–5 mm reconstructions and halves the work on
+/// 1 mm ones. The lung network samples z as coarsely as its own in-plane pixel (3 mm):
+/// the lung boundary is smooth at that scale, and finer z sampling would only add cost.
 pub const MAX_INFERENCE_SPACING_MM: f64 = 2.5;
 
 /// Class names of the classifier's outputs, in the manifest's order.
@@ -140,13 +142,17 @@ impl Analyzer {
         let segment_started = Instant::now();
         let mut lung = vec![0u8; dims.voxels()];
         let whole = Some((0..dims.rows, 0..dims.columns));
-        let step = segment::slice_step(volume.spacing_mm[2], MAX_INFERENCE_SPACING_MM);
+        let lung_frame = segment::lung_frame(&models.lung, grid);
+        let lung_step = segment::slice_step(
+            volume.spacing_mm[2],
+            lung_frame.pixel_mm.max(MAX_INFERENCE_SPACING_MM),
+        );
         segment::label_slices(
             &models.lung,
             &ct,
-            segment::lung_frame(&models.lung, grid),
+            lung_frame,
             |_| whole.clone(),
-            step,
+            lung_step,
             &mut lung,
             &clock,
         )?;
@@ -173,7 +179,7 @@ impl Analyzer {
                 &ct,
                 frame,
                 |z| boxes[z].clone(),
-                step,
+                segment::slice_step(volume.spacing_mm[2], MAX_INFERENCE_SPACING_MM),
                 &mut lesion,
                 &clock,
             )?;
