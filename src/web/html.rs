@@ -162,8 +162,14 @@ pub fn fmt_bytes(b: u64) -> String {
 }
 
 /// A 0..1 ratio as a percentage with one decimal.
+/// A ratio as a percentage with one decimal. A small but nonzero ratio reads "<0.1 %",
+/// not "0.0 %", so it never contradicts a nonzero zone score beside it.
 pub fn pct(ratio: f64) -> String {
-    format!("{:.1} %", ratio * 100.0)
+    if ratio > 0.0 && ratio < 0.0005 {
+        "&lt;0.1 %".to_string()
+    } else {
+        format!("{:.1} %", ratio * 100.0)
+    }
 }
 
 /// Human name of a classifier class.
@@ -339,6 +345,8 @@ mod tests {
         assert_eq!(fmt_bytes(1536), "1.5 KiB");
         assert_eq!(fmt_duration(3725), "1 h 2 min");
         assert_eq!(pct(0.1234), "12.3 %");
+        assert_eq!(pct(0.0003), "&lt;0.1 %");
+        assert_eq!(pct(0.0), "0.0 %");
         assert!(layout("<x>", Nav::Status, "").contains(DISCLAIMER));
         assert!(layout("<x>", Nav::Status, "").contains("&lt;x&gt;"));
     }
