@@ -166,8 +166,14 @@ impl Scan {
 /// Bits looked up in one step; longer codes take the canonical slow path.
 const LOOKUP_BITS: u32 = 9;
 
+/// Bits looked up in one step for a whole difference (code and extra bits together).
+const FAST_BITS: u32 = 12;
+
 /// A DC Huffman table (lossless scans use DC tables for the differences).
 struct Huffman {
+    /// (code length + extra bits, difference) by the next FAST_BITS bits, where both fit;
+    /// length 0 = decode the long way.
+    fast: Vec<(u8, i16)>,
     /// (code length, symbol) by the next LOOKUP_BITS bits; length 0 = longer code.
     lookup: Vec<(u8, u8)>,
     /// Largest code of each length (1..=16), -1 where none.
@@ -230,12 +236,42 @@ impl Huffman {
             }
             code <<= 1;
         }
+        let mut fast = vec![(0u8, 0i16); 1 << FAST_BITS];
+        for (index, entry) in fast.iter_mut().enumerate() {
+            let (length, category) = lookup[index >> (FAST_BITS - LOOKUP_BITS)];
+            let (length, category) = (length as u32, category as u32);
+            if length == 0 || category > 15 || length + category > FAST_BITS {
+                continue;
+            }
+            let extra = (index as u32 >> (FAST_BITS - length - category)) & ((1 << category) - 1);
+            *entry = ((length + category) as u8, extend(extra, category) as i16);
+        }
         Ok(Huffman {
+            fast,
             lookup,
             max_code,
             offset,
             symbols: symbols.to_vec(),
         })
+    }
+
+    /// The next difference (T.81 H.1.2.2): category symbol, then that many extra bits.
+    #[inline(always)]
+    fn next_difference(&self, bits: &mut BitReader) -> Result<i32, LosslessError> {
+        if bits.count < 32 {
+            bits.refill();
+        }
+        let (length, difference) = self.fast[bits.peek(FAST_BITS) as usize];
+        if length > 0 {
+            bits.consume(length as u32);
+            return Ok(difference as i32);
+        }
+        match self.decode(bits)? as u32 {
+            0 => Ok(0),
+            category @ 1..=15 => Ok(extend(bits.take(category), category)),
+            16 => Ok(32768),
+            _ => Err(Corrupt("difference category above 16")),
+        }
     }
 
     fn decode(&self, bits: &mut BitReader) -> Result<u8, LosslessError> {
@@ -257,6 +293,20 @@ impl Huffman {
             }
         }
         Err(Corrupt("bad Huffman code"))
+    }
+}
+
+/// T.81 F.2.2.1 EXTEND: `category` extra bits to a signed difference; a leading 0 bit
+/// means a negative one.
+#[inline(always)]
+fn extend(bits: u32, category: u32) -> i32 {
+    let v = bits as i32;
+    if category == 0 {
+        0
+    } else if v < 1 << (category - 1) {
+        v - (1 << category) + 1
+    } else {
+        v
     }
 }
 
@@ -373,7 +423,7 @@ fn decode_scan(
     restart_interval: usize,
 ) -> Result<Decoded, LosslessError> {
     let (width, height) = (frame.width, frame.height);
-    if restart_interval % width != 0 {
+    if !restart_interval.is_multiple_of(width) {
         return Err(NotHandled("restart interval not a whole number of lines"));
     }
     let restart_lines = restart_interval / width;
@@ -395,43 +445,36 @@ fn decode_scan(
             Some(&done[(y - 1) * width..])
         };
         let row = &mut rest[..width];
-        for x in 0..width {
-            if bits.count < 32 {
-                bits.refill();
-            }
-            let category = table.decode(&mut bits)? as u32;
-            let diff: i32 = match category {
-                0 => 0,
-                1..=15 => {
-                    let v = bits.take(category) as i32;
-                    // T.81 F.2.2.1 EXTEND: a leading 0 bit means a negative difference.
-                    if v < 1 << (category - 1) {
-                        v - (1 << category) + 1
-                    } else {
-                        v
-                    }
-                }
-                16 => 32768,
-                _ => return Err(Corrupt("difference category above 16")),
-            };
-            let prediction = match (above, x) {
-                (None, 0) => initial,
-                (None, _) => row[x - 1] as i32,
-                (Some(above), 0) => above[0] as i32,
-                (Some(above), _) => {
-                    let (ra, rb, rc) = (row[x - 1] as i32, above[x] as i32, above[x - 1] as i32);
-                    match scan.predictor {
-                        1 => ra,
+        let first = match above {
+            None => initial,
+            Some(above) => above[0] as i32,
+        };
+        let mut left = (first + table.next_difference(&mut bits)?) & 0xFFFF;
+        row[0] = left as u16;
+        match above {
+            Some(above) if scan.predictor != 1 => {
+                for x in 1..width {
+                    let (ra, rb, rc) = (left, above[x] as i32, above[x - 1] as i32);
+                    let prediction = match scan.predictor {
                         2 => rb,
                         3 => rc,
                         4 => ra + rb - rc,
                         5 => ra + ((rb - rc) >> 1),
                         6 => rb + ((ra - rc) >> 1),
                         _ => (ra + rb) >> 1,
-                    }
+                    };
+                    // modulo 2^16 (T.81 H.1.2.1)
+                    left = (prediction + table.next_difference(&mut bits)?) & 0xFFFF;
+                    row[x] = left as u16;
                 }
-            };
-            row[x] = (prediction + diff) as u16; // modulo 2^16 (T.81 H.1.2.1)
+            }
+            // Every first line, and predictor 1 (Ra): the usual CT case, kept tight.
+            _ => {
+                for o in &mut row[1..] {
+                    left = (left + table.next_difference(&mut bits)?) & 0xFFFF;
+                    *o = left as u16;
+                }
+            }
         }
         first_line = false;
         if bits.overran() {
