@@ -165,21 +165,22 @@ fn peripheral_pixels(
     row_mm: f64,
     col_mm: f64,
 ) -> u64 {
-    let Some((rows_range, cols_range)) = super::bounding_box(lung, columns) else {
+    let (Some((lung_rows, lung_cols)), Some((lesion_rows, lesion_cols))) = (
+        super::bounding_box(lung, columns),
+        super::bounding_box(lesion, columns),
+    ) else {
         return 0;
     };
-    let (r0, r1, c0, c1) = (
-        rows_range.start,
-        rows_range.end - 1,
-        cols_range.start,
-        cols_range.end - 1,
-    );
-    // Grown by one pixel; a virtual non-lung ring where the box meets the image border.
-    let (r0, c0) = (r0 as i64 - 1, c0 as i64 - 1);
-    let (h, w) = (
-        (r1 as i64 + 1 - r0 + 1) as usize,
-        (c1 as i64 + 1 - c0 + 1) as usize,
-    );
+    // The lung box grown by one pixel (a virtual non-lung ring where it meets the image
+    // border), cut down to the lesion box plus PERIPHERAL_MM: any non-lung pixel within
+    // PERIPHERAL_MM of a lesion lies in that window, so the verdict is the same as on the
+    // whole box, for a fraction of the transform.
+    let reach = |mm: f64| (PERIPHERAL_MM / mm).ceil() as i64 + 1;
+    let r0 = (lung_rows.start as i64 - 1).max(lesion_rows.start as i64 - reach(row_mm));
+    let r1 = (lung_rows.end as i64).min(lesion_rows.end as i64 - 1 + reach(row_mm));
+    let c0 = (lung_cols.start as i64 - 1).max(lesion_cols.start as i64 - reach(col_mm));
+    let c1 = (lung_cols.end as i64).min(lesion_cols.end as i64 - 1 + reach(col_mm));
+    let (h, w) = ((r1 - r0 + 1) as usize, (c1 - c0 + 1) as usize);
     let index = |r: usize, c: usize| -> Option<usize> {
         let (rr, cc) = (r0 + r as i64, c0 + c as i64);
         (rr >= 0 && cc >= 0 && (rr as usize) < rows && (cc as usize) < columns)
@@ -279,6 +280,85 @@ fn ratio(part: u64, whole: u64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each lesion pixel's distance to the nearest non-lung pixel of the slice's lung box
+    /// grown by one (positions beyond the image count as non-lung), by brute force.
+    fn peripheral_brute_force(
+        lung: &[u8],
+        lesion: &[u8],
+        rows: usize,
+        columns: usize,
+        row_mm: f64,
+        col_mm: f64,
+    ) -> u64 {
+        let Some((rr, cc)) = super::super::bounding_box(lung, columns) else {
+            return 0;
+        };
+        let lung_at = |r: i64, c: i64| {
+            r >= 0
+                && c >= 0
+                && (r as usize) < rows
+                && (c as usize) < columns
+                && lung[r as usize * columns + c as usize] != 0
+        };
+        let mut count = 0;
+        for p in 0..rows * columns {
+            if lesion[p] == 0 || lung[p] == 0 {
+                continue;
+            }
+            let (pr, pc) = ((p / columns) as f64, (p % columns) as f64);
+            let mut nearest = f64::INFINITY;
+            for r in rr.start as i64 - 1..=rr.end as i64 {
+                for c in cc.start as i64 - 1..=cc.end as i64 {
+                    if !lung_at(r, c) {
+                        let d = (((r as f64 - pr) * row_mm).powi(2)
+                            + ((c as f64 - pc) * col_mm).powi(2))
+                        .sqrt();
+                        nearest = nearest.min(d);
+                    }
+                }
+            }
+            count += (nearest <= PERIPHERAL_MM) as u64;
+        }
+        count
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn peripheral_pixels_equal_brute_force(
+            rows in 1usize..48,
+            columns in 1usize..48,
+            row_mm in 0.4f64..4.0,
+            col_mm in 0.4f64..4.0,
+            seed in proptest::collection::vec(0u8..64, 48 * 48),
+            focus in (0.0f64..1.0, 0.0f64..1.0, 0.0f64..0.5),
+            ellipse in (0.2f64..0.8, 0.2f64..0.8, 0.1f64..0.7, 0.1f64..0.7),
+        ) {
+            // Lung: an ellipse with rare holes, so distances to its edge get large; lesion
+            // on part of it, inside a focal square, so that the transform window is often
+            // smaller than the lung box.
+            let n = rows * columns;
+            let (er, ec, ar, ac) = ellipse;
+            let lung: Vec<u8> = (0..n)
+                .map(|p| {
+                    let (r, c) = ((p / columns) as f64 / rows as f64, (p % columns) as f64 / columns as f64);
+                    (((r - er) / ar).powi(2) + ((c - ec) / ac).powi(2) <= 1.0 && seed[p] != 0) as u8
+                })
+                .collect();
+            let (fr, fc, half) = focus;
+            let near = |p: usize| {
+                let (r, c) = ((p / columns) as f64 / rows as f64, (p % columns) as f64 / columns as f64);
+                (r - fr).abs() <= half && (c - fc).abs() <= half
+            };
+            let lesion: Vec<u8> = (0..n)
+                .map(|p| (lung[p] != 0 && seed[p] >= 16 && near(p)) as u8)
+                .collect();
+            proptest::prop_assert_eq!(
+                peripheral_pixels(&lung, &lesion, rows, columns, row_mm, col_mm),
+                peripheral_brute_force(&lung, &lesion, rows, columns, row_mm, col_mm)
+            );
+        }
+    }
 
     #[test]
     fn zone_scores_follow_the_quartiles() {
