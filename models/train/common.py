@@ -21,7 +21,7 @@ PAD_HU = -1024.0                  # value of samples that fall outside the image
 LUNG_N = 128        # lung model input is 1x1x128x128
 LUNG_PIX_MM = 3.0   # ... at 3.0 mm per pixel, centred on the image centre (384 mm FOV)
 
-LES_N = 160         # lesion model input is 1x1x160x160
+LES_N = 128         # lesion model input is 1x1x128x128
 LES_MARGIN = 1.08   # lung box side = max(w, h) * 1.08 + 8 mm, square, centred on the box
 LES_MARGIN_MM = 8.0
 

@@ -13,7 +13,7 @@ Assumptions, fixed before looking at any label:
   * --rotate 3: the infnet-eval slices are stored rotated by 90 degrees (anterior to the
     left); they are rotated clockwise so that anterior is up, like a DICOM axial slice.
   * the crop is treated as the lung box: padded to a square of side max(h,w)*1.08 with
-    air (-1024 HU) and resampled to 160x160 (bilinear), as in the appliance.
+    air (-1024 HU) and resampled to the model input size (bilinear), as in the appliance.
 Prints per-slice Dice, then summary lines; the LAST line is the mean infection Dice."""
 import argparse
 import glob

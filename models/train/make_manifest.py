@@ -12,7 +12,7 @@ import onnx
 import common as C
 import pipeline as P
 
-VERSION = {"lung_seg": "0.1.0", "lesion_seg": "0.1.0", "classifier": "0.1.0"}
+VERSION = {"lung_seg": "0.1.0", "lesion_seg": "0.2.0", "classifier": "0.1.0"}
 
 
 def io_shapes(path):

@@ -7,7 +7,7 @@ Stages for one series (vol (Z,H,W) HU ordered inferior->superior, spacing (dz, d
      logits mapped back to the native grid by bilinear interpolation, argmax; keep the
      largest 3D connected component of each lung label (6-connectivity).
   2. lesion box = union over slices of the lung mask's in-plane bounding box, square,
-     side = max(w,h)*1.08 + 8 mm; lesion_seg on every slice that holds lung, 160x160;
+     side = max(w,h)*1.08 + 8 mm; lesion_seg on every slice that holds lung, at the model input size (128x128);
      logits mapped back bilinearly, argmax, then kept only inside the lung mask.
   3. features (FEATURES below) -> classifier.onnx -> probabilities.
 """

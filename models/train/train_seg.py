@@ -122,8 +122,8 @@ def main():
     rng = np.random.default_rng(a.seed)
     task = a.task
     n = C.LUNG_N if task == "lung" else (a.size or C.LES_N)
-    base = a.base or (8 if task == "lung" else 10)
-    minutes = a.minutes or (14 if task == "lung" else 28)
+    base = a.base or 8
+    minutes = a.minutes or (14 if task == "lung" else 40)
     vols = load_training_volumes(a.data, a.cache, n if task == "lesion" else None)
     for v in vols:
         v["les_n"] = n
