@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 data=../shared/data/covid-ct-md
 [ -d "$data" ] || { echo "SKIPPED: $data not present"; exit 0; }
 PYTHON=${PYTHON:-python3}
-cargo build --release -q
-bin=./target/release/lungwatch
+# LUNGWATCH_BIN=path skips the build (e.g. a binary already built by `cargo test --release`).
+bin=${LUNGWATCH_BIN:-./target/release/lungwatch}
+[ -n "${LUNGWATCH_BIN:-}" ] || cargo build --release -q
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 long=target/bench/covid19-P002-300
 if [ ! -f "$long/IM0300.dcm" ]; then
