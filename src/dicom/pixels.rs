@@ -147,8 +147,8 @@ fn extend_sign(raw: u64, bits: u16, signed: bool) -> i64 {
 }
 
 /// Single-frame, single-sample lossless JPEG through the fast decoder (`jpeg_lossless`).
-/// None hands the object on to dicom-pixeldata, whose verdict then stands: the fast path
-/// changes the speed, never which files decode.
+/// None hands the object on to dicom-pixeldata, whose verdict then stands. On every real
+/// process-14 file we have, both give the same samples (`tests/jpeg_lossless_real.rs`).
 fn decode_lossless_jpeg(obj: &DefaultDicomObject) -> Option<StoredPixels> {
     let syntax = obj.meta().transfer_syntax().trim_end_matches('\0');
     if syntax != uids::JPEG_LOSSLESS && syntax != uids::JPEG_LOSSLESS_SV1 {
