@@ -221,15 +221,16 @@ fn twenty_series_dropped_at_once_complete_and_build_a_timeline() {
     screenshot_pages(
         &d,
         &[
-            ("status", "/".to_string()),
-            ("study", format!("/studies/{covid_study}")),
-            ("patient", format!("/patients/{TIMELINE_PATIENT}")),
+            ("daemon-status", "/".to_string()),
+            ("daemon-study", format!("/studies/{covid_study}")),
+            ("daemon-patient", format!("/patients/{TIMELINE_PATIENT}")),
         ],
     );
     assert!(d.stop_with(15));
 }
 
-/// Renders each page with Debian's headless Chromium into target/screenshots/NAME.png.
+/// Renders each page with Debian's headless Chromium into target/screenshots/NAME.png
+/// (tests/web.rs writes its synthetic-data pages beside them).
 /// Skips with a message where Chromium is not installed.
 fn screenshot_pages(d: &Daemon, pages: &[(&str, String)]) {
     let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
@@ -260,6 +261,7 @@ fn screenshot_pages(d: &Daemon, pages: &[(&str, String)]) {
                 "--no-sandbox",
                 "--disable-gpu",
                 "--hide-scrollbars",
+                "--disable-dev-shm-usage",
                 "--window-size=1280,1600",
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))

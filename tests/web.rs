@@ -953,6 +953,7 @@ fn screenshots_in_headless_chromium() {
                 "--no-sandbox",
                 "--disable-gpu",
                 "--hide-scrollbars",
+                "--disable-dev-shm-usage",
                 "--no-first-run",
                 &format!("--user-data-dir={}", profile.path().display()),
                 &format!("--screenshot={}", file.display()),
