@@ -189,7 +189,7 @@ wait_healthz() { # -> seconds from start to "200 ok"
 
 api() { curl -sf --max-time 20 -u "radiology:$web_pw" "http://127.0.0.1:$web$1"; }
 json_field() { # name: the first "name":value in the JSON on stdin
-  grep -o "\"$1\": *\(\"[^\"]*\"\|[^,}]*\)" | head -n 1 | sed 's/^[^:]*: *//; s/"//g; s/ *$//'
+  tr '\n' ' ' | grep -o "\"$1\": *\(\"[^\"]*\"\|[^,}]*\)" | head -n 1 | sed 's/^[^:]*: *//; s/"//g; s/ *$//' || true
 }
 
 # ---- 1. boot -------------------------------------------------------------------------------
@@ -245,7 +245,7 @@ severity="$(json_field severity_score <"$work/studies.json")"
 study_uid="$(json_field study_uid <"$work/studies.json")"
 say "first result ${result_secs} s after the drop began: $top_class ($top_p), affected ratio $affected, severity $severity"
 api "/api/studies/$study_uid" >"$work/study.json" || fail "/api/studies/$study_uid failed"
-total_ms="$(grep -o '"total":[0-9.]*' "$work/study.json" | head -n 1 | cut -d: -f2)"
+total_ms="$(tr -d ' \n' <"$work/study.json" | { grep -o '"timings_ms":{[^}]*}' || true; } | head -n 1 | json_field total)"
 [ -z "$total_ms" ] || say "lungwatch's own analysis time for the series (timings_ms.total): ${total_ms} ms"
 
 # ---- 4. optionally: a clean power-off and a second boot ---------------------------------------
