@@ -215,6 +215,12 @@ fi
 
 # ---- 2. the series, over the SMB share ---------------------------------------------------------
 name="$(basename "$series")"
+# smbd may still be starting when lungwatch already answers: wait until the share does.
+t_share=$SECONDS
+until smbclient "//127.0.0.1/incoming" -p "$smb" -U "pacs%$smb_pw" -m SMB3 -c "ls" >"$work/smbclient.log" 2>&1; do
+  [ $((SECONDS - t_share)) -lt 300 ] || fail "the SMB share does not answer: $(tail -n 3 "$work/smbclient.log")"
+  sleep 5
+done
 say "dropping $name ($nfiles files, $(du -sh "$series" | cut -f1)) into \\\\box\\incoming over SMB"
 t_drop=$SECONDS
 smbclient "//127.0.0.1/incoming" -p "$smb" -U "pacs%$smb_pw" -m SMB3 \
