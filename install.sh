@@ -39,7 +39,7 @@ while [ $# -gt 0 ]; do
     --uninstall) mode="uninstall"; shift ;;
     --purge) purge=1; shift ;;
     --no-start) start=0; shift ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
 done

@@ -66,7 +66,7 @@ while [ $# -gt 0 ]; do
     --no-qcow2) qcow2=0; shift ;;
     --no-strip) strip_debug=0; shift ;;
     --base-cache) [ $# -ge 2 ] || die "--base-cache needs a file"; base_cache="$2"; shift 2 ;;
-    -h|--help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
 done

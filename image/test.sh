@@ -72,7 +72,7 @@ while [ $# -gt 0 ]; do
     --result-timeout) result_timeout="$2"; shift 2 ;;
     --boot-only) boot_only=1; shift ;;
     --keep) keep=1; shift ;;
-    -h|--help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
 done

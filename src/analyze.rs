@@ -2,14 +2,12 @@
 //! without the store or the database.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use crate::analysis::{self, Analyzer, report::SeriesReport};
+use crate::analysis::{Analyzer, report::SeriesReport};
 use crate::config::Config;
 use crate::dicom::header::path_component;
-use crate::dicom::volume::build_volume;
 use crate::inspect::{self, RejectedFile, SeriesFiles};
-use crate::series;
+use crate::{pipeline, series};
 
 /// What happened to each series found under the paths.
 pub struct AnalyzeOutcome {
@@ -64,13 +62,16 @@ pub fn analyse_series(
     analyzer: &Analyzer,
     options: &AnalyzeOptions,
 ) -> anyhow::Result<SeriesReport> {
-    let started = Instant::now();
-    let volume = build_volume(paths, config.decode_threads())?;
-    let decode_ms = started.elapsed().as_millis() as u64;
-    let analysis = analyzer.analyse(volume, header, decode_ms, options.per_slice)?;
+    let analysis = pipeline::analyse_files(
+        paths,
+        header,
+        analyzer,
+        config.decode_threads(),
+        options.per_slice,
+    )?;
     if let Some(out) = &options.out {
         let dir = out.join(path_component(&analysis.report.series_instance_uid));
-        analysis::write_artifacts(&analysis, &dir)?;
+        pipeline::write_artifacts(&analysis, &dir)?;
         write_report(&analysis.report, &dir)?;
     }
     Ok(analysis.report)

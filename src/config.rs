@@ -33,6 +33,7 @@ pub struct Config {
     pub series: Series,
     pub selection: Selection,
     pub decode: Decode,
+    pub analysis: AnalysisLimits,
     pub log: Log,
     pub models: Models,
     pub web: WebConfig,
@@ -68,6 +69,18 @@ pub struct Selection {
     pub min_slices: usize,
     pub max_slice_thickness_mm: f64,
     pub excluded_image_types: Vec<String>,
+    /// Rows × columns × slices above which a series is skipped (memory bound).
+    pub max_voxels: u64,
+}
+
+/// How the worker treats jobs that fail, crash or hang.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysisLimits {
+    /// A job is failed after being started this many times without finishing.
+    pub max_attempts: u32,
+    /// A job running longer than this makes `/healthz` unhealthy.
+    pub stall_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -290,6 +303,21 @@ impl Config {
             return Err(invalid(
                 "selection.max_slice_thickness_mm",
                 format!("must be a positive number of mm, got {thick}"),
+            ));
+        }
+        if self.selection.max_voxels < 1_000_000 {
+            return Err(invalid(
+                "selection.max_voxels",
+                "must be at least 1000000 (a few slices of 512 × 512)",
+            ));
+        }
+        if self.analysis.max_attempts == 0 {
+            return Err(invalid("analysis.max_attempts", "must be at least 1"));
+        }
+        if self.analysis.stall_secs < 60 {
+            return Err(invalid(
+                "analysis.stall_secs",
+                "must be at least 60 (a large series takes tens of seconds on a small box)",
             ));
         }
         if self.decode.threads > 256 {

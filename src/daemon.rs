@@ -18,7 +18,7 @@ use log::{error, info, warn};
 use crate::analysis::Analyzer;
 use crate::analysis::models::ModelSet;
 use crate::config::Config;
-use crate::db::{self, Database};
+use crate::db::{self, Database, ReadQueries};
 use crate::dicom::InstanceHeader;
 use crate::ingest::stability::StabilityTracker;
 use crate::ingest::{self, Dirs, Outcome, store, watcher};
@@ -59,15 +59,32 @@ pub fn prepare(config: &Config) -> anyhow::Result<(Database, Dirs)> {
             .with_context(|| format!("cannot create folder {}", d.display()))?;
     }
     let db_path = config.database_path();
-    let db = Database::open(&db_path)
+    let mut db = Database::open(&db_path)
         .with_context(|| format!("cannot open database {}", db_path.display()))?;
     let cleared = store::clear_staging(&dirs.staging).context("cannot clear staging folder")?;
     if cleared > 0 {
         info!("removed {cleared} partial copies left by an interrupted run");
     }
-    let requeued = db.requeue_running_jobs()?;
+    let (requeued, given_up) =
+        db.requeue_running_jobs(config.analysis.max_attempts, db::now_secs())?;
     if requeued > 0 {
         info!("{requeued} jobs were running when lungwatch stopped; they are pending again");
+    }
+    if given_up > 0 {
+        report(
+            &db,
+            "error",
+            &format!(
+                "{given_up} jobs were interrupted {} times (lungwatch was killed or crashed \
+                 while analysing them each time); they are failed and not retried",
+                config.analysis.max_attempts
+            ),
+        );
+    }
+    match worker::sweep_orphan_artifacts(&db, &config.paths.data) {
+        Ok(0) => {}
+        Ok(n) => info!("removed {n} result folders that no stored result points at"),
+        Err(e) => warn!("cannot sweep the results folder: {e:#}"),
     }
     Ok((db, dirs))
 }
@@ -156,6 +173,7 @@ pub fn serve(config: Config, config_path: Option<PathBuf>, signals: Signals) -> 
             tracker = StabilityTracker::new(config.stable_after());
         }
         if now >= next_disk_check {
+            check_worker(&db, &config, &worker, &state);
             let full = disk_full(&config.paths.data);
             if full != paused.load(Ordering::SeqCst) {
                 if full {
@@ -228,6 +246,36 @@ pub fn serve(config: Config, config_path: Option<PathBuf>, signals: Signals) -> 
         handle.stop();
     }
     Ok(())
+}
+
+/// Health of the analysis: the worker thread must be alive, and no job may have been
+/// running for longer than `analysis.stall_secs`. Either problem makes `/healthz` answer
+/// 503 with the reason, and the status page show it.
+fn check_worker(
+    db: &Database,
+    config: &Config,
+    worker: &std::thread::JoinHandle<()>,
+    state: &WebState,
+) {
+    let dead = worker.is_finished().then(|| {
+        "the analysis worker has stopped: no series will be analysed until lungwatch is \
+         restarted (see the log)"
+            .to_string()
+    });
+    state.set_problem("worker", dead);
+    let limit = config.analysis.stall_secs as i64;
+    let now = db::now_secs();
+    let stalled = match db.jobs_running_since_before(now - limit) {
+        Ok(jobs) => jobs.first().map(|(id, series, started)| {
+            format!(
+                "job {id} (series {series}) has been running for {} min, longer than \
+                 analysis.stall_secs ({limit} s): the analysis may be stuck",
+                (now - started) / 60
+            )
+        }),
+        Err(e) => Some(format!("cannot read the job queue: {e}")),
+    };
+    state.set_problem("stalled-job", stalled);
 }
 
 fn disk_full(data: &std::path::Path) -> bool {
@@ -381,13 +429,28 @@ fn ingest_ready(
 }
 
 /// Judges every series that has been quiet for the configured period.
+///
+/// A series whose index rows cannot be read (a header stored by a newer lungwatch, a
+/// damaged row) is skipped with that reason; it never stops the series after it.
 pub fn complete_quiet_series(db: &mut Database, config: &Config) -> anyhow::Result<()> {
     let now = db::now_secs();
     let cutoff = now - config.series.quiet_secs as i64;
     for series_uid in db.quiet_series(cutoff)? {
-        let instances = db.series_instances(&series_uid)?;
-        let headers: Vec<&InstanceHeader> = instances.iter().map(|i| &i.header).collect();
-        let verdict = series::select(&headers, &config.selection);
+        let (instances, verdict) = match db.series_instances(&series_uid) {
+            Ok(instances) => {
+                let headers: Vec<&InstanceHeader> = instances.iter().map(|i| &i.header).collect();
+                let verdict = series::select(&headers, &config.selection);
+                (instances.len(), verdict)
+            }
+            Err(e) => {
+                report(
+                    db,
+                    "error",
+                    &format!("series {series_uid}: its index rows cannot be read: {e}"),
+                );
+                (0, Err(format!("its index rows cannot be read: {e}")))
+            }
+        };
         if db.complete_series(
             &series_uid,
             verdict.as_ref().err().map(String::as_str),
@@ -395,14 +458,12 @@ pub fn complete_quiet_series(db: &mut Database, config: &Config) -> anyhow::Resu
             now,
         )? {
             match verdict {
-                Ok(()) => info!(
-                    "series {series_uid} complete ({} slices): queued for analysis",
-                    headers.len()
-                ),
-                Err(reason) => info!(
-                    "series {series_uid} complete ({} instances): skipped: {reason}",
-                    headers.len()
-                ),
+                Ok(()) => {
+                    info!("series {series_uid} complete ({instances} slices): queued for analysis")
+                }
+                Err(reason) => {
+                    info!("series {series_uid} complete ({instances} instances): skipped: {reason}")
+                }
             }
         }
     }

@@ -2,6 +2,8 @@
 //!
 //! See ARCHITECTURE.md for the map of modules and the invariants they keep.
 
+#![forbid(unsafe_code)]
+
 pub mod analysis;
 pub mod analyze;
 pub mod config;
@@ -10,6 +12,8 @@ pub mod db;
 pub mod dicom;
 pub mod ingest;
 pub mod inspect;
+pub mod pipeline;
+pub mod plausible;
 pub mod series;
 pub mod status;
 pub mod web;

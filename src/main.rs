@@ -1,5 +1,7 @@
 //! The lungwatch command line: parsing and dispatch only.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use lungwatch::analysis::Analyzer;
 use lungwatch::analysis::models::ModelSet;
 use lungwatch::analyze::{self, AnalyzeOptions};
 use lungwatch::config::Config;
-use lungwatch::db::Database;
+use lungwatch::db::Reader;
 use lungwatch::{daemon, inspect};
 
 #[derive(Parser)]
@@ -206,7 +208,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
             let db =
-                Database::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+                Reader::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
             let status = lungwatch::status::collect(&db)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use crate::config::Selection;
 use crate::dicom::InstanceHeader;
 use crate::dicom::volume::{SliceGeometry, analyse_spacing, order_slices};
+use crate::plausible;
 
 /// Groups headers by Series Instance UID; headers without one are returned apart.
 pub fn group_by_series<T>(
@@ -77,6 +78,20 @@ pub fn select(headers: &[&InstanceHeader], rules: &Selection) -> Result<(), Stri
         return Err("colour images are not CT slices".into());
     }
 
+    // Every value the volume and the analysis compute with, before any geometry is used.
+    for h in headers {
+        plausible::check_instance(h).map_err(|e| match h.instance_number {
+            Some(n) => format!("instance {n}: {e}"),
+            None => e,
+        })?;
+    }
+    plausible::check_size(
+        first.rows.unwrap_or(0),
+        first.columns.unwrap_or(0),
+        headers.len(),
+        rules.max_voxels,
+    )?;
+
     let geometry: Vec<SliceGeometry> = headers
         .iter()
         .map(|h| SliceGeometry::from_header(h))
@@ -143,6 +158,9 @@ mod tests {
             slice_thickness: Some(2.0),
             image_position: Some([-180.0, -180.0, z]),
             image_orientation: Some([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]),
+            bits_allocated: Some(16),
+            bits_stored: Some(12),
+            rescale_intercept: Some(-1024.0),
             ..Default::default()
         }
     }
@@ -195,6 +213,18 @@ mod tests {
         let mut no_pos = series(100);
         no_pos[7].image_position = None;
         assert!(judge(&no_pos).unwrap_err().contains("Image Position"));
+
+        let mut zero_spacing = series(100);
+        zero_spacing[4].pixel_spacing = Some([0.0, 0.0]);
+        zero_spacing[4].instance_number = Some(5);
+        let reason = judge(&zero_spacing).unwrap_err();
+        assert!(
+            reason.starts_with("instance 5: Pixel Spacing 0\\0"),
+            "{reason}"
+        );
+
+        let huge = series(2000);
+        assert!(judge(&huge).unwrap_err().contains("selection.max_voxels"));
     }
 
     #[test]

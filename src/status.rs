@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::db::{Database, EventEntry, QuarantineEntry, SkippedSeries, StatusCounts};
+use crate::db::{EventEntry, QuarantineEntry, ReadQueries, Reader, SkippedSeries, StatusCounts};
 
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -12,7 +12,7 @@ pub struct Status {
     pub recent_skipped: Vec<SkippedSeries>,
 }
 
-pub fn collect(db: &Database) -> rusqlite::Result<Status> {
+pub fn collect(db: &Reader) -> rusqlite::Result<Status> {
     Ok(Status {
         counts: db.status_counts()?,
         recent_errors: db.recent_events(10)?,

@@ -2,10 +2,12 @@
 //! analyses it, writes previews and masks, and stores the result in the transaction that
 //! marks the job done. Runs on its own thread with its own database connection.
 //!
-//! Crash safety: the artifacts are written first, under `results/job-<id>/`; the result
-//! row and the job's `done` state commit together. A crash before the commit leaves the
-//! job `running`, which start-up turns back to `pending`; the rerun overwrites the same
-//! artifact folder, so a job completes once and has one result.
+//! Crash safety: the artifacts are written (and fsynced) first, under
+//! `results/job-<id>/`; the result row and the job's `done` state commit together. A
+//! crash before the commit leaves the job `running`, which start-up turns back to
+//! `pending` (or fails, after `analysis.max_attempts` starts); the rerun overwrites the
+//! same artifact folder, so a job completes once and has one result. Start-up removes
+//! artifact folders that no result points at.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use log::{error, info, warn};
 
-use crate::analysis::{self, Analyzer};
+use crate::analysis::Analyzer;
 use crate::config::Config;
-use crate::db::{self, Database, Job};
-use crate::dicom::volume::build_volume;
+use crate::db::{self, Database, FailureKind, Job, ReadQueries};
+use crate::pipeline::{self, Failure};
 
 /// How long an idle worker sleeps before looking for a job again.
 const IDLE_POLL: Duration = Duration::from_millis(500);
@@ -27,8 +29,14 @@ pub fn artifacts_dir(job_id: i64) -> PathBuf {
     PathBuf::from("results").join(format!("job-{job_id}"))
 }
 
+/// After a database error the worker waits this long before trying again.
+const ERROR_BACKOFF: Duration = Duration::from_secs(5);
+
 /// Runs jobs until `shutdown` is set. The job in flight is finished first (a few
 /// seconds); a second signal kills the process and the job is requeued at start-up.
+///
+/// Nothing about one job stops the loop: failures and panics are recorded on the job,
+/// and database errors (a locked or briefly unavailable file) are retried.
 pub fn run(
     config: &Config,
     analyzer: &Analyzer,
@@ -41,73 +49,173 @@ pub fn run(
             std::thread::sleep(IDLE_POLL);
             continue;
         }
-        let Some(job) = db.claim_job(db::now_secs())? else {
-            std::thread::sleep(IDLE_POLL);
-            continue;
+        let job = match db.claim_job(db::now_secs()) {
+            Ok(Some(job)) => job,
+            Ok(None) => {
+                std::thread::sleep(IDLE_POLL);
+                continue;
+            }
+            Err(e) => {
+                error!("cannot take a job from the queue: {e}; retrying");
+                std::thread::sleep(ERROR_BACKOFF);
+                continue;
+            }
         };
         let started = Instant::now();
-        match process(&mut db, config, analyzer, &job) {
-            Ok(true) => info!(
-                "job {} (series {}) done in {} ms",
-                job.id,
-                job.series_uid,
-                started.elapsed().as_millis()
-            ),
-            Ok(false) => warn!(
-                "job {} was withdrawn while running; its result was discarded",
-                job.id
-            ),
-            Err(e) => {
-                let reason = format!("{e:#}");
-                error!(
-                    "job {} (series {}) failed: {reason}",
-                    job.id, job.series_uid
-                );
-                db.finish_job(job.id, Some(&reason), db::now_secs())?;
-                db.log_event(
-                    "error",
-                    &format!("analysis of series {} failed: {reason}", job.series_uid),
-                    db::now_secs(),
-                )?;
-            }
+        let outcome = process(&mut db, config, analyzer, &job);
+        if let Err(e) = record(&db, &job, outcome, started) {
+            // The job stays `running`; start-up requeues it (and counts the attempt).
+            error!("cannot record the end of job {}: {e}", job.id);
+            std::thread::sleep(ERROR_BACKOFF);
         }
     }
     Ok(())
 }
 
-/// Analyses one job's series. Ok(false) when the job was withdrawn meanwhile.
-fn process(
-    db: &mut Database,
-    config: &Config,
-    analyzer: &Analyzer,
-    job: &Job,
-) -> anyhow::Result<bool> {
+/// What became of one job.
+enum Outcome {
+    Done,
+    /// A late instance reopened the series meanwhile; its result was discarded.
+    Withdrawn,
+    Failed(Failure),
+}
+
+fn record(db: &Database, job: &Job, outcome: Outcome, started: Instant) -> rusqlite::Result<()> {
+    match outcome {
+        Outcome::Done => info!(
+            "job {} (series {}) done in {} ms",
+            job.id,
+            job.series_uid,
+            started.elapsed().as_millis()
+        ),
+        Outcome::Withdrawn => warn!(
+            "job {} was withdrawn while running; its result was discarded",
+            job.id
+        ),
+        Outcome::Failed(failure) => {
+            error!(
+                "job {} (series {}) failed ({}): {}",
+                job.id,
+                job.series_uid,
+                failure.kind.as_str(),
+                failure.message
+            );
+            db.finish_job(
+                job.id,
+                Some((failure.kind, &failure.message)),
+                db::now_secs(),
+            )?;
+            db.log_event(
+                "error",
+                &format!(
+                    "analysis of series {} failed: {}",
+                    job.series_uid, failure.message
+                ),
+                db::now_secs(),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Analyses one job's series and stores its result.
+fn process(db: &mut Database, config: &Config, analyzer: &Analyzer, job: &Job) -> Outcome {
     let started = Instant::now();
-    let instances = db.series_instances(&job.series_uid)?;
-    anyhow::ensure!(!instances.is_empty(), "the series has no stored instances");
+    let instances = match db.series_instances(&job.series_uid) {
+        Ok(instances) if !instances.is_empty() => instances,
+        Ok(_) => {
+            return failed(
+                FailureKind::UnusableSeries,
+                "the series has no stored instances",
+            );
+        }
+        Err(e) => {
+            return failed(
+                FailureKind::UnusableSeries,
+                format!("the series' index rows cannot be read: {e}"),
+            );
+        }
+    };
     let store = config.store_dir();
     let paths: Vec<PathBuf> = instances
         .iter()
         .map(|i| store.join(&i.store_path))
         .collect();
-    let volume = build_volume(&paths, config.decode_threads())?;
-    let decode_ms = started.elapsed().as_millis() as u64;
-    let mut analysis = analyzer.analyse(volume, &instances[0].header, decode_ms, true)?;
+    let mut analysis = match pipeline::analyse_files(
+        &paths,
+        &instances[0].header,
+        analyzer,
+        config.decode_threads(),
+        true,
+    ) {
+        Ok(analysis) => analysis,
+        Err(failure) => return Outcome::Failed(failure),
+    };
     let relative = artifacts_dir(job.id);
-    let artifacts_started = Instant::now();
-    analysis::write_artifacts(&analysis, &config.paths.data.join(&relative))?;
+    let folder = config.paths.data.join(&relative);
+    if let Err(failure) = pipeline::write_artifacts(&analysis, &folder) {
+        return Outcome::Failed(failure);
+    }
     // The stored processing time covers everything from claim to result.
-    analysis.report.timings_ms.total += artifacts_started.elapsed().as_millis() as u64;
-    let stored = db.finish_job_with_result(
+    analysis.report.timings_ms.total = analysis
+        .report
+        .timings_ms
+        .total
+        .max(started.elapsed().as_millis() as u64);
+    match db.finish_job_with_result(
         job.id,
         &analysis.report,
         &relative.to_string_lossy(),
         db::now_secs(),
-    )?;
-    if !stored {
-        remove_quietly(&config.paths.data.join(&relative));
+    ) {
+        Ok(true) => Outcome::Done,
+        Ok(false) => {
+            remove_quietly(&folder);
+            Outcome::Withdrawn
+        }
+        Err(e) => failed(
+            FailureKind::ArtifactError,
+            format!("cannot store the result: {e}"),
+        ),
     }
-    Ok(stored)
+}
+
+fn failed(kind: FailureKind, message: impl Into<String>) -> Outcome {
+    Outcome::Failed(Failure {
+        kind,
+        message: message.into(),
+    })
+}
+
+/// Removes artifact folders that no result points at: left by a crash between writing
+/// them and committing the result, or by a job that failed or was withdrawn. The page
+/// serves artifacts only through result rows, so these are never shown; this keeps the
+/// disk from filling with them. Returns how many were removed.
+pub fn sweep_orphan_artifacts(db: &Database, data: &Path) -> anyhow::Result<usize> {
+    let results = data.join("results");
+    let entries = match std::fs::read_dir(&results) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e.into()),
+    };
+    let kept = db.job_ids_with_results()?;
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(id) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("job-"))
+            .and_then(|n| n.parse::<i64>().ok())
+        else {
+            continue;
+        };
+        if !kept.contains(&id) {
+            remove_quietly(&entry.path());
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 fn remove_quietly(dir: &Path) {

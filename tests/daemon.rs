@@ -8,6 +8,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use common::{Daemon, covid_series, drop_file, shuffle};
+use lungwatch::db::ReadQueries;
 use lungwatch::ingest::examine;
 
 const TOTAL_SLICES: i64 = 133 + 131 + 167;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use common::{Daemon, files_under};
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
+use lungwatch::db::ReadQueries;
 use lungwatch::dicom::read::{Extent, parse};
 
 const SERIES: usize = 20;

@@ -11,7 +11,7 @@ use lungwatch::analysis::report::{
     AffectedRatio, ModelRef, Probabilities, SeriesReport, Sides, Timings, Zones,
 };
 use lungwatch::config::WebConfig;
-use lungwatch::db::{Database, NewInstance, now_secs};
+use lungwatch::db::{Database, FailureKind, NewInstance, now_secs};
 use lungwatch::dicom::InstanceHeader;
 use lungwatch::web::{self, WebHandle, WebState};
 
@@ -314,8 +314,15 @@ fn fixture() -> Fixture {
     db.complete_series(failing.series, None, now, now).unwrap();
     let job = db.claim_job(now).unwrap().unwrap();
     assert_eq!(job.series_uid, failing.series);
-    db.finish_job(job.id, Some("12-bit lossy JPEG <not supported>"), now)
-        .unwrap();
+    db.finish_job(
+        job.id,
+        Some((
+            FailureKind::UnusableSeries,
+            "12-bit lossy JPEG <not supported>",
+        )),
+        now,
+    )
+    .unwrap();
     let pending = Study {
         series: "1.2.826.0.1.3680043.8.498.4001.1",
         ..failing

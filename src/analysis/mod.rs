@@ -86,6 +86,9 @@ impl Analyzer {
         decode_ms: u64,
         per_slice: bool,
     ) -> anyhow::Result<Analysis> {
+        volume
+            .check_consistent()
+            .map_err(|e| anyhow::anyhow!("the volume cannot be analysed: {e}"))?;
         self.pool
             .install(|| self.analyse_in_pool(volume, header, decode_ms, per_slice))
     }
@@ -422,12 +425,17 @@ pub fn write_artifacts(analysis: &Analysis, dir: &Path) -> std::io::Result<Vec<S
         report::LABELS_FILE.to_string(),
         nifti::encode_labels(&analysis.lung, &analysis.lesion, dims, &placement)?,
     ));
+    // Durable before the caller commits the result row that points at them, as store
+    // files are: a power cut after the commit must not leave a result without its images.
     let mut names = Vec::new();
     for (name, bytes) in files {
         let tmp = dir.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, &bytes)?;
+        let mut file = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut file, &bytes)?;
+        file.sync_all()?;
         std::fs::rename(&tmp, dir.join(&name))?;
         names.push(name);
     }
+    std::fs::File::open(dir)?.sync_all()?;
     Ok(names)
 }

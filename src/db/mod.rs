@@ -3,11 +3,14 @@
 //! The database is opened in WAL mode with `synchronous=FULL`: a file is removed from the
 //! drop folder only after the transaction that indexes it has reached the disk.
 
-mod pages;
+mod reads;
 mod results;
 mod schema;
+mod stored;
 
-pub use pages::{FailedJob, ProcessingHistogram, QueuedJob, ResultRow, StudyFilter};
+pub use reads::{
+    FailedJob, ProcessingHistogram, QueuedJob, ReadQueries, Reader, ResultRow, StudyFilter,
+};
 pub use results::StoredResult;
 
 use std::path::Path;
@@ -83,6 +86,42 @@ pub enum JobState {
     Failed,
 }
 
+/// Why a job failed, as counted by `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureKind {
+    /// The stored files do not make a volume (decoding, geometry, sizes).
+    UnusableSeries,
+    /// The analysis returned an error.
+    AnalysisError,
+    /// The analysis panicked: a bug, caught so that the queue goes on.
+    InternalError,
+    /// Previews or masks could not be written (disk, permissions).
+    ArtifactError,
+    /// Started `analysis.max_attempts` times without finishing.
+    Interrupted,
+}
+
+impl FailureKind {
+    pub const ALL: [FailureKind; 5] = [
+        FailureKind::UnusableSeries,
+        FailureKind::AnalysisError,
+        FailureKind::InternalError,
+        FailureKind::ArtifactError,
+        FailureKind::Interrupted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::UnusableSeries => "unusable-series",
+            FailureKind::AnalysisError => "analysis-error",
+            FailureKind::InternalError => "internal-error",
+            FailureKind::ArtifactError => "artifact-error",
+            FailureKind::Interrupted => "interrupted",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Job {
     pub id: i64,
@@ -150,17 +189,6 @@ impl Database {
 
     // ---- instances and series -------------------------------------------------------
 
-    pub fn find_instance(&self, sop_instance_uid: &str) -> Result<Option<StoredInstance>> {
-        self.conn
-            .query_row(
-                "SELECT sop_instance_uid, series_uid, store_path, sha256, header_json
-                 FROM instances WHERE sop_instance_uid = ?1",
-                [sop_instance_uid],
-                row_to_instance,
-            )
-            .optional()
-    }
-
     /// Indexes a stored instance and (re)opens its series, in one transaction.
     ///
     /// A series that was already complete goes back to `receiving` when a new instance
@@ -207,28 +235,11 @@ impl Database {
                 new.size_bytes as i64,
                 h.transfer_syntax,
                 new.original_name,
-                serde_json::to_string(h).expect("headers serialise"),
+                stored::to_json(h).expect("headers serialise"),
                 now
             ],
         )?;
         tx.commit()
-    }
-
-    /// Series still receiving whose last instance arrived at or before `cutoff`.
-    pub fn quiet_series(&self, cutoff: i64) -> Result<Vec<String>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT series_uid FROM series WHERE state = 'receiving' AND last_instance_at <= ?1
-             ORDER BY last_instance_at",
-        )?;
-        stmt.query_map([cutoff], |r| r.get(0))?.collect()
-    }
-
-    pub fn series_instances(&self, series_uid: &str) -> Result<Vec<StoredInstance>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT sop_instance_uid, series_uid, store_path, sha256, header_json
-             FROM instances WHERE series_uid = ?1 ORDER BY instance_number, sop_instance_uid",
-        )?;
-        stmt.query_map([series_uid], row_to_instance)?.collect()
     }
 
     /// Marks a quiet series complete: selected with a new pending job, or skipped with the
@@ -260,33 +271,27 @@ impl Database {
         Ok(changed == 1)
     }
 
-    pub fn series_state(&self, series_uid: &str) -> Result<Option<(SeriesState, Option<String>)>> {
-        self.conn
-            .query_row(
-                "SELECT state, skip_reason FROM series WHERE series_uid = ?1",
-                [series_uid],
-                |r| Ok((parse_series_state(&r.get::<_, String>(0)?), r.get(1)?)),
-            )
-            .optional()
-    }
-
-    /// Every indexed store path, for reconciling the store folder after a crash.
-    pub fn instance_count_at_path(&self, store_path: &str) -> Result<i64> {
-        self.conn.query_row(
-            "SELECT COUNT(*) FROM instances WHERE store_path = ?1",
-            [store_path],
-            |r| r.get(0),
-        )
-    }
-
     // ---- jobs -------------------------------------------------------------------------
 
-    /// After a crash or restart, no job can still be running: put them back in the queue.
-    pub fn requeue_running_jobs(&self) -> Result<usize> {
-        self.conn.execute(
+    /// After a crash or restart, no job can still be running: put them back in the queue,
+    /// unless they were started `max_attempts` times already (each claim counts one): a
+    /// series that kills the process every time is failed instead of looping for ever.
+    /// Returns (requeued, given up).
+    pub fn requeue_running_jobs(&mut self, max_attempts: u32, now: i64) -> Result<(usize, usize)> {
+        let tx = self.conn.transaction()?;
+        let given_up = tx.execute(
+            "UPDATE jobs SET state = 'failed', failure_kind = ?2, finished_at = ?3,
+                 reason = 'the analysis was interrupted ' || attempts || ' times (lungwatch was \
+                 killed or crashed while analysing this series each time); not retried again'
+             WHERE state = 'running' AND attempts >= ?1",
+            params![max_attempts, FailureKind::Interrupted.as_str(), now],
+        )?;
+        let requeued = tx.execute(
             "UPDATE jobs SET state = 'pending', started_at = NULL WHERE state = 'running'",
             [],
-        )
+        )?;
+        tx.commit()?;
+        Ok((requeued, given_up))
     }
 
     /// Takes the oldest pending job, marking it running.
@@ -305,20 +310,26 @@ impl Database {
         Ok(job)
     }
 
-    pub fn finish_job(&self, id: i64, failure: Option<&str>, now: i64) -> Result<()> {
+    /// Ends a running job: done, or failed with its kind and reason.
+    pub fn finish_job(
+        &self,
+        id: i64,
+        failure: Option<(FailureKind, &str)>,
+        now: i64,
+    ) -> Result<()> {
         let state = if failure.is_some() { "failed" } else { "done" };
         self.conn.execute(
-            "UPDATE jobs SET state = ?2, reason = ?3, finished_at = ?4 WHERE id = ?1 AND state = 'running'",
-            params![id, state, failure, now],
+            "UPDATE jobs SET state = ?2, failure_kind = ?3, reason = ?4, finished_at = ?5
+             WHERE id = ?1 AND state = 'running'",
+            params![
+                id,
+                state,
+                failure.map(|(k, _)| k.as_str()),
+                failure.map(|(_, r)| r),
+                now
+            ],
         )?;
         Ok(())
-    }
-
-    pub fn jobs_for_series(&self, series_uid: &str) -> Result<Vec<Job>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, series_uid, state, reason, attempts FROM jobs WHERE series_uid = ?1 ORDER BY id",
-        )?;
-        stmt.query_map([series_uid], row_to_job)?.collect()
     }
 
     // ---- quarantine and events ----------------------------------------------------------
@@ -339,32 +350,6 @@ impl Database {
         Ok(())
     }
 
-    pub fn is_quarantine_recorded(&self, path: &str) -> Result<bool> {
-        self.conn.query_row(
-            "SELECT EXISTS(SELECT 1 FROM quarantine WHERE path = ?1)",
-            [path],
-            |r| r.get(0),
-        )
-    }
-
-    pub fn recent_quarantine(&self, limit: i64) -> Result<Vec<QuarantineEntry>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, original_name, path, reason_code, reason, at FROM quarantine
-             ORDER BY id DESC LIMIT ?1",
-        )?;
-        stmt.query_map([limit], |r| {
-            Ok(QuarantineEntry {
-                id: r.get(0)?,
-                original_name: r.get(1)?,
-                path: r.get(2)?,
-                reason_code: r.get(3)?,
-                reason: r.get(4)?,
-                at: r.get(5)?,
-            })
-        })?
-        .collect()
-    }
-
     pub fn log_event(&self, level: &str, message: &str, now: i64) -> Result<()> {
         self.conn.execute(
             "INSERT INTO events (at, level, message) VALUES (?1, ?2, ?3)",
@@ -377,69 +362,11 @@ impl Database {
         )?;
         Ok(())
     }
-
-    pub fn recent_events(&self, limit: i64) -> Result<Vec<EventEntry>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT at, level, message FROM events ORDER BY id DESC LIMIT ?1")?;
-        stmt.query_map([limit], |r| {
-            Ok(EventEntry {
-                at: r.get(0)?,
-                level: r.get(1)?,
-                message: r.get(2)?,
-            })
-        })?
-        .collect()
-    }
-
-    pub fn recent_skipped(&self, limit: i64) -> Result<Vec<SkippedSeries>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT series_uid, skip_reason FROM series WHERE state = 'skipped'
-             ORDER BY completed_at DESC LIMIT ?1",
-        )?;
-        stmt.query_map([limit], |r| {
-            Ok(SkippedSeries {
-                series_uid: r.get(0)?,
-                reason: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
-            })
-        })?
-        .collect()
-    }
-
-    pub fn status_counts(&self) -> Result<StatusCounts> {
-        let count = |sql: &str| -> Result<i64> { self.conn.query_row(sql, [], |r| r.get(0)) };
-        let series = |state: &str| -> Result<i64> {
-            self.conn.query_row(
-                "SELECT COUNT(*) FROM series WHERE state = ?1",
-                [state],
-                |r| r.get(0),
-            )
-        };
-        let jobs = |state: &str| -> Result<i64> {
-            self.conn
-                .query_row("SELECT COUNT(*) FROM jobs WHERE state = ?1", [state], |r| {
-                    r.get(0)
-                })
-        };
-        Ok(StatusCounts {
-            instances: count("SELECT COUNT(*) FROM instances")?,
-            series_receiving: series("receiving")?,
-            series_selected: series("selected")?,
-            series_skipped: series("skipped")?,
-            jobs_pending: jobs("pending")?,
-            jobs_running: jobs("running")?,
-            jobs_done: jobs("done")?,
-            jobs_failed: jobs("failed")?,
-            quarantined: count("SELECT COUNT(*) FROM quarantine")?,
-        })
-    }
 }
 
-fn row_to_instance(r: &rusqlite::Row) -> Result<StoredInstance> {
+pub(crate) fn row_to_instance(r: &rusqlite::Row) -> Result<StoredInstance> {
     let json: String = r.get(4)?;
-    let header = serde_json::from_str(&json).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e))
-    })?;
+    let header = stored::from_json(&json).map_err(|e| stored::column_error(4, e))?;
     Ok(StoredInstance {
         sop_instance_uid: r.get(0)?,
         series_uid: r.get(1)?,
@@ -449,7 +376,7 @@ fn row_to_instance(r: &rusqlite::Row) -> Result<StoredInstance> {
     })
 }
 
-fn row_to_job(r: &rusqlite::Row) -> Result<Job> {
+pub(crate) fn row_to_job(r: &rusqlite::Row) -> Result<Job> {
     let state: String = r.get(2)?;
     Ok(Job {
         id: r.get(0)?,
@@ -465,7 +392,7 @@ fn row_to_job(r: &rusqlite::Row) -> Result<Job> {
     })
 }
 
-fn parse_series_state(s: &str) -> SeriesState {
+pub(crate) fn parse_series_state(s: &str) -> SeriesState {
     match s {
         "selected" => SeriesState::Selected,
         "skipped" => SeriesState::Skipped,
@@ -552,13 +479,49 @@ mod tests {
         assert_eq!(job.state, JobState::Running);
         assert!(db.claim_job(21).unwrap().is_none());
         // Crash: the running job goes back to pending and can be claimed again.
-        assert_eq!(db.requeue_running_jobs().unwrap(), 1);
+        assert_eq!(db.requeue_running_jobs(3, 21).unwrap(), (1, 0));
         let again = db.claim_job(22).unwrap().unwrap();
         assert_eq!((again.id, again.attempts), (job.id, 2));
-        db.finish_job(again.id, Some("decoder failed"), 23).unwrap();
+        db.finish_job(
+            again.id,
+            Some((FailureKind::UnusableSeries, "decoder failed")),
+            23,
+        )
+        .unwrap();
         let jobs = db.jobs_for_series("S").unwrap();
         assert_eq!(jobs[0].state, JobState::Failed);
         assert_eq!(jobs[0].reason.as_deref(), Some("decoder failed"));
+    }
+
+    #[test]
+    fn a_job_that_keeps_killing_the_process_is_failed_at_the_limit() {
+        let mut db = Database::open_in_memory().unwrap();
+        insert(&mut db, "1.1", "S", 10);
+        db.complete_series("S", None, 10, 20).unwrap();
+        for attempt in 1..=3 {
+            let job = db.claim_job(20 + attempt).unwrap().unwrap();
+            assert_eq!(job.attempts, attempt);
+            // The process dies here; start-up requeues or gives up.
+            let (requeued, given_up) = db.requeue_running_jobs(3, 30 + attempt).unwrap();
+            assert_eq!(
+                (requeued, given_up),
+                if attempt < 3 { (1, 0) } else { (0, 1) }
+            );
+        }
+        let jobs = db.jobs_for_series("S").unwrap();
+        assert_eq!(jobs[0].state, JobState::Failed);
+        assert!(
+            jobs[0]
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("interrupted 3 times")
+        );
+        assert_eq!(
+            db.failed_jobs_by_kind().unwrap(),
+            vec![(FailureKind::Interrupted.as_str().to_string(), 1)]
+        );
+        assert!(db.claim_job(40).unwrap().is_none());
     }
 
     #[test]

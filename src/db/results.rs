@@ -1,7 +1,7 @@
 //! Analysis results: stored in the same transaction that marks their job done, so a crash
 //! can never leave a done job without its result or a result beside a pending job.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 
 use super::{Database, Result};
 use crate::analysis::report::SeriesReport;
@@ -28,7 +28,7 @@ impl Database {
         artifacts_dir: &str,
         now: i64,
     ) -> Result<bool> {
-        let json = serde_json::to_string(report)
+        let json = super::stored::to_json(report)
             .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
         let tx = self.conn.transaction()?;
         let updated = tx.execute(
@@ -68,33 +68,11 @@ impl Database {
         tx.commit()?;
         Ok(true)
     }
-
-    /// The newest result of a series.
-    pub fn latest_result_for_series(&self, series_uid: &str) -> Result<Option<StoredResult>> {
-        self.conn
-            .query_row(
-                "SELECT id, job_id, report_json, artifacts_dir, created_at FROM results
-                 WHERE series_uid = ?1 ORDER BY id DESC LIMIT 1",
-                [series_uid],
-                row_to_result,
-            )
-            .optional()
-    }
-
-    /// Every result, oldest first (for tests and exports).
-    pub fn all_results(&self) -> Result<Vec<StoredResult>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, job_id, report_json, artifacts_dir, created_at FROM results ORDER BY id",
-        )?;
-        stmt.query_map([], row_to_result)?.collect()
-    }
 }
 
 pub(crate) fn row_to_result(row: &rusqlite::Row) -> Result<StoredResult> {
     let json: String = row.get(2)?;
-    let report = serde_json::from_str(&json).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(e))
-    })?;
+    let report = super::stored::from_json(&json).map_err(|e| super::stored::column_error(2, e))?;
     Ok(StoredResult {
         id: row.get(0)?,
         job_id: row.get(1)?,

@@ -88,7 +88,13 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX results_study ON results (study_uid);
      CREATE INDEX results_series ON results (series_uid, id);
      CREATE INDEX results_created ON results (created_at);",
+    // 3: why a job failed, as a code (`FailureKind`) beside the free-text reason, so
+    // /metrics can count failures by kind.
+    "ALTER TABLE jobs ADD COLUMN failure_kind TEXT;",
 ];
+
+/// The schema version this build writes and reads.
+pub const VERSION: usize = MIGRATIONS.len();
 
 /// Brings the schema up to date. The version is read inside an immediate (write-locked)
 /// transaction, so two processes opening a new database at once (the daemon starting while

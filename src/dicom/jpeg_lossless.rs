@@ -27,6 +27,16 @@ pub struct Decoded {
 
 /// Decodes one lossless JPEG image (SOI … first scan).
 pub fn decode(data: &[u8]) -> Result<Decoded, LosslessError> {
+    decode_checked(data, None)
+}
+
+/// Like `decode`, but refuses a frame whose size is not `expected` (width, height) — the
+/// size the DICOM header declares — before allocating anything for it.
+pub fn decode_expecting(data: &[u8], expected: (usize, usize)) -> Result<Decoded, LosslessError> {
+    decode_checked(data, Some(expected))
+}
+
+fn decode_checked(data: &[u8], expected: Option<(usize, usize)>) -> Result<Decoded, LosslessError> {
     if data.len() < 4 || data[0] != 0xFF || data[1] != 0xD8 {
         return Err(Corrupt("no start-of-image marker"));
     }
@@ -70,6 +80,17 @@ pub fn decode(data: &[u8]) -> Result<Decoded, LosslessError> {
             0xDC => return Err(NotHandled("DNL marker")),
             0xDA => {
                 let frame = frame.ok_or(Corrupt("scan before the frame header"))?;
+                if expected.is_some_and(|size| size != (frame.width, frame.height)) {
+                    return Err(Corrupt("frame size differs from the declared image size"));
+                }
+                // Every sample costs at least one bit of Huffman code: a frame header that
+                // claims more samples than the data holds bits is corrupt, and is refused
+                // before its size is allocated (65535² samples would be 8 GiB).
+                if frame.width * frame.height > (data.len() - pos).saturating_mul(8) {
+                    return Err(Corrupt(
+                        "frame size larger than the compressed data can hold",
+                    ));
+                }
                 let scan = Scan::parse(body, &frame)?;
                 let table = tables[scan.table]
                     .as_ref()
@@ -715,6 +736,22 @@ mod tests {
             let _ = decode(&bytes);
             let _ = decode(&with_soi);
         }
+    }
+
+    #[test]
+    fn frame_sizes_are_checked_before_allocation() {
+        let values = vec![100u16; 16];
+        let jpeg = encode(&values, 4, 4, 12, 1, 0, 0, &SHORT_CODES);
+        assert!(decode_expecting(&jpeg, (4, 4)).is_ok());
+        assert!(matches!(decode_expecting(&jpeg, (1, 1)), Err(Corrupt(_))));
+        // A SOF3 that claims 65535 × 65535 over a few bytes of scan data.
+        let sof = jpeg
+            .windows(2)
+            .position(|w| w == [0xFF, 0xC3])
+            .expect("the encoder writes SOF3");
+        let mut huge = jpeg.clone();
+        huge[sof + 5..sof + 9].copy_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF]);
+        assert!(matches!(decode(&huge), Err(Corrupt(_))));
     }
 
     #[test]

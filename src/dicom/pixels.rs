@@ -94,9 +94,13 @@ pub fn decode_stored(obj: &DefaultDicomObject) -> Result<StoredPixels, DecodeErr
             return Err(DecodeError::Unsupported(format!("{other} bits allocated")));
         }
     };
-    if data.len() < need {
+    // Native data may carry one pad byte to an even length; anything else that differs
+    // means Rows, Columns or Bits Allocated do not describe the stored pixels (a 1 × 1
+    // header over a 512 × 512 image must not be read as one pixel).
+    if data.len() < need || data.len() > need + 1 {
         return Err(DecodeError::Codec(format!(
-            "decoded {} bytes, expected {need} for {rows}x{columns}x{samples}x{frames} at {bits_allocated} bits",
+            "decoded {} bytes of pixels, but the header declares {rows} × {columns} × \
+             {samples} samples × {frames} frames at {bits_allocated} bits ({need} bytes)",
             data.len()
         )));
     }
@@ -183,13 +187,14 @@ fn decode_lossless_jpeg(obj: &DefaultDicomObject) -> Option<StoredPixels> {
             &joined
         }
     };
-    let image = match super::jpeg_lossless::decode(stream) {
-        Ok(image) => image,
-        Err(e) => {
-            log::debug!("{e}; decoding with dicom-pixeldata instead");
-            return None;
-        }
-    };
+    let image =
+        match super::jpeg_lossless::decode_expecting(stream, (columns as usize, rows as usize)) {
+            Ok(image) => image,
+            Err(e) => {
+                log::debug!("{e}; decoding with dicom-pixeldata instead");
+                return None;
+            }
+        };
     if image.width != columns as usize || image.height != rows as usize {
         return None;
     }

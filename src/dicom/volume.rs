@@ -184,6 +184,38 @@ pub struct Volume {
 }
 
 impl Volume {
+    /// Checks the invariants every consumer relies on; a volume built by `build_volume`
+    /// from plausible headers always passes, so a failure is a bug or a hand-made volume.
+    pub fn check_consistent(&self) -> Result<(), String> {
+        if self.rows == 0 || self.columns == 0 || self.slices == 0 {
+            return Err(format!(
+                "empty volume ({} × {} × {})",
+                self.rows, self.columns, self.slices
+            ));
+        }
+        if !self.spacing_mm.iter().all(|s| s.is_finite() && *s > 0.0) {
+            return Err(format!(
+                "voxel spacing {:?} mm is not positive",
+                self.spacing_mm
+            ));
+        }
+        let voxels = self.rows * self.columns * self.slices;
+        if self.hu.len() != voxels
+            || self.slice_positions_mm.len() != self.slices
+            || self.instance_numbers.len() != self.slices
+        {
+            return Err(format!(
+                "volume of {} × {} × {} holds {} values for {} slice positions",
+                self.rows,
+                self.columns,
+                self.slices,
+                self.hu.len(),
+                self.slice_positions_mm.len()
+            ));
+        }
+        Ok(())
+    }
+
     pub fn slice(&self, index: usize) -> &[i16] {
         let n = self.rows * self.columns;
         &self.hu[index * n..(index + 1) * n]
@@ -257,6 +289,21 @@ fn decode_slice(path: &Path) -> Result<DecodedSlice, VolumeError> {
         path: path.to_path_buf(),
         source,
     })?;
+    // The header's size is what the volume is assembled by: decoded pixels of another size
+    // would shift every later slice.
+    let declared = (header.rows.unwrap_or(0), header.columns.unwrap_or(0));
+    if (stored.rows, stored.columns) != declared
+        || stored.values.len() != declared.0 as usize * declared.1 as usize
+    {
+        return Err(unsupported(format!(
+            "decoded {} values as {} × {}, but the header declares {} × {}",
+            stored.values.len(),
+            stored.rows,
+            stored.columns,
+            declared.0,
+            declared.1
+        )));
+    }
     let mut hu = Vec::new();
     pixels::to_hounsfield(
         &stored.values,

@@ -15,7 +15,7 @@ use dicom_dictionary_std::tags;
 use dicom_encoding::TransferSyntaxIndex;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
-use crate::db::{self, Database, NewInstance};
+use crate::db::{self, Database, NewInstance, ReadQueries};
 use crate::dicom::InstanceHeader;
 use crate::dicom::header::{hex, path_component, sha256};
 use crate::dicom::read::{self, Extent, ParseError};
@@ -100,6 +100,17 @@ pub fn examine(bytes: &[u8]) -> Result<InstanceHeader, Rejection> {
                     return Err(Rejection::new(
                         "truncated",
                         format!("Pixel Data holds {have} bytes, {needed} expected"),
+                    ));
+                }
+                // More than one pad byte: Rows, Columns or Bits Allocated do not describe
+                // the stored image, and reading it by the header would be garbage.
+                if have > needed + 1 {
+                    return Err(Rejection::new(
+                        "malformed",
+                        format!(
+                            "Pixel Data holds {have} bytes, but the header's Rows, Columns, \
+                             samples, frames and Bits Allocated declare {needed}"
+                        ),
                     ));
                 }
             }

@@ -6,7 +6,7 @@ use std::path::{Component, Path};
 
 use super::server::Reply;
 use crate::analysis::report::{CORONAL_PREVIEW, LABELS_FILE, axial_preview_name};
-use crate::db::Database;
+use crate::db::{ReadQueries, Reader};
 
 /// At most this many axial previews are looked for.
 const MAX_AXIAL: usize = 64;
@@ -46,7 +46,7 @@ fn is_plain_relative(p: &Path) -> bool {
     !p.as_os_str().is_empty() && p.components().all(|c| matches!(c, Component::Normal(_)))
 }
 
-pub fn serve(db: &Database, data_dir: &Path, result_id: &str, file: &str) -> Reply {
+pub fn serve(db: &Reader, data_dir: &Path, result_id: &str, file: &str) -> Reply {
     if !allowed_name(file) {
         return Reply::not_found("no such artifact");
     }

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use super::server::Ctx;
-use crate::db::{self, Database};
+use crate::db::{self, ReadQueries, Reader};
 
 /// Upper bounds of the processing-time histogram, in ms (exposed in seconds).
 pub const BUCKETS_MS: [i64; 11] = [
@@ -20,7 +20,7 @@ fn metric(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-pub fn render(ctx: &Ctx, db: &Database) -> db::Result<String> {
+pub fn render(ctx: &Ctx, db: &Reader) -> db::Result<String> {
     let counts = db.status_counts()?;
     let hist = db.processing_histogram(&BUCKETS_MS)?;
     let by_reason = db.quarantine_by_reason()?;
@@ -87,6 +87,23 @@ pub fn render(ctx: &Ctx, db: &Database) -> db::Result<String> {
         ("failed", counts.jobs_failed),
     ] {
         let _ = writeln!(o, "lungwatch_jobs{{state=\"{state}\"}} {n}");
+    }
+    metric(
+        &mut o,
+        "lungwatch_jobs_failed",
+        "gauge",
+        "Failed analysis jobs by kind of failure.",
+    );
+    let failed = db.failed_jobs_by_kind()?;
+    for kind in crate::db::FailureKind::ALL.map(|k| k.as_str()) {
+        let n = failed
+            .iter()
+            .find(|(k, _)| k == kind)
+            .map_or(0, |(_, n)| *n);
+        let _ = writeln!(o, "lungwatch_jobs_failed{{reason=\"{kind}\"}} {n}");
+    }
+    for (kind, n) in failed.iter().filter(|(k, _)| k == "unknown") {
+        let _ = writeln!(o, "lungwatch_jobs_failed{{reason=\"{kind}\"}} {n}");
     }
     metric(&mut o, "lungwatch_series", "gauge", "Series by state.");
     for (state, n) in [

@@ -16,7 +16,7 @@
 //!   `web.listen` before returning, so a port in use is a start-up error, and it re-checks
 //!   [`WebConfig::validate`]: a non-loopback address without authentication is refused.
 //! * The server only reads: it opens its own SQLite connection per request thread
-//!   ([`Database::open`], WAL, so readers never block the daemon's writer) and never
+//!   ([`Reader::open`]: read-only, WAL, so readers never block the daemon's writer) and never
 //!   writes a row.
 //! * Everything the database cannot tell (start time, loaded models, the incoming folder,
 //!   the disk-full pause, other health problems) comes from the shared [`WebState`], which
@@ -51,7 +51,7 @@ use std::time::{Duration, Instant};
 use crate::analysis::report::ModelRef;
 use crate::config::WebConfig;
 #[cfg(doc)]
-use crate::db::Database;
+use crate::db::Reader;
 
 /// Request-handling threads. The pages are a few SQLite reads each; four threads keep a
 /// slow client from blocking the others without competing with analysis for the CPU.

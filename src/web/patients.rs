@@ -10,7 +10,7 @@ use super::html::{
     self, class_badge, dicom_date_days, esc, esc_opt, fmt_dicom_date, pct, person_name,
 };
 use super::url::encode_segment;
-use crate::db::{self, Database, StoredResult};
+use crate::db::{self, ReadQueries, Reader, StoredResult};
 
 /// A change in affected ratio larger than this many percentage points (absolute) between
 /// consecutive studies is progression (up) or regression (down); smaller is "stable".
@@ -60,7 +60,7 @@ pub struct PatientView {
     pub studies: Vec<TimelineEntry>,
 }
 
-pub fn collect(db: &Database, patient_id: &str) -> db::Result<Option<PatientView>> {
+pub fn collect(db: &Reader, patient_id: &str) -> db::Result<Option<PatientView>> {
     let results = db.patient_results(patient_id)?;
     if results.is_empty() {
         return Ok(None);

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::url::Target;
 use super::{WebState, artifacts, auth, html, metrics, patients, status, studies};
 use crate::config::WebConfig;
-use crate::db::Database;
+use crate::db::{ReadQueries, Reader};
 
 /// How often an idle request thread checks whether it should stop.
 const POLL: Duration = Duration::from_millis(200);
@@ -98,7 +98,7 @@ impl Reply {
 /// The loop of one request thread. Each thread owns one SQLite connection, opened on first
 /// use and reopened after an error.
 pub(super) fn serve_requests(shared: &Shared) {
-    let mut db: Option<Database> = None;
+    let mut db: Option<Reader> = None;
     while !shared.stop.load(Ordering::SeqCst) {
         let request = match shared.server.recv_timeout(POLL) {
             Ok(Some(r)) => r,
@@ -146,15 +146,15 @@ fn respond(request: tiny_http::Request, reply: Reply) {
     }
 }
 
-fn open_db<'a>(slot: &'a mut Option<Database>, path: &Path) -> Result<&'a Database, String> {
+fn open_db<'a>(slot: &'a mut Option<Reader>, path: &Path) -> Result<&'a Reader, String> {
     if slot.is_none() {
         *slot =
-            Some(Database::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?);
+            Some(Reader::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?);
     }
     Ok(slot.as_ref().expect("just opened"))
 }
 
-fn handle(shared: &Shared, slot: &mut Option<Database>, request: &tiny_http::Request) -> Reply {
+fn handle(shared: &Shared, slot: &mut Option<Reader>, request: &tiny_http::Request) -> Reply {
     use tiny_http::Method;
     if !matches!(request.method(), Method::Get | Method::Head) {
         let mut r = Reply::text(405, "only GET and HEAD\n");
@@ -214,7 +214,7 @@ fn handle(shared: &Shared, slot: &mut Option<Database>, request: &tiny_http::Req
     reply
 }
 
-fn route(ctx: &Ctx, db: &Database, seg: &[&str], target: &Target) -> Reply {
+fn route(ctx: &Ctx, db: &Reader, seg: &[&str], target: &Target) -> Reply {
     let fail = |e: rusqlite::Error| Reply::server_error(&format!("database query failed: {e}"));
     match seg {
         [] => match status::collect(ctx, db) {

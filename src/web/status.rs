@@ -9,7 +9,8 @@ use super::html::{self, esc, fmt_bytes, fmt_duration, fmt_ms, fmt_time};
 use super::server::Ctx;
 use crate::analysis::report::ModelRef;
 use crate::db::{
-    self, Database, EventEntry, FailedJob, QuarantineEntry, QueuedJob, SkippedSeries, StatusCounts,
+    self, EventEntry, FailedJob, QuarantineEntry, QueuedJob, ReadQueries, Reader, SkippedSeries,
+    StatusCounts,
 };
 
 /// How many processing times the median and p95 are taken over.
@@ -135,7 +136,7 @@ pub fn health(ctx: &Ctx) -> Health {
     }
 }
 
-pub fn collect(ctx: &Ctx, db: &Database) -> db::Result<StatusView> {
+pub fn collect(ctx: &Ctx, db: &Reader) -> db::Result<StatusView> {
     let counts = db.status_counts()?;
     let mut times = db.recent_processing_ms(PROCESSING_WINDOW)?;
     times.sort_unstable();

@@ -13,7 +13,7 @@ use super::html::{
 use super::server::Ctx;
 use super::url::{Target, encode_segment};
 use crate::analysis::report::SeriesReport;
-use crate::db::{self, Database, ResultRow, StudyFilter};
+use crate::db::{self, ReadQueries, Reader, ResultRow, StudyFilter};
 
 /// Most series results read for one list page, and most studies shown.
 const MAX_ROWS: i64 = 5000;
@@ -85,7 +85,7 @@ fn is_better(a: &ResultRow, b: &ResultRow) -> bool {
     (a.affected_ratio, a.result_id) > (b.affected_ratio, b.result_id)
 }
 
-pub fn collect_list(ctx: &Ctx, db: &Database, t: &Target) -> db::Result<StudiesView> {
+pub fn collect_list(ctx: &Ctx, db: &Reader, t: &Target) -> db::Result<StudiesView> {
     let search = Search {
         patient_id: t.param("patient_id"),
         accession: t.param("accession"),
@@ -276,7 +276,7 @@ pub struct StudyView {
 
 /// The study's newest result per series; None when nothing is known under `uid` (a study
 /// UID, or the series UID of a series without a study UID).
-pub fn collect_study(ctx: &Ctx, db: &Database, uid: &str) -> db::Result<Option<StudyView>> {
+pub fn collect_study(ctx: &Ctx, db: &Reader, uid: &str) -> db::Result<Option<StudyView>> {
     let mut results = db.study_results(uid)?;
     if results.is_empty()
         && let Some(r) = db.latest_result_for_series(uid)?

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod phantom;
+
 use std::path::PathBuf;
 
 /// `../shared/data`, or None (with a message saying the test is skipped) when absent:
@@ -21,7 +23,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lungwatch::db::{Database, StatusCounts};
+use lungwatch::db::{Database, ReadQueries, StatusCounts};
 
 /// A daemon under test with its own folders and config.
 pub struct Daemon {
