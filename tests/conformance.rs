@@ -237,3 +237,38 @@ fn every_lossless_ct_image_variant_decodes_to_the_same_values() {
     }
     assert_eq!(checked, lossless_uids.len());
 }
+
+/// A compressed frame whose header claims another size than the codestream is refused
+/// before decoding, for every codec family (a lying Rows must not reshape the image or
+/// size a decoder's buffer).
+#[test]
+fn codestreams_that_disagree_with_rows_and_columns_are_refused() {
+    let Some(data) = common::shared_data("codestream size check") else {
+        return;
+    };
+    let dir = data.join("dicom-conformance/cornerstone");
+    for syntax in [
+        "JPEGProcess1TransferSyntax_1.2.840.10008.1.2.4.50",
+        "JPEGProcess14SV1TransferSyntax_1.2.840.10008.1.2.4.70",
+        "JPEGLSLosslessTransferSyntax_1.2.840.10008.1.2.4.80",
+        "JPEG2000LosslessOnlyTransferSyntax_1.2.840.10008.1.2.4.90",
+    ] {
+        let path = dir.join(format!("CTImage.dcm_{syntax}.dcm"));
+        let bytes = std::fs::read(&path).unwrap();
+        let mut obj = parse(&bytes, Extent::Full).unwrap();
+        assert!(decode_stored(&obj).is_ok(), "{syntax} decodes as shipped");
+        obj.put(dicom_core::DataElement::new(
+            dicom_dictionary_std::tags::ROWS,
+            dicom_core::VR::US,
+            dicom_core::PrimitiveValue::from(1u16),
+        ));
+        let e = decode_stored(&obj).expect_err("a 1-row header over a full image");
+        let text = e.to_string();
+        assert!(
+            text.contains(
+                "the compressed image is 512 × 512 pixels, but the header declares 512 × 1"
+            ),
+            "{syntax}: refused, but with {text:?}"
+        );
+    }
+}

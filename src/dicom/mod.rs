@@ -1,6 +1,7 @@
 //! DICOM reading: tolerant parsing, header fields, pixel decoding and HU volumes.
 //! Pure functions over bytes and structs; the only I/O is reading the files a caller names.
 
+pub mod codestream;
 pub mod header;
 pub mod jpeg_lossless;
 pub mod pixels;

@@ -55,6 +55,7 @@ pub fn decode_stored(obj: &DefaultDicomObject) -> Result<StoredPixels, DecodeErr
     if let Some(fast) = decode_lossless_jpeg(obj) {
         return Ok(fast);
     }
+    check_codestream_size(obj)?;
     let decoded = obj.decode_pixel_data().map_err(|e| {
         let text = error_chain(&e);
         if text.contains("SamplePrecision(12)") {
@@ -135,6 +136,36 @@ pub fn decode_stored(obj: &DefaultDicomObject) -> Result<StoredPixels, DecodeErr
         samples_per_pixel: samples,
         values,
     })
+}
+
+/// Refuses a compressed frame whose codestream declares another size than Rows × Columns,
+/// before any decoder allocates from the stream's own size fields.
+fn check_codestream_size(obj: &DefaultDicomObject) -> Result<(), DecodeError> {
+    let Some(fragments) = obj
+        .element(tags::PIXEL_DATA)
+        .ok()
+        .and_then(|e| e.value().fragments())
+    else {
+        return Ok(()); // native data: its length was checked at ingest
+    };
+    let Some(first) = fragments.iter().find(|f| !f.is_empty()) else {
+        return Ok(());
+    };
+    let int = |tag| {
+        obj.element_opt(tag)
+            .ok()
+            .flatten()
+            .and_then(|e| e.to_int::<u32>().ok())
+    };
+    let (Some(rows), Some(columns)) = (int(tags::ROWS), int(tags::COLUMNS)) else {
+        return Ok(());
+    };
+    match super::codestream::declared_size(first) {
+        Some((c, r)) if (c, r) != (columns, rows) => Err(DecodeError::Codec(format!(
+            "the compressed image is {c} × {r} pixels, but the header declares {columns} × {rows}"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// The stored value of `raw` with `bits` significant bits, two's complement if `signed`.
