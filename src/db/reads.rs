@@ -186,6 +186,15 @@ impl ReadQueries for Reader {}
 
 /// Every query that only reads. Implemented by `Reader` and `Database`.
 pub trait ReadQueries: Connected {
+    /// Audit rows matching `filter`, newest first, at most `limit`.
+    fn audit_entries(
+        &self,
+        filter: &super::AuditFilter,
+        limit: i64,
+    ) -> Result<Vec<super::AuditRecord>> {
+        super::audit::search(self.conn(), filter, limit)
+    }
+
     /// The newest result of every series matching `filter`, newest study date first.
     /// At most `limit` rows.
     fn search_results(&self, filter: &StudyFilter, limit: i64) -> Result<Vec<ResultRow>> {
