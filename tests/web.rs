@@ -1902,6 +1902,8 @@ fn audit_latency_bench() {
             .len()
     };
     assert!(rows >= n, "every audited request left a row ({rows})");
+    // A line of its own: the test harness's "test name ... " has no line end.
+    println!();
     println!("| auditing | requests | median ms | p95 ms |");
     println!("|---|---|---|---|");
     println!("| off | {n} | {med_off:.3} | {p95_off:.3} |");
