@@ -1581,7 +1581,7 @@ fn audit_trail_of_a_scripted_browse() {
             (Some("ann"), study_page.as_str(), 200, Some("P001"), Read),
             (Some("ann"), "/patients/P001", 200, Some("P001"), Read),
             (Some("ann"), "/api/patients/P001", 200, Some("P001"), Read),
-            (Some("ann"), artifact.as_str(), 200, None, Read),
+            (Some("ann"), artifact.as_str(), 200, Some("P001"), Read),
             (Some("ann"), "/patients/NOBODY", 404, Some("NOBODY"), Read),
             (Some("ann"), "/audit", 403, None, Read),
             (Some("ann"), "/patients/P001", 401, None, LoginFailed),
@@ -1602,7 +1602,7 @@ fn audit_trail_of_a_scripted_browse() {
         Some(&boss),
     )
     .text();
-    assert_eq!(page.matches("<tr><td").count(), 6, "{page}");
+    assert_eq!(page.matches("<tr><td").count(), 7, "{page}");
     let page = get_with(addr, "/audit?date=1999-01-01", Some(&boss)).text();
     assert!(page.contains("No audit record matches."));
     let page = get_with(addr, "/audit?user=%3Cscript%3E&date=x%3Cb%3E", Some(&boss)).text();
@@ -1921,4 +1921,43 @@ fn audit_latency_bench() {
             "NOT met"
         }
     );
+}
+
+/// The audit writer deletes rows older than `audit.retention_days` when it starts.
+#[test]
+fn audit_rows_past_the_retention_period_are_removed() {
+    use lungwatch::db::{AuditEvent, AuditFilter, AuditRecord, AuditWriter, ReadQueries};
+    let f = fixture();
+    let day = 86_400;
+    let row = |days_ago: i64| AuditRecord {
+        at: now_secs() - days_ago * day,
+        user: Some("ann".into()),
+        client: "10.0.0.1".into(),
+        method: "GET".into(),
+        path: format!("/patients/P{days_ago}"),
+        status: 200,
+        patient_id: Some(format!("P{days_ago}")),
+        event: AuditEvent::Read,
+    };
+    let mut w = AuditWriter::open(&f.db_path).unwrap();
+    w.append(&[row(400), row(366), row(364), row(10)]).unwrap();
+    let kept = |retention_days| {
+        let state = Arc::new(WebState::new(f.incoming.clone(), models()));
+        let audit = AuditConfig {
+            enabled: true,
+            retention_days,
+        };
+        drop(web::start(&config(false, false), &audit, &f.db_path, &f.data, state).unwrap());
+        let db = lungwatch::db::Reader::open(&f.db_path).unwrap();
+        let mut days: Vec<String> = db
+            .audit_entries(&AuditFilter::default(), 100)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.path)
+            .collect();
+        days.sort();
+        days
+    };
+    assert_eq!(kept(365), ["/patients/P10", "/patients/P364"]);
+    assert_eq!(kept(5), Vec::<String>::new());
 }

@@ -254,6 +254,19 @@ pub trait ReadQueries: Connected {
             .optional()
     }
 
+    /// The patient ID of a result (for the audit trail of artifact requests).
+    fn result_patient_id(&self, result_id: i64) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT patient_id FROM results WHERE id = ?1",
+                [result_id],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
     /// Distinct studies with a result recorded at or after `since`.
     fn studies_done_since(&self, since: i64) -> Result<i64> {
         self.conn().query_row(

@@ -367,7 +367,14 @@ fn route(ctx: &Ctx, db: &Reader, seg: &[&str], target: &Target) -> Reply {
             ),
             Err(e) => fail(e),
         },
-        ["artifacts", id, file] => artifacts::serve(db, ctx.data_dir, id, file),
+        ["artifacts", id, file] => {
+            // The audit trail names the patient whose images these are.
+            let patient = id
+                .parse()
+                .ok()
+                .and_then(|id| db.result_patient_id(id).ok().flatten());
+            artifacts::serve(db, ctx.data_dir, id, file).about(patient)
+        }
         _ => Reply::page_not_found("There is no page at this address."),
     }
 }
