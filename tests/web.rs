@@ -1961,3 +1961,46 @@ fn audit_rows_past_the_retention_period_are_removed() {
     assert_eq!(kept(365), ["/patients/P10", "/patients/P364"]);
     assert_eq!(kept(5), Vec::<String>::new());
 }
+
+/// `lungwatch passwd` on a terminal (a pseudo-terminal made by Python's `pty`): asks twice,
+/// never echoes the password, prints the hash line.
+#[test]
+fn passwd_on_a_terminal_does_not_echo() {
+    const SCRIPT: &str = r#"
+import os, pty, select, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1], "passwd"])
+out = b""
+def read(secs):
+    global out
+    end = time.time() + secs
+    while time.time() < end:
+        if select.select([fd], [], [], 0.1)[0]:
+            try:
+                out += os.read(fd, 4096)
+            except OSError:
+                return
+read(1); os.write(fd, b"terminal secret 1\n"); read(1); os.write(fd, b"terminal secret 1\n"); read(5)
+sys.stdout.write(out.decode())
+"#;
+    let out = match std::process::Command::new("python3")
+        .args(["-c", SCRIPT, env!("CARGO_BIN_EXE_lungwatch")])
+        .output()
+    {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+        _ => {
+            eprintln!("SKIPPED passwd_on_a_terminal_does_not_echo: no python3 with pty");
+            return;
+        }
+    };
+    assert!(
+        out.contains("Password: ") && out.contains("Repeat it: "),
+        "{out:?}"
+    );
+    assert!(out.contains("password_hash = \"$argon2id$"), "{out:?}");
+    assert!(
+        !out.contains("terminal secret"),
+        "the password was echoed: {out:?}"
+    );
+}
