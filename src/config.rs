@@ -125,8 +125,8 @@ pub struct WebConfig {
     /// PEM private key (PKCS#8 or RSA) of `tls_cert`.
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
-    /// Allows a non-loopback `listen` without TLS (and authentication): a warning at every
-    /// start and on the status page.
+    /// Allows a non-loopback `listen` without TLS (authentication is still required): a
+    /// warning at every start and on the status page.
     #[serde(default)]
     pub allow_plain_http: bool,
 }
@@ -209,12 +209,7 @@ impl WebConfig {
         }
         Some(format!(
             "the web page listens on {addr} over plain HTTP (web.allow_plain_http = true): \
-             passwords and patient data cross the network unencrypted{}",
-            if self.auth_configured() {
-                ""
-            } else {
-                ", and without authentication"
-            }
+             passwords and patient data cross the network unencrypted"
         ))
     }
 
@@ -280,28 +275,28 @@ impl WebConfig {
             }
             _ => {}
         }
-        if !addr.ip().is_loopback() && !self.allow_plain_http {
-            if !self.auth_configured() {
-                return Err(invalid(
-                    "web.listen",
-                    format!(
-                        "is {addr}, which is reachable from other machines, but no authentication \
-                         is configured: add [[web.users]] ({PASSWD_HINT}) or web.token, and \
-                         web.tls_cert/web.tls_key, or listen on 127.0.0.1"
-                    ),
-                ));
-            }
-            if !self.tls_configured() {
-                return Err(invalid(
-                    "web.listen",
-                    format!(
-                        "is {addr}, which is reachable from other machines, but TLS is not \
-                         configured: set web.tls_cert and web.tls_key (install.sh makes a \
-                         self-signed pair in /etc/lungwatch/tls/), or listen on 127.0.0.1, or \
-                         set web.allow_plain_http = true to accept clear text on the network"
-                    ),
-                ));
-            }
+        // Authentication is required on the network in every case: allow_plain_http
+        // waives only TLS (for a TLS-terminating proxy), never the password.
+        if !addr.ip().is_loopback() && !self.auth_configured() {
+            return Err(invalid(
+                "web.listen",
+                format!(
+                    "is {addr}, which is reachable from other machines, but no authentication \
+                     is configured: add [[web.users]] ({PASSWD_HINT}) or web.token, and \
+                     web.tls_cert/web.tls_key, or listen on 127.0.0.1"
+                ),
+            ));
+        }
+        if !addr.ip().is_loopback() && !self.tls_configured() && !self.allow_plain_http {
+            return Err(invalid(
+                "web.listen",
+                format!(
+                    "is {addr}, which is reachable from other machines, but TLS is not \
+                     configured: set web.tls_cert and web.tls_key (install.sh makes a \
+                     self-signed pair in /etc/lungwatch/tls/), or listen on 127.0.0.1, or \
+                     set web.allow_plain_http = true to accept clear text on the network"
+                ),
+            ));
         }
         Ok(())
     }
@@ -653,6 +648,11 @@ mod tests {
         assert!(err.contains("web.listen") && err.contains("TLS"), "{err}");
         let c = web(&format!("{auth}allow_plain_http = true\n")).unwrap();
         assert!(c.web.plain_http_warning().unwrap().contains("plain HTTP"));
+        // It never waives authentication.
+        let err = web("listen = \"0.0.0.0:8080\"\nallow_plain_http = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no authentication"), "{err}");
         // Loopback needs neither, and is not warned about.
         assert!(Config::default().web.plain_http_warning().is_none());
     }

@@ -264,8 +264,8 @@ fn handle(shared: &Shared, slot: &mut Option<Reader>, request: &tiny_http::Reque
     };
     let audited = reads_patient_data(&seg);
     let user = identity.as_ref().map(|i| i.user.clone());
-    // The audit trail is for admins. Without authentication (loopback only) everyone on
-    // this machine is, as they can read the database file anyway.
+    // The audit trail is for admins. Without authentication configured (possible on
+    // loopback only) everyone on this machine is, as they could read the database file.
     let reply = if seg == ["audit"]
         && identity
             .as_ref()
