@@ -74,7 +74,8 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
-    /// Check the config and the models (checksums, loading) and say what is wrong.
+    /// Check the config (and the TLS certificate, if set) and the models (checksums,
+    /// loading) and say what is wrong.
     Check {
         #[arg(long, short)]
         config: Option<PathBuf>,
@@ -203,6 +204,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 config.paths.incoming.display(),
                 config.paths.data.display()
             );
+            if let Some(fingerprint) = lungwatch::web::check_tls(&config.web)? {
+                println!("web TLS certificate: ok, SHA-256 fingerprint {fingerprint}");
+            }
             let models = load_models(models.unwrap_or_else(|| config.models_dir()))?;
             for m in models.references() {
                 println!(

@@ -2004,3 +2004,56 @@ sys.stdout.write(out.decode())
         "the password was echoed: {out:?}"
     );
 }
+
+/// `lungwatch check` reads the certificate like `serve` does and prints its fingerprint,
+/// the one openssl computes; a missing key file fails the check.
+#[test]
+fn check_reports_the_certificate_fingerprint() {
+    const TEST: &str = "check_reports_the_certificate_fingerprint";
+    let dir = tempfile::tempdir().unwrap();
+    let Some((cert, key)) = self_signed(dir.path(), TEST) else {
+        return;
+    };
+    let conf = dir.path().join("lungwatch.toml");
+    let write = |key: &Path| {
+        std::fs::write(
+            &conf,
+            format!("[web]\ntls_cert = {cert:?}\ntls_key = {key:?}\n"),
+        )
+        .unwrap()
+    };
+    let check = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_lungwatch"))
+            .args(["check", "--models"])
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("models"))
+            .arg("--config")
+            .arg(&conf)
+            .output()
+            .unwrap()
+    };
+    write(&key);
+    let out = check();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fp = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    let fp = String::from_utf8(fp.stdout).unwrap();
+    let fp = fp.trim().rsplit('=').next().unwrap().to_string();
+    assert!(
+        text.contains(&format!(
+            "web TLS certificate: ok, SHA-256 fingerprint {fp}"
+        )),
+        "{text}"
+    );
+    write(&dir.path().join("missing.pem"));
+    let out = check();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("web.tls_key"));
+}

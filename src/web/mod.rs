@@ -221,6 +221,12 @@ impl Drop for WebHandle {
     }
 }
 
+/// Reads and checks `web.tls_cert` / `web.tls_key` as [`start`] would; the server
+/// certificate's SHA-256 fingerprint, or None when TLS is not configured.
+pub fn check_tls(config: &WebConfig) -> anyhow::Result<Option<String>> {
+    Ok(tls::TlsFiles::load(config)?.map(|f| f.fingerprint()))
+}
+
 /// Binds `config.listen` and serves the page on [`THREADS`] threads until the handle is
 /// stopped or dropped: over HTTPS when `web.tls_cert`/`web.tls_key` are set. `db_path` is
 /// the daemon's database; `data_dir` is `paths.data` (result artifact folders are relative
