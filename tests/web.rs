@@ -1548,7 +1548,9 @@ fn audit_trail_of_a_scripted_browse() {
     use lungwatch::db::{AuditEvent, AuditFilter, ReadQueries};
     let mut rows = db.audit_entries(&AuditFilter::default(), 100).unwrap();
     rows.reverse();
-    let seen: Vec<(Option<&str>, &str, u16, Option<&str>, AuditEvent)> = rows
+    // (user, path, status, patient, event)
+    type Row<'a> = (Option<&'a str>, &'a str, u16, Option<&'a str>, AuditEvent);
+    let seen: Vec<Row> = rows
         .iter()
         .map(|r| {
             assert_eq!(r.client, "127.0.0.1");
