@@ -2059,3 +2059,49 @@ fn check_reports_the_certificate_fingerprint() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("web.tls_key"));
 }
+
+/// While audit rows cannot be written, /healthz says so (503) and the rows are kept and
+/// retried; once writing works again, health recovers and no row is lost.
+#[test]
+fn a_failing_audit_trail_makes_health_degraded_until_it_recovers() {
+    let f = fixture();
+    let sql = rusqlite::Connection::open(&f.db_path).unwrap();
+    sql.execute_batch(
+        "CREATE TRIGGER audit_fails BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'disk trouble'); END;",
+    )
+    .unwrap();
+    let (web, _state) = start(&f, &config(false, false));
+    let addr = web.local_addr();
+    assert_eq!(get(addr, "/healthz").status, 200);
+    assert_eq!(get(addr, "/patients/P001").status, 200);
+    let wait_for = |status: u16| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let r = get(addr, "/healthz");
+            if r.status == status {
+                return r.text();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "health stayed {}",
+                r.status
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    let text = wait_for(503);
+    assert!(
+        text.contains("audit trail cannot be written") && text.contains("disk trouble"),
+        "{text}"
+    );
+    sql.execute_batch("DROP TRIGGER audit_fails;").unwrap();
+    wait_for(200);
+    drop(web);
+    let db = lungwatch::db::Reader::open(&f.db_path).unwrap();
+    use lungwatch::db::ReadQueries;
+    let rows = db
+        .audit_entries(&lungwatch::db::AuditFilter::default(), 10)
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].path, "/patients/P001");
+}

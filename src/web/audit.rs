@@ -6,12 +6,18 @@
 //! locked or broken, patient pages slow down rather than being read without a record.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::WebState;
 use crate::config::AuditConfig;
 use crate::db::{AuditRecord, AuditWriter};
+
+/// The `WebState` problem key: while audit rows cannot be written, `/healthz` answers 503
+/// and the status page says why, so that the gap in the trail does not go unnoticed.
+const PROBLEM: &str = "audit";
 
 /// Records waiting at most; a burst far beyond the page's request rate.
 const QUEUE: usize = 4096;
@@ -32,6 +38,7 @@ impl AuditLog {
     pub fn start(
         config: &AuditConfig,
         db_path: &Path,
+        state: Arc<WebState>,
     ) -> anyhow::Result<(AuditLog, Option<JoinHandle<()>>)> {
         if !config.enabled {
             log::warn!(
@@ -46,7 +53,7 @@ impl AuditLog {
         let retention = Duration::from_secs(u64::from(config.retention_days) * 86_400);
         let thread = std::thread::Builder::new()
             .name("web-audit".into())
-            .spawn(move || write_loop(writer, rx, retention))?;
+            .spawn(move || write_loop(writer, rx, retention, &state))?;
         Ok((AuditLog { tx: Some(tx) }, Some(thread)))
     }
 
@@ -65,7 +72,12 @@ impl AuditLog {
     }
 }
 
-fn write_loop(mut writer: AuditWriter, rx: Receiver<AuditRecord>, retention: Duration) {
+fn write_loop(
+    mut writer: AuditWriter,
+    rx: Receiver<AuditRecord>,
+    retention: Duration,
+    state: &WebState,
+) {
     let mut last_prune: Option<Instant> = None;
     let mut batch = Vec::with_capacity(BATCH);
     loop {
@@ -96,9 +108,17 @@ fn write_loop(mut writer: AuditWriter, rx: Receiver<AuditRecord>, retention: Dur
         let mut tries = 0;
         while !batch.is_empty() {
             match writer.append(&batch) {
-                Ok(()) => batch.clear(),
+                Ok(()) => {
+                    batch.clear();
+                    // Also clears what an earlier page's writer left (a SIGHUP restart).
+                    state.set_problem(PROBLEM, None);
+                }
                 Err(e) => {
                     tries += 1;
+                    state.set_problem(
+                        PROBLEM,
+                        Some(format!("the audit trail cannot be written: {e}")),
+                    );
                     log::error!(
                         "audit: cannot write {} rows (try {tries}): {e}",
                         batch.len()

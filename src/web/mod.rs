@@ -261,7 +261,7 @@ pub fn start(
         .server_addr()
         .to_ip()
         .ok_or_else(|| anyhow::anyhow!("web server bound to a non-IP address"))?;
-    let (audit_log, audit_thread) = audit::AuditLog::start(audit, db_path)?;
+    let (audit_log, audit_thread) = audit::AuditLog::start(audit, db_path, Arc::clone(&state))?;
     let stop = Arc::new(AtomicBool::new(false));
     let shared = Arc::new(server::Shared {
         server,
