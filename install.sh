@@ -15,6 +15,12 @@
 #   --binary FILE  the lungwatch binary to install (default target/release/lungwatch,
 #                  built with `cargo build --release --offline` when absent)
 #   --no-start     install and enable, but do not (re)start the service
+#   --no-tls-cert  do not create the self-signed certificate (image builds: each box makes
+#                  its own at first boot, so that no two share a private key)
+#
+# HTTPS: when /etc/lungwatch/tls/ holds no certificate, a self-signed one for this host's
+# names and addresses is made with openssl and its SHA-256 fingerprint printed. A site's
+# own certificate there is never touched.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -24,6 +30,7 @@ binary=""
 mode="install"
 purge=0
 start=1
+make_cert=1
 
 die() { echo "install.sh: $*" >&2; exit 1; }
 say() { echo "install.sh: $*"; }
@@ -39,6 +46,7 @@ while [ $# -gt 0 ]; do
     --uninstall) mode="uninstall"; shift ;;
     --purge) purge=1; shift ;;
     --no-start) start=0; shift ;;
+    --no-tls-cert) make_cert=0; shift ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
@@ -64,6 +72,7 @@ share_dir="/usr/share/lungwatch"
 models_dir="$share_dir/models"
 conf_dir="/etc/lungwatch"
 conf_path="$conf_dir/lungwatch.toml"
+tls_dir="$conf_dir/tls"
 state_dir="/var/lib/lungwatch"
 unit_path="/etc/systemd/system/lungwatch.service"
 
@@ -131,6 +140,45 @@ if [ -e "$root$conf_path" ]; then
 else
   install -m 0640 "$here/config/lungwatch.toml" "$root$conf_path"
   say "installed the default config at $conf_path"
+fi
+
+# HTTPS certificate: made only when neither file is there, so a site's certificate (or a
+# key without its certificate, being replaced) is never overwritten.
+cert="$root$tls_dir/cert.pem"
+key="$root$tls_dir/key.pem"
+if [ "$make_cert" -eq 1 ]; then
+  install -d -m 0750 "$root$tls_dir"
+  if [ -e "$cert" ] || [ -e "$key" ]; then
+    say "kept the existing certificate in $tls_dir"
+  elif command -v openssl >/dev/null 2>&1; then
+    host="$(hostname 2>/dev/null || echo lungwatch)"
+    san="DNS:localhost,IP:127.0.0.1,IP:::1"
+    for n in "$host" "$(hostname -f 2>/dev/null || true)"; do
+      case "$n" in "" | localhost | *[!A-Za-z0-9.-]*) ;; *) case ",$san," in *",DNS:$n,"*) ;; *) san="$san,DNS:$n" ;; esac ;; esac
+    done
+    for ip in $(hostname -I 2>/dev/null || true); do
+      case "$ip" in *[!0-9a-fA-F.:]*) ;; *) case ",$san," in *",IP:$ip,"*) ;; *) san="$san,IP:$ip" ;; esac ;; esac
+    done
+    # EC P-256: fast, and accepted by every current browser. 825 days: the longest
+    # validity Apple's clients accept for a server certificate.
+    (umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+      -days 825 -subj "/CN=$host" -addext "subjectAltName=$san" \
+      -keyout "$key.new" -out "$cert.new" 2>/dev/null) || die "openssl could not make a certificate"
+    chmod 0640 "$key.new"
+    chmod 0644 "$cert.new"
+    mv -f "$key.new" "$key"
+    mv -f "$cert.new" "$cert"
+    say "created a self-signed certificate $tls_dir/cert.pem for $san"
+  else
+    say "openssl is not installed: no certificate made; put a PEM certificate and key in $tls_dir (see the README, Security)"
+  fi
+  if [ -f "$cert" ] && command -v openssl >/dev/null 2>&1; then
+    say "certificate $(openssl x509 -in "$cert" -noout -fingerprint -sha256 2>/dev/null || echo "fingerprint unreadable")"
+  fi
+  if [ "$live" -eq 1 ]; then
+    chown root:lungwatch "$root$tls_dir"
+    [ ! -f "$key" ] || chown root:lungwatch "$key"
+  fi
 fi
 
 # State: the drop folder (group-writable: add the PACS export's account to the lungwatch

@@ -126,7 +126,7 @@ packages=(
   linux-image-amd64 initramfs-tools zstd grub-pc-bin
   e2fsprogs dosfstools fdisk cloud-guest-utils kmod
   iproute2 iputils-ping netbase openssh-server curl less nano procps tzdata
-  samba nfs-kernel-server
+  samba nfs-kernel-server openssl
 )
 if [ -n "$extra_packages" ]; then IFS=, read -r -a more <<<"$extra_packages"; packages+=("${more[@]}"); fi
 include="$(IFS=,; echo "${packages[*]}")"
@@ -185,7 +185,9 @@ if [ "$strip_debug" -eq 1 ]; then
 fi
 install -m 0644 "$repo/config/lungwatch.toml" "$src/config/"
 install -m 0644 "$repo"/models/*.onnx "$repo/models/manifest.toml" "$repo/models/MODEL_CARD.md" "$src/models/"
-in_root /tmp/lungwatch-src/install.sh --binary /tmp/lungwatch-src/lungwatch --no-start
+# --no-tls-cert: each box makes its own certificate at first boot (lungwatch-setup), so
+# that no two appliances share a private key.
+in_root /tmp/lungwatch-src/install.sh --binary /tmp/lungwatch-src/lungwatch --no-start --no-tls-cert
 in_root systemctl is-enabled --quiet lungwatch.service ||
   die "install.sh did not enable lungwatch.service in the image"
 version="$(in_root /usr/local/bin/lungwatch --version | awk '{print $NF}')"

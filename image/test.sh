@@ -175,7 +175,7 @@ wait_healthz() { # -> seconds from start to "200 ok"
   local t0=$SECONDS code next=$((SECONDS + 30))
   while :; do
     kill -0 "$qemu_pid" 2>/dev/null || fail "QEMU exited: $(cat "$work/qemu.log")"
-    code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "http://127.0.0.1:$web/healthz" || true)"
+    code="$(curl -ks -o /dev/null -w '%{http_code}' --max-time 10 "https://127.0.0.1:$web/healthz" || true)"
     [ "$code" != 200 ] || break
     [ $((SECONDS - t0)) -lt "$boot_timeout" ] || fail "no /healthz after ${boot_timeout} s (last answer: $code)"
     if [ "$SECONDS" -ge "$next" ]; then
@@ -187,7 +187,9 @@ wait_healthz() { # -> seconds from start to "200 ok"
   boot_secs=$((SECONDS - t0))
 }
 
-api() { curl -sf --max-time 20 -u "radiology:$web_pw" "http://127.0.0.1:$web$1"; }
+# -k: the box makes its own self-signed certificate at first boot (its fingerprint is on the
+# console); what is tested here is that the page speaks only HTTPS, with a password.
+api() { curl -ksf --max-time 20 -u "radiology:$web_pw" "https://127.0.0.1:$web$1"; }
 json_field() { # name: the first "name":value in the JSON on stdin
   tr '\n' ' ' | grep -o "\"$1\": *\(\"[^\"]*\"\|[^,}]*\)" | head -n 1 | sed 's/^[^:]*: *//; s/"//g; s/ *$//' || true
 }
@@ -200,8 +202,10 @@ wait_healthz
 boot1_secs=$boot_secs
 say "/healthz answers 200 after ${boot1_secs} s"
 
-code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 20 "http://127.0.0.1:$web/api/status")"
+code="$(curl -ks -o /dev/null -w '%{http_code}' --max-time 20 "https://127.0.0.1:$web/api/status")"
 [ "$code" = 401 ] || fail "/api/status without the password answered $code, not 401"
+code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 20 "http://127.0.0.1:$web/healthz" || true)"
+[ "$code" != 200 ] || fail "the web page answered plain HTTP; it must speak only HTTPS"
 api /api/status >"$work/status.json" || fail "/api/status with the password failed"
 say "the web page asks for the password; lungwatch $(json_field version <"$work/status.json") is up"
 if [ "$boot_only" -eq 1 ]; then

@@ -37,6 +37,7 @@ pub struct Config {
     pub log: Log,
     pub models: Models,
     pub web: WebConfig,
+    pub audit: AuditConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -111,18 +112,72 @@ pub struct WebConfig {
     pub listen: String,
     /// On list pages, show patient IDs as `ABC***` and no names.
     pub mask_patient_ids: bool,
-    /// Bearer token (or the password of HTTP basic auth with any user name).
+    /// Bearer token for Prometheus scrapes (also accepted as the password of HTTP basic
+    /// auth with any user name; such requests are audited as user `token`).
     #[serde(default)]
     pub token: Option<String>,
+    /// Named people who may log in (HTTP basic auth), each with an Argon2id hash.
     #[serde(default)]
-    pub basic_user: Option<String>,
-    /// Hex SHA-256 of the basic-auth password.
+    pub users: Vec<WebUser>,
+    /// PEM certificate chain; with `tls_key`, the page is served over HTTPS only.
     #[serde(default)]
-    pub basic_password_sha256: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8 or RSA) of `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// Allows a non-loopback `listen` without TLS (authentication is still required): a
+    /// warning at every start and on the status page.
+    #[serde(default)]
+    pub allow_plain_http: bool,
+}
+
+/// What a logged-in person may do.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads every page except the audit trail.
+    #[default]
+    Viewer,
+    /// Also reads the audit trail (`/audit`).
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// One `[[web.users]]` entry.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebUser {
+    pub name: String,
+    /// PHC string made by `lungwatch passwd`: `$argon2id$v=19$m=...,t=...,p=...$salt$hash`.
+    pub password_hash: String,
+    #[serde(default)]
+    pub role: Role,
+}
+
+/// The audit trail of patient-data reads and failed logins.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Record requests. Off only to measure what auditing costs (`bench/audit.sh`).
+    pub enabled: bool,
+    /// Rows older than this many days are deleted.
+    pub retention_days: u32,
 }
 
 /// The shortest accepted `web.token`: shorter tokens are guessable.
 pub const MIN_TOKEN_LEN: usize = 16;
+
+/// How to make a password hash, for error messages.
+const PASSWD_HINT: &str = "make one with `lungwatch passwd` and add it as \
+     [[web.users]] name = \"...\", password_hash = \"$argon2id$...\", role = \"admin\" or \"viewer\"";
 
 impl WebConfig {
     pub fn listen_addr(&self) -> Result<std::net::SocketAddr, ConfigError> {
@@ -135,13 +190,32 @@ impl WebConfig {
         })
     }
 
-    /// True when a token or basic credentials are configured.
+    /// True when a token or at least one user is configured.
     pub fn auth_configured(&self) -> bool {
-        self.token.is_some() || self.basic_user.is_some()
+        self.token.is_some() || !self.users.is_empty()
+    }
+
+    /// True when the page is served over HTTPS.
+    pub fn tls_configured(&self) -> bool {
+        self.tls_cert.is_some() && self.tls_key.is_some()
+    }
+
+    /// The warning shown at every start and on the status page when the page is reachable
+    /// from the network in clear text (`allow_plain_http`), else None.
+    pub fn plain_http_warning(&self) -> Option<String> {
+        let addr = self.listen_addr().ok()?;
+        if addr.ip().is_loopback() || self.tls_configured() {
+            return None;
+        }
+        Some(format!(
+            "the web page listens on {addr} over plain HTTP (web.allow_plain_http = true): \
+             passwords and patient data cross the network unencrypted"
+        ))
     }
 
     /// Checks the web keys. Refuses to expose the page beyond this machine without
-    /// authentication: patient data must not be readable by anyone on the network.
+    /// authentication and TLS: patient data must not be readable by anyone on the network,
+    /// nor cross it in clear text.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key: &'static str, problem: String| ConfigError::Invalid { key, problem };
         let addr = self.listen_addr()?;
@@ -153,44 +227,113 @@ impl WebConfig {
                 format!("must be at least {MIN_TOKEN_LEN} characters"),
             ));
         }
-        match (&self.basic_user, &self.basic_password_sha256) {
-            (Some(u), Some(h)) => {
-                if u.is_empty() || u.contains(':') {
-                    return Err(invalid(
-                        "web.basic_user",
-                        "must be non-empty and must not contain ':'".into(),
-                    ));
-                }
-                if h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()) {
-                    return Err(invalid(
-                        "web.basic_password_sha256",
-                        "must be 64 hex digits (printf %s 'PASSWORD' | sha256sum)".into(),
-                    ));
-                }
+        for (i, u) in self.users.iter().enumerate() {
+            if u.name.is_empty() || u.name.contains(':') || u.name.chars().any(char::is_control) {
+                return Err(invalid(
+                    "web.users.name",
+                    format!(
+                        "{:?} must be non-empty, without ':' or control characters",
+                        u.name
+                    ),
+                ));
             }
+            if u.name == "token" {
+                return Err(invalid(
+                    "web.users.name",
+                    "\"token\" is reserved: the audit trail names web.token requests so".into(),
+                ));
+            }
+            if self.users[..i].iter().any(|o| o.name == u.name) {
+                return Err(invalid(
+                    "web.users.name",
+                    format!("{:?} appears twice", u.name),
+                ));
+            }
+            let phc = argon2::password_hash::PasswordHash::new(&u.password_hash);
+            if !phc.is_ok_and(|h| h.algorithm.as_str() == "argon2id" && h.hash.is_some()) {
+                return Err(invalid(
+                    "web.users.password_hash",
+                    format!(
+                        "of user {:?} is not an Argon2id PHC string; {PASSWD_HINT}",
+                        u.name
+                    ),
+                ));
+            }
+        }
+        match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) => {
                 return Err(invalid(
-                    "web.basic_password_sha256",
-                    "must be set when web.basic_user is".into(),
+                    "web.tls_key",
+                    "must be set when web.tls_cert is".into(),
                 ));
             }
             (None, Some(_)) => {
                 return Err(invalid(
-                    "web.basic_user",
-                    "must be set when web.basic_password_sha256 is".into(),
+                    "web.tls_cert",
+                    "must be set when web.tls_key is".into(),
                 ));
             }
-            (None, None) => {}
+            _ => {}
         }
+        // Authentication is required on the network in every case: allow_plain_http
+        // waives only TLS (for a TLS-terminating proxy), never the password.
         if !addr.ip().is_loopback() && !self.auth_configured() {
             return Err(invalid(
                 "web.listen",
                 format!(
                     "is {addr}, which is reachable from other machines, but no authentication \
-                     is configured: set web.token, or web.basic_user and \
-                     web.basic_password_sha256, or listen on 127.0.0.1"
+                     is configured: add [[web.users]] ({PASSWD_HINT}) or web.token, and \
+                     web.tls_cert/web.tls_key, or listen on 127.0.0.1"
                 ),
             ));
+        }
+        if !addr.ip().is_loopback() && !self.tls_configured() && !self.allow_plain_http {
+            return Err(invalid(
+                "web.listen",
+                format!(
+                    "is {addr}, which is reachable from other machines, but TLS is not \
+                     configured: set web.tls_cert and web.tls_key (install.sh makes a \
+                     self-signed pair in /etc/lungwatch/tls/), or listen on 127.0.0.1, or \
+                     set web.allow_plain_http = true to accept clear text on the network"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Keys of earlier versions that are refused with instructions rather than ignored: a
+/// site upgrading must not end up with an open page or a silently dropped password.
+fn reject_retired_keys(user: &toml::Table) -> Result<(), ConfigError> {
+    let Some(toml::Value::Table(web)) = user.get("web") else {
+        return Ok(());
+    };
+    for key in ["basic_user", "basic_password_sha256"] {
+        if web.contains_key(key) {
+            return Err(ConfigError::Invalid {
+                key: if key == "basic_user" {
+                    "web.basic_user"
+                } else {
+                    "web.basic_password_sha256"
+                },
+                problem: format!(
+                    "is no longer accepted: unsalted SHA-256 password hashes are cracked in \
+                     seconds. Replace web.basic_user and web.basic_password_sha256 with named \
+                     users with Argon2id hashes: {PASSWD_HINT}"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+impl AuditConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.retention_days == 0 {
+            return Err(ConfigError::Invalid {
+                key: "audit.retention_days",
+                problem: "must be at least 1".into(),
+            });
         }
         Ok(())
     }
@@ -226,6 +369,7 @@ impl Config {
             message,
         };
         let user: toml::Table = toml::from_str(text).map_err(|e| parse_error(e.to_string()))?;
+        reject_retired_keys(&user)?;
         let mut merged: toml::Table =
             toml::from_str(DEFAULT_TOML).expect("the embedded default config is TOML");
         merge_tables(&mut merged, user);
@@ -332,6 +476,7 @@ impl Config {
             ));
         }
         self.web.validate()?;
+        self.audit.validate()?;
         if !["error", "warn", "info", "debug", "trace"].contains(&self.log.level.as_str()) {
             return Err(invalid(
                 "log.level",
@@ -484,12 +629,91 @@ mod tests {
             assert!(err.contains("web.listen"), "{err}");
             assert!(err.contains("no authentication"), "{err}");
         }
-        web("listen = \"0.0.0.0:8080\"\ntoken = \"0123456789abcdef0123\"\n").unwrap();
-        let hash = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8";
+        let tls = "tls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\n";
         web(&format!(
-            "listen = \"0.0.0.0:8080\"\nbasic_user = \"it\"\nbasic_password_sha256 = {hash:?}\n"
+            "listen = \"0.0.0.0:8080\"\ntoken = \"0123456789abcdef0123\"\n{tls}"
         ))
         .unwrap();
+        let hash = crate::web::hash_password("pw").unwrap();
+        web(&format!(
+            "listen = \"0.0.0.0:8080\"\n{tls}[[web.users]]\nname = \"it\"\npassword_hash = {hash:?}\n"
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn non_loopback_without_tls_needs_allow_plain_http() {
+        let auth = "listen = \"0.0.0.0:8080\"\ntoken = \"0123456789abcdef0123\"\n";
+        let err = web(auth).unwrap_err().to_string();
+        assert!(err.contains("web.listen") && err.contains("TLS"), "{err}");
+        let c = web(&format!("{auth}allow_plain_http = true\n")).unwrap();
+        assert!(c.web.plain_http_warning().unwrap().contains("plain HTTP"));
+        // It never waives authentication.
+        let err = web("listen = \"0.0.0.0:8080\"\nallow_plain_http = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no authentication"), "{err}");
+        // Loopback needs neither, and is not warned about.
+        assert!(Config::default().web.plain_http_warning().is_none());
+    }
+
+    #[test]
+    fn users_need_argon2id_hashes_and_default_to_viewer() {
+        let hash = crate::web::hash_password("pw").unwrap();
+        let c = web(&format!(
+            "[[web.users]]\nname = \"a\"\npassword_hash = {hash:?}\nrole = \"admin\"\n\
+             [[web.users]]\nname = \"b\"\npassword_hash = {hash:?}\n"
+        ))
+        .unwrap();
+        assert_eq!(c.web.users[0].role, Role::Admin);
+        assert_eq!(c.web.users[1].role, Role::Viewer);
+        let sha = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8";
+        let argon2i = "$argon2i$v=19$m=16,t=2,p=1$c29tZXNhbHQ$UlRVd3ZXh8oFkRHiCgyvbQ";
+        for (user, key) in [
+            (
+                format!("name = \"a\"\npassword_hash = {sha:?}\n"),
+                "web.users.password_hash",
+            ),
+            (
+                format!("name = \"a\"\npassword_hash = {argon2i:?}\n"),
+                "web.users.password_hash",
+            ),
+            (
+                format!("name = \"a:b\"\npassword_hash = {hash:?}\n"),
+                "web.users.name",
+            ),
+            (
+                format!("name = \"token\"\npassword_hash = {hash:?}\n"),
+                "web.users.name",
+            ),
+            (
+                format!("name = \"a\"\npassword_hash = {hash:?}\nrole = \"root\"\n"),
+                "role",
+            ),
+        ] {
+            let err = web(&format!("[[web.users]]\n{user}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{err} should name {key}");
+        }
+        let twice = format!("[[web.users]]\nname = \"a\"\npassword_hash = {hash:?}\n");
+        let err = web(&format!("{twice}{twice}")).unwrap_err().to_string();
+        assert!(err.contains("twice"), "{err}");
+    }
+
+    #[test]
+    fn retired_sha256_keys_are_refused_with_instructions() {
+        let hash = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8";
+        for extra in [
+            format!("basic_user = \"it\"\nbasic_password_sha256 = {hash:?}\n"),
+            format!("basic_password_sha256 = {hash:?}\n"),
+            "basic_user = \"it\"\n".to_string(),
+        ] {
+            let err = web(&extra).unwrap_err().to_string();
+            assert!(err.contains("web.basic_"), "{err}");
+            assert!(err.contains("lungwatch passwd"), "{err}");
+            assert!(err.contains("[[web.users]]"), "{err}");
+        }
     }
 
     #[test]
@@ -497,17 +721,22 @@ mod tests {
         for (extra, key) in [
             ("listen = \"localhost\"\n", "web.listen"),
             ("token = \"short\"\n", "web.token"),
-            ("basic_user = \"it\"\n", "web.basic_password_sha256"),
-            ("basic_password_sha256 = \"00\"\n", "web.basic_user"),
-            (
-                "basic_user = \"it\"\nbasic_password_sha256 = \"xyz\"\n",
-                "web.basic_password_sha256",
-            ),
+            ("tls_cert = \"/c.pem\"\n", "web.tls_key"),
+            ("tls_key = \"/k.pem\"\n", "web.tls_cert"),
             ("listen_on = \"x\"\n", "listen_on"),
         ] {
             let err = web(extra).unwrap_err().to_string();
             assert!(err.contains(key), "{err} should name {key}");
         }
+        let err = Config::from_toml(
+            "[paths]\nincoming = \"/a\"\ndata = \"/b\"\n[audit]\nretention_days = 0\n",
+            Path::new("t.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("audit.retention_days"), "{err}");
+        assert_eq!(Config::default().audit.retention_days, 365);
+        assert!(Config::default().audit.enabled);
     }
 
     #[test]

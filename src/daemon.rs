@@ -119,6 +119,7 @@ pub fn serve(config: Config, config_path: Option<PathBuf>, signals: Signals) -> 
     ));
     let web_handle = web::start(
         &config.web,
+        &config.audit,
         &config.database_path(),
         &config.paths.data,
         state.clone(),
@@ -310,11 +311,14 @@ fn reload(
     if new.paths.incoming != config.paths.incoming || new.paths.data != config.paths.data {
         warn!("SIGHUP: paths.* changed; they take effect at the next restart");
     }
-    if new.web != config.web {
+    // A certificate replaced on disk under the same web.tls_* keys is a change too.
+    let tls_files_changed = web_handle.as_ref().is_some_and(|h| h.tls_files_changed());
+    if new.web != config.web || new.audit != config.audit || tls_files_changed {
         // The same port may be kept: the old server lets go of it before the new binds.
-        let start = |web_config| {
+        let start = |web_config, audit_config| {
             web::start(
                 web_config,
+                audit_config,
                 &config.database_path(),
                 &config.paths.data,
                 state.clone(),
@@ -331,10 +335,11 @@ fn reload(
         if let Some(old) = web_handle.take() {
             old.stop();
         }
-        match start(&new.web) {
+        match start(&new.web, &new.audit) {
             Ok(handle) => {
                 info!(
-                    "SIGHUP: web page restarted on http://{}",
+                    "SIGHUP: web page restarted on {}://{}",
+                    if handle.is_https() { "https" } else { "http" },
                     handle.local_addr()
                 );
                 *web_handle = Some(handle);
@@ -347,7 +352,7 @@ fn reload(
                         "SIGHUP: new web settings failed ({e:#}); restarting the page with the old ones"
                     ),
                 );
-                match start(&config.web) {
+                match start(&config.web, &config.audit) {
                     Ok(handle) => *web_handle = Some(handle),
                     Err(e) => report(db, "error", &format!("the web page is down: {e:#}")),
                 }

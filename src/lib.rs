@@ -6,12 +6,14 @@
 
 pub mod analysis;
 pub mod analyze;
+pub mod audit_export;
 pub mod config;
 pub mod daemon;
 pub mod db;
 pub mod dicom;
 pub mod ingest;
 pub mod inspect;
+pub mod passwd;
 pub mod pipeline;
 pub mod plausible;
 pub mod series;

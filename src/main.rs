@@ -15,7 +15,7 @@ use lungwatch::analysis::models::ModelSet;
 use lungwatch::analyze::{self, AnalyzeOptions};
 use lungwatch::config::Config;
 use lungwatch::db::Reader;
-use lungwatch::{daemon, inspect};
+use lungwatch::{audit_export, daemon, inspect};
 
 #[derive(Parser)]
 #[command(
@@ -74,7 +74,8 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
-    /// Check the config and the models (checksums, loading) and say what is wrong.
+    /// Check the config (and the TLS certificate, if set) and the models (checksums,
+    /// loading) and say what is wrong.
     Check {
         #[arg(long, short)]
         config: Option<PathBuf>,
@@ -87,6 +88,20 @@ enum Command {
         config: Option<PathBuf>,
         #[arg(long)]
         json: bool,
+    },
+    /// Make the Argon2id `password_hash = "..."` line of a [[web.users]] entry. Asks for
+    /// the password without echo, or reads one line from stdin when it is not a terminal.
+    Passwd,
+    /// Export the audit trail (who read which patient's data, failed logins) from a day on.
+    Audit {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// First day to export, YYYY-MM-DD (UTC).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        since: String,
+        /// CSV (RFC 4180, with a header line) instead of a table.
+        #[arg(long)]
+        csv: bool,
     },
 }
 
@@ -189,6 +204,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 config.paths.incoming.display(),
                 config.paths.data.display()
             );
+            if let Some(fingerprint) = lungwatch::web::check_tls(&config.web)? {
+                println!("web TLS certificate: ok, SHA-256 fingerprint {fingerprint}");
+            }
             let models = load_models(models.unwrap_or_else(|| config.models_dir()))?;
             for m in models.references() {
                 println!(
@@ -200,15 +218,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Status { config, json } => {
             let config = Config::load_or_default(config.as_deref())?;
-            let path = config.database_path();
-            if !path.exists() {
-                anyhow::bail!(
-                    "no database at {} (has `lungwatch serve` run with this config?)",
-                    path.display()
-                );
-            }
-            let db =
-                Reader::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+            let db = open_reader(&config)?;
             let status = lungwatch::status::collect(&db)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
@@ -217,7 +227,36 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Passwd => {
+            let password = lungwatch::passwd::read_password()?;
+            println!("{}", lungwatch::passwd::hash_line(&password)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit { config, since, csv } => {
+            let Some(since) = lungwatch::web::day_start(&since) else {
+                anyhow::bail!("--since must be a date as YYYY-MM-DD, got {since:?}");
+            };
+            let config = Config::load_or_default(config.as_deref())?;
+            let rows = audit_export::collect(&open_reader(&config)?, since)?;
+            if csv {
+                print!("{}", audit_export::render_csv(&rows));
+            } else {
+                print!("{}", audit_export::render_text(&rows));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+fn open_reader(config: &Config) -> anyhow::Result<Reader> {
+    let path = config.database_path();
+    if !path.exists() {
+        anyhow::bail!(
+            "no database at {} (has `lungwatch serve` run with this config?)",
+            path.display()
+        );
+    }
+    Reader::open(&path).with_context(|| format!("cannot open {}", path.display()))
 }
 
 fn load_models(dir: PathBuf) -> anyhow::Result<ModelSet> {

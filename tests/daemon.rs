@@ -408,3 +408,110 @@ fn sigterm_and_sigint_stop_cleanly_mid_ingest() {
         assert!(d.log().contains("shutdown requested"), "{}", d.log());
     }
 }
+
+/// A certificate replaced on disk under unchanged `web.tls_*` keys is served after SIGHUP
+/// (`systemctl reload lungwatch`), checked with curl against each certificate in turn.
+#[test]
+fn sighup_reloads_a_replaced_certificate() {
+    let tls = tempfile::tempdir().unwrap();
+    let make = |name: &str| -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+        let (cert, key) = (
+            tls.path().join(format!("{name}.crt")),
+            tls.path().join(format!("{name}.key")),
+        );
+        let ok = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ])
+            .args(["-nodes", "-days", "2", "-subj", &format!("/CN={name}")])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some((cert, key))
+    };
+    let curl_ok = std::process::Command::new("curl")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let (Some((cert_a, key_a)), Some((cert_b, key_b)), true) = (make("a"), make("b"), curl_ok)
+    else {
+        eprintln!("SKIPPED sighup_reloads_a_replaced_certificate: needs openssl and curl");
+        return;
+    };
+    let (cert, key) = (tls.path().join("cert.pem"), tls.path().join("key.pem"));
+    std::fs::copy(&cert_a, &cert).unwrap();
+    std::fs::copy(&key_a, &key).unwrap();
+    let mut d = common::Daemon::new(&format!("tls_cert = {cert:?}\ntls_key = {key:?}\n"));
+    d.start();
+    let port = |d: &common::Daemon, nth: usize| -> u16 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let log = d.log();
+            let found = log
+                .lines()
+                .filter(|l| {
+                    l.contains("web page on https://") || l.contains("restarted on https://")
+                })
+                .nth(nth)
+                .map(|l| {
+                    l.rsplit(':')
+                        .next()
+                        .unwrap()
+                        .trim()
+                        .trim_end_matches('/')
+                        .parse()
+                        .unwrap()
+                });
+            if let Some(p) = found {
+                return p;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no HTTPS line {nth}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let fetch = |cacert: &std::path::Path, port: u16| {
+        std::process::Command::new("curl")
+            .args(["-sf", "--max-time", "10", "--cacert"])
+            .arg(cacert)
+            .arg(format!("https://127.0.0.1:{port}/healthz"))
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let p = port(&d, 0);
+    assert!(fetch(&cert_a, p), "certificate a served at start");
+    assert!(!fetch(&cert_b, p));
+    std::fs::copy(&cert_b, &cert).unwrap();
+    std::fs::copy(&key_b, &key).unwrap();
+    let pid = d.child.as_ref().unwrap().id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let p = port(&d, 1);
+    assert!(
+        fetch(&cert_b, p),
+        "certificate b served after SIGHUP:\n{}",
+        d.log()
+    );
+    assert!(!fetch(&cert_a, p));
+    assert!(d.stop_with(15));
+}

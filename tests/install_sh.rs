@@ -142,6 +142,92 @@ fn installs_into_a_root_idempotently_and_uninstalls() {
     assert!(!root.join("var/lib/lungwatch").exists());
 }
 
+fn have_openssl() -> bool {
+    Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// A self-signed certificate is made when none is there, its fingerprint printed, and a
+/// second install (or a site's own certificate) keeps the files byte for byte.
+#[test]
+fn makes_a_self_signed_certificate_once_and_keeps_it() {
+    if !have_openssl() {
+        eprintln!(
+            "SKIPPED makes_a_self_signed_certificate_once_and_keeps_it: no openssl (apt-get install openssl)"
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let out = run(root, &[]);
+    let tls = root.join("etc/lungwatch/tls");
+    let (cert, key) = (tls.join("cert.pem"), tls.join("key.pem"));
+    assert!(out.contains("created a self-signed certificate"), "{out}");
+    let key_mode = key.metadata().unwrap().permissions().mode() & 0o777;
+    assert_eq!(key_mode, 0o640, "the private key is not world-readable");
+    // The fingerprint printed is the certificate's.
+    let fp = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    let fp = String::from_utf8(fp.stdout).unwrap();
+    let fp = fp.trim().rsplit('=').next().unwrap();
+    assert_eq!(fp.len(), 95, "{fp}");
+    assert!(out.contains(fp), "fingerprint {fp} not printed:\n{out}");
+    let text = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("DNS:localhost") && text.contains("IP Address:127.0.0.1"),
+        "{text}"
+    );
+    // The pair works for lungwatch: the web page starts on it over HTTPS.
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    drop(lungwatch::db::Database::open(&data.join("db.sqlite")).unwrap());
+    let mut web = Config::default().web;
+    web.tls_cert = Some(cert.clone());
+    web.tls_key = Some(key.clone());
+    web.listen = "127.0.0.1:0".into();
+    let state = std::sync::Arc::new(lungwatch::web::WebState::new(data.clone(), Vec::new()));
+    let handle = lungwatch::web::start(
+        &web,
+        &Config::default().audit,
+        &data.join("db.sqlite"),
+        &data,
+        state,
+    )
+    .expect("the installed certificate and key are usable");
+    assert!(handle.is_https());
+    drop(handle);
+    // A second install keeps it.
+    let before = (std::fs::read(&cert).unwrap(), std::fs::read(&key).unwrap());
+    let out = run(root, &[]);
+    assert!(out.contains("kept the existing certificate"), "{out}");
+    assert!(out.contains(fp), "{out}");
+    assert_eq!(
+        before,
+        (std::fs::read(&cert).unwrap(), std::fs::read(&key).unwrap())
+    );
+    // A site's own certificate (here: only the key is there yet) is never replaced.
+    std::fs::remove_file(&cert).unwrap();
+    std::fs::write(&key, b"site key").unwrap();
+    let out = run(root, &[]);
+    assert!(out.contains("kept the existing certificate"), "{out}");
+    assert!(!cert.exists());
+    assert_eq!(std::fs::read(&key).unwrap(), b"site key");
+    // Image builds make none: each box makes its own at first boot.
+    let tmp = tempfile::tempdir().unwrap();
+    run(tmp.path(), &["--no-tls-cert"]);
+    assert!(!tmp.path().join("etc/lungwatch/tls/cert.pem").exists());
+}
+
 #[test]
 fn refuses_bad_options() {
     let tmp = tempfile::tempdir().unwrap();

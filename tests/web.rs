@@ -10,7 +10,7 @@ use std::sync::Arc;
 use lungwatch::analysis::report::{
     AffectedRatio, ModelRef, Probabilities, SeriesReport, Sides, Timings, Zones,
 };
-use lungwatch::config::WebConfig;
+use lungwatch::config::{AuditConfig, Role, WebConfig, WebUser};
 use lungwatch::db::{Database, FailureKind, NewInstance, now_secs};
 use lungwatch::dicom::InstanceHeader;
 use lungwatch::web::{self, WebHandle, WebState};
@@ -366,14 +366,30 @@ fn config(auth: bool, masked: bool) -> WebConfig {
         listen: "127.0.0.1:0".into(),
         mask_patient_ids: masked,
         token: auth.then(|| TOKEN.to_string()),
-        basic_user: None,
-        basic_password_sha256: None,
+        users: Vec::new(),
+        tls_cert: None,
+        tls_key: None,
+        allow_plain_http: false,
+    }
+}
+
+fn audit_config(enabled: bool) -> AuditConfig {
+    AuditConfig {
+        enabled,
+        retention_days: 365,
     }
 }
 
 fn start(f: &Fixture, config: &WebConfig) -> (WebHandle, Arc<WebState>) {
     let state = Arc::new(WebState::new(f.incoming.clone(), models()));
-    let h = web::start(config, &f.db_path, &f.data, Arc::clone(&state)).unwrap();
+    let h = web::start(
+        config,
+        &audit_config(true),
+        &f.db_path,
+        &f.data,
+        Arc::clone(&state),
+    )
+    .unwrap();
     (h, state)
 }
 
@@ -820,21 +836,28 @@ fn authentication_and_masking() {
     let f = fixture();
     let (web, _state) = start(&f, &config(true, true));
     let addr = web.local_addr();
-    for path in [
+    for (i, path) in [
         "/",
         "/studies",
         "/api/status",
         "/metrics",
         &format!("/studies/{STUDY_A}"),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let r = get(addr, path);
         assert_eq!(r.status, 401, "{path}");
         assert!(r.headers.contains("WWW-Authenticate: Basic"), "{path}");
         assert!(!r.text().contains("P001"));
-        assert_eq!(
-            get_with(addr, path, Some("Bearer wrong-token-wrong-token")).status,
-            401
-        );
+        // Four wrong tokens: a fifth within the minute would lock this address out
+        // (repeated_failed_logins_get_429 tests that).
+        if i < 4 {
+            assert_eq!(
+                get_with(addr, path, Some("Bearer wrong-token-wrong-token")).status,
+                401
+            );
+        }
         assert_eq!(
             get_with(addr, path, Some(&format!("Bearer {TOKEN}"))).status,
             200,
@@ -862,15 +885,13 @@ fn authentication_and_masking() {
     assert_eq!(found["studies"].as_array().unwrap().len(), 4);
     drop(web);
 
-    // Basic auth with a hashed password.
-    use sha2::Digest;
-    let hash: String = sha2::Sha256::digest(b"s3cret pass")
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    // Basic auth with a named user and an Argon2id hash.
     let cfg = WebConfig {
-        basic_user: Some("radiology".into()),
-        basic_password_sha256: Some(hash),
+        users: vec![WebUser {
+            name: "radiology".into(),
+            password_hash: web::hash_password("s3cret pass").unwrap(),
+            role: Role::Viewer,
+        }],
         ..config(false, false)
     };
     let (web, _state) = start(&f, &cfg);
@@ -890,7 +911,7 @@ fn start_refuses_an_open_non_loopback_address() {
         listen: "0.0.0.0:0".into(),
         ..config(false, false)
     };
-    let err = web::start(&cfg, &f.db_path, &f.data, state)
+    let err = web::start(&cfg, &audit_config(true), &f.db_path, &f.data, state)
         .err()
         .expect("must refuse")
         .to_string();
@@ -1031,4 +1052,1056 @@ fn serve_refuses_to_start_open_to_the_network() {
         !dir.path().join("data").exists(),
         "nothing created before refusing"
     );
+}
+
+// ---- Security (issue 15): HTTPS, users, throttling, the audit trail ----------------------
+
+/// A self-signed EC P-256 certificate for 127.0.0.1 and localhost, made with the openssl
+/// command line (as install.sh does); None, with a message, when openssl is missing.
+fn self_signed(dir: &Path, test: &str) -> Option<(PathBuf, PathBuf)> {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "30", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    match made {
+        Ok(s) if s.success() => Some((cert, key)),
+        _ => {
+            eprintln!("SKIPPED {test}: no openssl command (apt-get install openssl)");
+            None
+        }
+    }
+}
+
+fn have_curl(test: &str) -> bool {
+    let ok = std::process::Command::new("curl")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("SKIPPED {test}: no curl command (apt-get install curl)");
+    }
+    ok
+}
+
+/// A request with curl, verifying the server against `cacert`. Err with curl's message
+/// when no HTTP exchange happened (TLS refused, connection failed).
+fn curl(cacert: &Path, url: &str, extra: &[&str]) -> Result<Response, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let (head, body) = (dir.path().join("head"), dir.path().join("body"));
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--cacert"])
+        .arg(cacert)
+        .arg("-D")
+        .arg(&head)
+        .arg("-o")
+        .arg(&body)
+        .args(["-w", "%{http_code}"])
+        .args(extra)
+        .arg(url)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(Response {
+        status: String::from_utf8_lossy(&out.stdout).trim().parse().unwrap(),
+        headers: std::fs::read_to_string(&head).unwrap_or_default(),
+        body: std::fs::read(&body).unwrap_or_default(),
+    })
+}
+
+fn tls_config(cert: &Path, key: &Path) -> WebConfig {
+    WebConfig {
+        tls_cert: Some(cert.to_path_buf()),
+        tls_key: Some(key.to_path_buf()),
+        ..config(false, false)
+    }
+}
+
+fn user(name: &str, password: &str, role: Role) -> WebUser {
+    WebUser {
+        name: name.into(),
+        password_hash: web::hash_password(password).unwrap(),
+        role,
+    }
+}
+
+fn basic(user: &str, password: &str) -> String {
+    format!("Basic {}", base64(&format!("{user}:{password}")))
+}
+
+/// The checks of `dicom_strings_are_escaped_everywhere` on one page's HTML.
+fn assert_escaped(page: &str, html: &str) {
+    assert!(html.contains(DISCLAIMER), "{page}");
+    assert!(
+        !html.contains("<script"),
+        "{page} has an unescaped script tag"
+    );
+    assert!(
+        !html.contains("<img src=x"),
+        "{page} has an unescaped img tag"
+    );
+    assert!(!html.contains("<1>"), "{page} has an unescaped patient ID");
+}
+
+/// curl over HTTPS against the self-signed certificate: pages, HSTS, the XSS checks, TLS
+/// 1.0/1.1 refused (with a control server proving this curl can speak TLS 1.1), and a
+/// certificate replaced on disk noticed for the SIGHUP reload.
+#[test]
+fn https_with_curl_and_the_self_signed_certificate() {
+    const TEST: &str = "https_with_curl_and_the_self_signed_certificate";
+    if !have_curl(TEST) {
+        return;
+    }
+    let f = fixture();
+    let tls_dir = tempfile::tempdir().unwrap();
+    let Some((cert, key)) = self_signed(tls_dir.path(), TEST) else {
+        return;
+    };
+    let (web, _state) = start(&f, &tls_config(&cert, &key));
+    assert!(web.is_https());
+    let base = format!("https://127.0.0.1:{}", web.local_addr().port());
+    let r = curl(&cert, &format!("{base}/"), &[]).unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains(DISCLAIMER));
+    assert!(
+        r.headers
+            .contains("Strict-Transport-Security: max-age=31536000"),
+        "{}",
+        r.headers
+    );
+    assert!(r.text().contains("HTTPS"), "the status page says HTTPS");
+    for page in [
+        "/".to_string(),
+        "/studies".to_string(),
+        format!("/studies/{STUDY_EVIL}"),
+        "/patients/EVIL%20%3C1%3E".to_string(),
+        "/studies?patient_id=%3Cscript%3E".to_string(),
+        "/patients/%3Cscript%3Ealert(3)%3C%2Fscript%3E".to_string(),
+    ] {
+        let r = curl(&cert, &format!("{base}{page}"), &[]).unwrap();
+        assert_escaped(&page, &r.text());
+    }
+    // TLS 1.2 and 1.3 are accepted, each alone.
+    for v in [
+        ["--tlsv1.2", "--tls-max", "1.2"],
+        ["--tlsv1.3", "--tls-max", "1.3"],
+    ] {
+        assert_eq!(
+            curl(&cert, &format!("{base}/healthz"), &v).unwrap().status,
+            200,
+            "{v:?}"
+        );
+    }
+    // TLS 1.0/1.1: refused by lungwatch, though this curl speaks them (shown against
+    // openssl s_server allowing TLS 1.1, when it can be started).
+    let old = [
+        "--tlsv1.0",
+        "--tls-max",
+        "1.1",
+        "--ciphers",
+        "DEFAULT@SECLEVEL=0",
+    ];
+    let err = curl(&cert, &format!("{base}/healthz"), &old).err();
+    assert!(err.is_some(), "TLS 1.1 was accepted");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut control = std::process::Command::new("openssl")
+        .args([
+            "s_server",
+            "-accept",
+            &format!("127.0.0.1:{port}"),
+            "-www",
+            "-tls1_1",
+        ])
+        .args(["-cipher", "DEFAULT@SECLEVEL=0", "-cert"])
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut spoke_tls11 = false;
+    for _ in 0..50 {
+        if curl(&cert, &format!("https://127.0.0.1:{port}/"), &old).is_ok() {
+            spoke_tls11 = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    control.kill().unwrap();
+    let _ = control.wait();
+    if spoke_tls11 {
+        eprintln!("control: this curl completed a TLS 1.1 exchange with openssl s_server");
+    } else {
+        eprintln!(
+            "note: the TLS 1.1 control server did not answer; the refusal above stands alone"
+        );
+    }
+    // Plain HTTP to the HTTPS port gets no page.
+    let plain = curl(
+        &cert,
+        &format!("http://127.0.0.1:{}/", web.local_addr().port()),
+        &[],
+    );
+    assert!(plain.map_or(true, |r| !r.text().contains(DISCLAIMER)));
+    // A replaced certificate under the same keys is noticed (the daemon restarts the page).
+    assert!(!web.tls_files_changed());
+    let again = tempfile::tempdir().unwrap();
+    let (cert2, key2) = self_signed(again.path(), TEST).unwrap();
+    std::fs::copy(&cert2, &cert).unwrap();
+    std::fs::copy(&key2, &key).unwrap();
+    assert!(web.tls_files_changed());
+    drop(web);
+    let (web, _state) = start(&f, &tls_config(&cert, &key));
+    let base = format!("https://127.0.0.1:{}", web.local_addr().port());
+    assert_eq!(
+        curl(&cert2, &format!("{base}/healthz"), &[])
+            .unwrap()
+            .status,
+        200
+    );
+}
+
+/// A non-loopback address needs TLS as well as authentication (or allow_plain_http).
+#[test]
+fn start_refuses_a_non_loopback_address_without_tls() {
+    let f = fixture();
+    let state = Arc::new(WebState::new(f.incoming.clone(), models()));
+    let cfg = WebConfig {
+        listen: "0.0.0.0:0".into(),
+        ..config(true, false)
+    };
+    let err = web::start(
+        &cfg,
+        &audit_config(true),
+        &f.db_path,
+        &f.data,
+        Arc::clone(&state),
+    )
+    .err()
+    .expect("must refuse")
+    .to_string();
+    assert!(err.contains("web.listen") && err.contains("TLS"), "{err}");
+    // With allow_plain_http it starts, and the status page says why that is risky.
+    let cfg = WebConfig {
+        allow_plain_http: true,
+        ..cfg
+    };
+    let web = web::start(&cfg, &audit_config(true), &f.db_path, &f.data, state).unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], web.local_addr().port()));
+    let page = get_with(addr, "/", Some(&format!("Bearer {TOKEN}"))).text();
+    assert!(
+        page.contains("Security: the web page listens on 0.0.0.0"),
+        "{page}"
+    );
+    assert!(page.contains("plain HTTP"));
+    let status = get_with(addr, "/api/status", Some(&format!("Bearer {TOKEN}"))).json();
+    assert_eq!(status["https"], false);
+    assert!(
+        status["security_warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("unencrypted")
+    );
+}
+
+/// Every route, on a network-facing config (0.0.0.0, users, token, TLS): none answers
+/// patient data without valid credentials, and only admins read the audit trail.
+#[test]
+fn no_route_returns_patient_data_without_authentication() {
+    const TEST: &str = "no_route_returns_patient_data_without_authentication";
+    if !have_curl(TEST) {
+        return;
+    }
+    let f = fixture();
+    let tls_dir = tempfile::tempdir().unwrap();
+    let Some((cert, key)) = self_signed(tls_dir.path(), TEST) else {
+        return;
+    };
+    let cfg = WebConfig {
+        listen: "0.0.0.0:0".into(),
+        token: Some(TOKEN.into()),
+        users: vec![
+            user("ann", "viewer pass", Role::Viewer),
+            user("boss", "admin pass", Role::Admin),
+        ],
+        ..tls_config(&cert, &key)
+    };
+    let (web, _state) = start(&f, &cfg);
+    let base = format!("https://127.0.0.1:{}", web.local_addr().port());
+    let admin = ["-u", "boss:admin pass"];
+    let api = curl(&cert, &format!("{base}/api/studies/{STUDY_A}"), &admin)
+        .unwrap()
+        .json();
+    let id = api["series"][0]["result_id"].as_i64().unwrap();
+    // Every route of server.rs's router, each with real identifiers.
+    let routes = [
+        "/".to_string(),
+        "/api/status".to_string(),
+        "/studies".to_string(),
+        "/studies?patient_id=P001".to_string(),
+        "/api/studies".to_string(),
+        "/api/studies?patient_id=P001".to_string(),
+        format!("/studies/{STUDY_A}"),
+        format!("/api/studies/{STUDY_A}"),
+        "/patients/P001".to_string(),
+        "/api/patients/P001".to_string(),
+        format!("/artifacts/{id}/axial-0.png"),
+        format!("/artifacts/{id}/labels.nii.gz"),
+        "/metrics".to_string(),
+        "/audit".to_string(),
+        "/no/such/page".to_string(),
+    ];
+    let leaks = |r: &Response| {
+        let t = r.text();
+        t.contains("P001")
+            || t.contains("DOE")
+            || r.body.starts_with(b"\x89PNG")
+            || t.contains(STUDY_A)
+    };
+    // No credentials, and wrong credentials of each kind. Wrong ones count towards the
+    // lock-out of their address, so they come from ever new loopback source addresses
+    // (127.0.0.10, .11, ...), four each: the throttle is tested on its own below.
+    let wrong: [&[&str]; 4] = [
+        &[],
+        &["-u", "boss:wrong"],
+        &["-u", "nobody:admin pass"],
+        &["-H", "Authorization: Bearer not-the-token-at-all"],
+    ];
+    let mut failures = 0;
+    for route in &routes {
+        for creds in wrong {
+            for head in [false, true] {
+                let mut args = creds.to_vec();
+                let source = format!("127.0.0.{}", 10 + failures / 4);
+                if !creds.is_empty() {
+                    args.extend(["--interface", &source]);
+                    failures += 1;
+                }
+                if head {
+                    args.push("-I");
+                }
+                let r = curl(&cert, &format!("{base}{route}"), &args).unwrap();
+                assert_eq!(r.status, 401, "{route} (HEAD: {head}) with {creds:?}");
+                assert!(!leaks(&r), "{route} leaks patient data: {}", r.text());
+            }
+        }
+        // The same route with valid credentials does answer (so the walk means something).
+        let r = curl(&cert, &format!("{base}{route}"), &admin).unwrap();
+        let expected = if route == "/no/such/page" { 404 } else { 200 };
+        assert_eq!(r.status, expected, "{route} as admin: {}", r.text());
+    }
+    // Health stays open and says nothing clinical.
+    let h = curl(&cert, &format!("{base}/healthz"), &[]).unwrap();
+    assert_eq!(h.status, 200);
+    assert!(!leaks(&h));
+    // Roles: viewers and the token read patient pages but not the audit trail.
+    for creds in [["-u", "ann:viewer pass"], ["-u", &format!("x:{TOKEN}")]] {
+        assert_eq!(
+            curl(&cert, &format!("{base}/patients/P001"), &creds)
+                .unwrap()
+                .status,
+            200
+        );
+        let r = curl(&cert, &format!("{base}/audit"), &creds).unwrap();
+        assert_eq!(r.status, 403, "{creds:?}");
+    }
+    // Other methods are refused before anything else.
+    let r = curl(&cert, &format!("{base}/api/patients/P001"), &["-X", "POST"]).unwrap();
+    assert_eq!(r.status, 405);
+}
+
+/// Five failed logins from one address within a minute: 429 with Retry-After, even for
+/// the right password; counted on the status page and in /metrics.
+#[test]
+fn repeated_failed_logins_get_429() {
+    let f = fixture();
+    let cfg = WebConfig {
+        users: vec![user("ann", "viewer pass", Role::Viewer)],
+        ..config(false, false)
+    };
+    let (web, state) = start(&f, &cfg);
+    let addr = web.local_addr();
+    let good = basic("ann", "viewer pass");
+    // A browser's first request carries no credentials: not a failed login.
+    assert_eq!(get(addr, "/").status, 401);
+    for _ in 0..4 {
+        assert_eq!(
+            get_with(addr, "/", Some(&basic("ann", "guess"))).status,
+            401
+        );
+    }
+    let metrics = get_with(addr, "/metrics", Some(&good)).text();
+    let values = parse_prometheus(&metrics);
+    let value = |name: &str| values.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
+    assert_eq!(
+        value("lungwatch_failed_logins_total"),
+        Some(4.0),
+        "{metrics}"
+    );
+    assert_eq!(value("lungwatch_locked_out_addresses"), Some(0.0));
+    let status = get_with(addr, "/api/status", Some(&good)).json();
+    assert_eq!(status["logins"]["failed_logins"], 4);
+    let page = get_with(addr, "/", Some(&good)).text();
+    assert!(
+        page.contains("<dt>Failed logins</dt><dd>4</dd>"),
+        "status page shows the count"
+    );
+    // The fifth failure within the minute locks the address out.
+    assert_eq!(
+        get_with(addr, "/", Some(&basic("ann", "guess5"))).status,
+        401
+    );
+    for creds in [Some(good.as_str()), Some("Basic YW5uOnd4"), None] {
+        let r = get_with(addr, "/studies", creds);
+        assert_eq!(r.status, 429, "{creds:?}");
+        let retry: u64 = r
+            .headers
+            .lines()
+            .find_map(|l| l.strip_prefix("Retry-After: "))
+            .expect("Retry-After")
+            .trim()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&retry), "{retry}");
+        assert!(!r.text().contains("P001"));
+    }
+    // Health is not throttled: monitors must see the box.
+    assert_eq!(get(addr, "/healthz").status, 200);
+    let counts = state.login_counts();
+    assert_eq!(counts.failed_logins, 5);
+    assert_eq!(counts.throttled_requests, 3);
+    assert_eq!(counts.locked_addresses, 1);
+    // The lock-out survives a restart of the page (SIGHUP), as it lives in WebState.
+    drop(web);
+    let web = web::start(&cfg, &audit_config(true), &f.db_path, &f.data, state).unwrap();
+    assert_eq!(get_with(web.local_addr(), "/", Some(&good)).status, 429);
+}
+
+/// A scripted browse leaves exactly the expected audit rows: who, from where, what, with
+/// which status and patient; failed logins too; pages without patient data leave none.
+#[test]
+fn audit_trail_of_a_scripted_browse() {
+    let f = fixture();
+    let cfg = WebConfig {
+        users: vec![
+            user("ann", "viewer pass", Role::Viewer),
+            user("boss", "admin pass", Role::Admin),
+        ],
+        ..config(true, false)
+    };
+    let (web, _state) = start(&f, &cfg);
+    let addr = web.local_addr();
+    let ann = basic("ann", "viewer pass");
+    let api = get_with(addr, &format!("/api/studies/{STUDY_A}"), Some(&ann)).json();
+    let id = api["series"][0]["result_id"].as_i64().unwrap();
+    let browse = [
+        ("/", 200),
+        ("/metrics", 200),
+        ("/studies?patient_id=P001", 200),
+        (&format!("/studies/{STUDY_A}") as &str, 200),
+        ("/patients/P001", 200),
+        ("/api/patients/P001", 200),
+        (&format!("/artifacts/{id}/axial-0.png"), 200),
+        ("/patients/NOBODY", 404),
+        ("/audit", 403),
+    ];
+    for (path, status) in browse {
+        assert_eq!(get_with(addr, path, Some(&ann)).status, status, "{path}");
+    }
+    assert_eq!(
+        get_with(addr, "/patients/P001", Some(&basic("ann", "nope"))).status,
+        401
+    );
+    assert_eq!(
+        get_with(addr, "/", Some(&format!("Bearer {TOKEN}"))).status,
+        200,
+        "token, no patient data: no row"
+    );
+    assert_eq!(
+        get_with(addr, "/api/patients/P001", Some(&format!("Bearer {TOKEN}"))).status,
+        200
+    );
+    drop(web); // flushes the audit writer
+    let db = lungwatch::db::Reader::open(&f.db_path).unwrap();
+    use lungwatch::db::{AuditEvent, AuditFilter, ReadQueries};
+    let mut rows = db.audit_entries(&AuditFilter::default(), 100).unwrap();
+    rows.reverse();
+    // (user, path, status, patient, event)
+    type Row<'a> = (Option<&'a str>, &'a str, u16, Option<&'a str>, AuditEvent);
+    let seen: Vec<Row> = rows
+        .iter()
+        .map(|r| {
+            assert_eq!(r.client, "127.0.0.1");
+            assert_eq!(r.method, "GET");
+            assert!((r.at - now_secs()).abs() < 120);
+            (
+                r.user.as_deref(),
+                r.path.as_str(),
+                r.status,
+                r.patient_id.as_deref(),
+                r.event,
+            )
+        })
+        .collect();
+    let study = format!("/api/studies/{STUDY_A}");
+    let study_page = format!("/studies/{STUDY_A}");
+    let artifact = format!("/artifacts/{id}/axial-0.png");
+    use AuditEvent::{LoginFailed, Read};
+    assert_eq!(
+        seen,
+        vec![
+            (Some("ann"), study.as_str(), 200, Some("P001"), Read),
+            (
+                Some("ann"),
+                "/studies?patient_id=P001",
+                200,
+                Some("P001"),
+                Read
+            ),
+            (Some("ann"), study_page.as_str(), 200, Some("P001"), Read),
+            (Some("ann"), "/patients/P001", 200, Some("P001"), Read),
+            (Some("ann"), "/api/patients/P001", 200, Some("P001"), Read),
+            (Some("ann"), artifact.as_str(), 200, Some("P001"), Read),
+            (Some("ann"), "/patients/NOBODY", 404, Some("NOBODY"), Read),
+            (Some("ann"), "/audit", 403, None, Read),
+            (Some("ann"), "/patients/P001", 401, None, LoginFailed),
+            (Some("token"), "/api/patients/P001", 200, Some("P001"), Read),
+        ]
+    );
+    // The admin's view: search by user, patient and day, HTML-escaped.
+    let (web, _state) = start(&f, &cfg);
+    let addr = web.local_addr();
+    let boss = basic("boss", "admin pass");
+    let page = get_with(addr, "/audit?user=ann", Some(&boss)).text();
+    assert!(page.contains("/patients/NOBODY") && page.contains("login-failed"));
+    assert!(!page.contains("<td>token</td>"));
+    let today = lungwatch::web::fmt_days(now_secs().div_euclid(86_400));
+    let page = get_with(
+        addr,
+        &format!("/audit?patient_id=P001&date={today}"),
+        Some(&boss),
+    )
+    .text();
+    assert_eq!(page.matches("<tr><td").count(), 7, "{page}");
+    let page = get_with(addr, "/audit?date=1999-01-01", Some(&boss)).text();
+    assert!(page.contains("No audit record matches."));
+    let page = get_with(addr, "/audit?user=%3Cscript%3E&date=x%3Cb%3E", Some(&boss)).text();
+    assert_escaped("/audit", &page);
+    assert!(!page.contains("<b>") && page.contains("&lt;script&gt;"));
+    let _ = get_with(addr, "/patients/EVIL%20%3C1%3E", Some(&boss));
+    drop(web);
+    let (web, _state) = start(&f, &cfg);
+    let page = get_with(web.local_addr(), "/audit?user=boss", Some(&boss)).text();
+    assert!(
+        page.contains("EVIL &lt;1&gt;"),
+        "hostile patient IDs are escaped in the trail"
+    );
+    assert_escaped("/audit", &page);
+    drop(web);
+    // The command-line export reads the same rows.
+    let conf = f._root.path().join("lungwatch.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[paths]\nincoming = {:?}\ndata = {:?}\n",
+            f.incoming, f.data
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lungwatch"))
+        .args(["audit", "--since", &today, "--csv", "--config"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "time,user,client,method,path,status,patient_id,event"
+    );
+    assert!(
+        lines[1].ends_with(&format!(",ann,127.0.0.1,GET,{study},200,P001,read")),
+        "{}",
+        lines[1]
+    );
+    assert!(csv.contains(",ann,127.0.0.1,GET,/patients/P001,401,,login-failed"));
+    // Plus the admin's six requests: five /audit searches and the hostile patient.
+    assert_eq!(lines.len(), 1 + seen.len() + 6, "{csv}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lungwatch"))
+        .args(["audit", "--since", "2999-01-01", "--config"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no audit records"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lungwatch"))
+        .args(["audit", "--since", "yesterday", "--config"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+/// `lungwatch passwd` hashes stdin; `serve` takes the hash and refuses the old keys.
+#[test]
+fn passwd_hashes_are_accepted_and_sha256_keys_refused() {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lungwatch"))
+        .arg("passwd")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"correct horse\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let line = String::from_utf8(out.stdout).unwrap();
+    let hash = line
+        .trim()
+        .strip_prefix("password_hash = \"")
+        .and_then(|h| h.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_string();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    // That line, pasted into a config, lets the user in (and only with that password).
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "[paths]\nincoming = \"/a\"\ndata = \"/b\"\n[web]\nlisten = \"0.0.0.0:8443\"\n\
+         tls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\n[[web.users]]\nname = \"ann\"\n{}\n",
+        line.trim()
+    );
+    let parsed = lungwatch::config::Config::from_toml(&toml, Path::new("t.toml")).unwrap();
+    let f = fixture();
+    let cfg = WebConfig {
+        users: parsed.web.users.clone(),
+        ..config(false, false)
+    };
+    let (web, _state) = start(&f, &cfg);
+    assert_eq!(
+        get_with(web.local_addr(), "/", Some(&basic("ann", "correct horse"))).status,
+        200
+    );
+    assert_eq!(
+        get_with(web.local_addr(), "/", Some(&basic("ann", "correct horsE"))).status,
+        401
+    );
+    drop(web);
+    // Too short a password is refused.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lungwatch"))
+        .arg("passwd")
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"short\n").unwrap();
+    assert!(!child.wait_with_output().unwrap().status.success());
+    // The retired SHA-256 keys stop `serve` with instructions, before any folder is made.
+    let sha = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8";
+    let conf = dir.path().join("old.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[paths]\nincoming = {:?}\ndata = {:?}\n[web]\nbasic_user = \"it\"\n\
+             basic_password_sha256 = {sha:?}\n",
+            dir.path().join("incoming"),
+            dir.path().join("data")
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lungwatch"))
+        .args(["serve", "--config"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("web.basic_") && err.contains("lungwatch passwd"),
+        "{err}"
+    );
+    assert!(!dir.path().join("data").exists());
+}
+
+/// `serve` on 0.0.0.0 with authentication but without TLS refuses to start.
+#[test]
+fn serve_refuses_0_0_0_0_without_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("lungwatch.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[paths]\nincoming = {:?}\ndata = {:?}\n[web]\nlisten = \"0.0.0.0:8080\"\n\
+             token = \"{TOKEN}\"\n",
+            dir.path().join("incoming"),
+            dir.path().join("data")
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lungwatch"))
+        .args(["serve", "--config"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("web.listen") && err.contains("TLS is not configured"),
+        "{err}"
+    );
+    assert!(!dir.path().join("data").exists());
+}
+
+/// The status page over HTTPS in headless Chromium, trusting only this certificate (by
+/// its public-key hash), saved as `target/screenshots/status-https.png`.
+#[test]
+fn screenshot_of_the_status_page_over_https() {
+    const TEST: &str = "screenshot_of_the_status_page_over_https";
+    let Some(chromium) = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        eprintln!("SKIPPED {TEST}: no /usr/bin/chromium (apt-get install chromium)");
+        return;
+    };
+    let f = fixture();
+    let tls_dir = tempfile::tempdir().unwrap();
+    let Some((cert, key)) = self_signed(tls_dir.path(), TEST) else {
+        return;
+    };
+    let spki = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl x509 -in '{}' -pubkey -noout | openssl pkey -pubin -outform der | \
+             openssl dgst -sha256 -binary | base64",
+            cert.display()
+        ))
+        .output()
+        .unwrap();
+    let spki = String::from_utf8(spki.stdout).unwrap().trim().to_string();
+    let (web, _state) = start(&f, &tls_config(&cert, &key));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let out_dir = target.join("screenshots");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let file = out_dir.join("status-https.png");
+    let _ = std::fs::remove_file(&file);
+    let profile = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            &format!("--ignore-certificate-errors-spki-list={spki}"),
+            &format!("--user-data-dir={}", profile.path().display()),
+            &format!("--screenshot={}", file.display()),
+            "--window-size=1280,900",
+            &format!("https://127.0.0.1:{}/", web.local_addr().port()),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "chromium failed");
+    let bytes = std::fs::read(&file).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    // An interstitial ("Your connection is not private") is a small page; the status page
+    // with its cards is not. A person checks the image itself.
+    assert!(bytes.len() > 10_000, "looks blank ({} bytes)", bytes.len());
+    eprintln!("screenshot: {}", file.display());
+}
+
+/// `bench/audit.sh` runs this: median latency of a study page with and without auditing.
+#[test]
+#[ignore = "a benchmark; run by bench/audit.sh"]
+fn audit_latency_bench() {
+    let n: usize = std::env::var("LUNGWATCH_BENCH_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let f = fixture();
+    let cfg = WebConfig {
+        users: vec![user("ann", "viewer pass", Role::Viewer)],
+        ..config(false, false)
+    };
+    let auth = basic("ann", "viewer pass");
+    let state = Arc::new(WebState::new(f.incoming.clone(), models()));
+    let on = web::start(
+        &cfg,
+        &audit_config(true),
+        &f.db_path,
+        &f.data,
+        Arc::clone(&state),
+    )
+    .unwrap();
+    let off = web::start(&cfg, &audit_config(false), &f.db_path, &f.data, state).unwrap();
+    let path = format!("/studies/{STUDY_A}");
+    let (mut t_on, mut t_off) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    // Warm-up (connections, SQLite caches, the Argon2 check), then alternate so that load
+    // from elsewhere on the machine affects both the same.
+    for _ in 0..50 {
+        get_with(on.local_addr(), &path, Some(&auth));
+        get_with(off.local_addr(), &path, Some(&auth));
+    }
+    for i in 0..2 * n {
+        let (addr, times) = if i % 2 == 0 {
+            (on.local_addr(), &mut t_on)
+        } else {
+            (off.local_addr(), &mut t_off)
+        };
+        let t = std::time::Instant::now();
+        let r = get_with(addr, &path, Some(&auth));
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(r.status, 200);
+    }
+    drop(on);
+    drop(off);
+    let stats = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        (v[v.len() / 2], v[v.len() * 95 / 100])
+    };
+    let (med_on, p95_on) = stats(&mut t_on);
+    let (med_off, p95_off) = stats(&mut t_off);
+    let rows = {
+        use lungwatch::db::{AuditFilter, ReadQueries};
+        let db = lungwatch::db::Reader::open(&f.db_path).unwrap();
+        db.audit_entries(&AuditFilter::default(), i64::MAX)
+            .unwrap()
+            .len()
+    };
+    assert!(rows >= n, "every audited request left a row ({rows})");
+    // A line of its own: the test harness's "test name ... " has no line end.
+    println!();
+    println!("| auditing | requests | median ms | p95 ms |");
+    println!("|---|---|---|---|");
+    println!("| off | {n} | {med_off:.3} | {p95_off:.3} |");
+    println!("| on | {n} | {med_on:.3} | {p95_on:.3} |");
+    println!(
+        "| added by auditing | | {:+.3} | {:+.3} |",
+        med_on - med_off,
+        p95_on - p95_off
+    );
+    println!(
+        "target: under 1 ms added at the median: {}",
+        if med_on - med_off < 1.0 {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+}
+
+/// The audit writer deletes rows older than `audit.retention_days` when it starts.
+#[test]
+fn audit_rows_past_the_retention_period_are_removed() {
+    use lungwatch::db::{AuditEvent, AuditFilter, AuditRecord, AuditWriter, ReadQueries};
+    let f = fixture();
+    let day = 86_400;
+    let row = |days_ago: i64| AuditRecord {
+        at: now_secs() - days_ago * day,
+        user: Some("ann".into()),
+        client: "10.0.0.1".into(),
+        method: "GET".into(),
+        path: format!("/patients/P{days_ago}"),
+        status: 200,
+        patient_id: Some(format!("P{days_ago}")),
+        event: AuditEvent::Read,
+    };
+    let mut w = AuditWriter::open(&f.db_path).unwrap();
+    w.append(&[row(400), row(366), row(364), row(10)]).unwrap();
+    let kept = |retention_days| {
+        let state = Arc::new(WebState::new(f.incoming.clone(), models()));
+        let audit = AuditConfig {
+            enabled: true,
+            retention_days,
+        };
+        drop(web::start(&config(false, false), &audit, &f.db_path, &f.data, state).unwrap());
+        let db = lungwatch::db::Reader::open(&f.db_path).unwrap();
+        let mut days: Vec<String> = db
+            .audit_entries(&AuditFilter::default(), 100)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.path)
+            .collect();
+        days.sort();
+        days
+    };
+    assert_eq!(kept(365), ["/patients/P10", "/patients/P364"]);
+    assert_eq!(kept(5), Vec::<String>::new());
+}
+
+/// `lungwatch passwd` on a terminal (a pseudo-terminal made by Python's `pty`): asks twice,
+/// never echoes the password, prints the hash line.
+#[test]
+fn passwd_on_a_terminal_does_not_echo() {
+    const SCRIPT: &str = r#"
+import os, pty, select, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1], "passwd"])
+out = b""
+def read(secs):
+    global out
+    end = time.time() + secs
+    while time.time() < end:
+        if select.select([fd], [], [], 0.1)[0]:
+            try:
+                out += os.read(fd, 4096)
+            except OSError:
+                return
+read(1); os.write(fd, b"terminal secret 1\n"); read(1); os.write(fd, b"terminal secret 1\n"); read(5)
+sys.stdout.write(out.decode())
+"#;
+    let out = match std::process::Command::new("python3")
+        .args(["-c", SCRIPT, env!("CARGO_BIN_EXE_lungwatch")])
+        .output()
+    {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+        _ => {
+            eprintln!("SKIPPED passwd_on_a_terminal_does_not_echo: no python3 with pty");
+            return;
+        }
+    };
+    assert!(
+        out.contains("Password: ") && out.contains("Repeat it: "),
+        "{out:?}"
+    );
+    assert!(out.contains("password_hash = \"$argon2id$"), "{out:?}");
+    assert!(
+        !out.contains("terminal secret"),
+        "the password was echoed: {out:?}"
+    );
+}
+
+/// `lungwatch check` reads the certificate like `serve` does and prints its fingerprint,
+/// the one openssl computes; a missing key file fails the check.
+#[test]
+fn check_reports_the_certificate_fingerprint() {
+    const TEST: &str = "check_reports_the_certificate_fingerprint";
+    let dir = tempfile::tempdir().unwrap();
+    let Some((cert, key)) = self_signed(dir.path(), TEST) else {
+        return;
+    };
+    let conf = dir.path().join("lungwatch.toml");
+    let write = |key: &Path| {
+        std::fs::write(
+            &conf,
+            format!("[web]\ntls_cert = {cert:?}\ntls_key = {key:?}\n"),
+        )
+        .unwrap()
+    };
+    let check = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_lungwatch"))
+            .args(["check", "--models"])
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("models"))
+            .arg("--config")
+            .arg(&conf)
+            .output()
+            .unwrap()
+    };
+    write(&key);
+    let out = check();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fp = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    let fp = String::from_utf8(fp.stdout).unwrap();
+    let fp = fp.trim().rsplit('=').next().unwrap().to_string();
+    assert!(
+        text.contains(&format!(
+            "web TLS certificate: ok, SHA-256 fingerprint {fp}"
+        )),
+        "{text}"
+    );
+    write(&dir.path().join("missing.pem"));
+    let out = check();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("web.tls_key"));
+}
+
+/// While audit rows cannot be written, /healthz says so (503) and the rows are kept and
+/// retried; once writing works again, health recovers and no row is lost.
+#[test]
+fn a_failing_audit_trail_makes_health_degraded_until_it_recovers() {
+    let f = fixture();
+    let sql = rusqlite::Connection::open(&f.db_path).unwrap();
+    sql.execute_batch(
+        "CREATE TRIGGER audit_fails BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'disk trouble'); END;",
+    )
+    .unwrap();
+    let (web, _state) = start(&f, &config(false, false));
+    let addr = web.local_addr();
+    assert_eq!(get(addr, "/healthz").status, 200);
+    assert_eq!(get(addr, "/patients/P001").status, 200);
+    let wait_for = |status: u16| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let r = get(addr, "/healthz");
+            if r.status == status {
+                return r.text();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "health stayed {}",
+                r.status
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    let text = wait_for(503);
+    assert!(
+        text.contains("audit trail cannot be written") && text.contains("disk trouble"),
+        "{text}"
+    );
+    sql.execute_batch("DROP TRIGGER audit_fails;").unwrap();
+    wait_for(200);
+    drop(web);
+    let db = lungwatch::db::Reader::open(&f.db_path).unwrap();
+    use lungwatch::db::ReadQueries;
+    let rows = db
+        .audit_entries(&lungwatch::db::AuditFilter::default(), 10)
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].path, "/patients/P001");
 }

@@ -186,6 +186,15 @@ impl ReadQueries for Reader {}
 
 /// Every query that only reads. Implemented by `Reader` and `Database`.
 pub trait ReadQueries: Connected {
+    /// Audit rows matching `filter`, newest first, at most `limit`.
+    fn audit_entries(
+        &self,
+        filter: &super::AuditFilter,
+        limit: i64,
+    ) -> Result<Vec<super::AuditRecord>> {
+        super::audit::search(self.conn(), filter, limit)
+    }
+
     /// The newest result of every series matching `filter`, newest study date first.
     /// At most `limit` rows.
     fn search_results(&self, filter: &StudyFilter, limit: i64) -> Result<Vec<ResultRow>> {
@@ -243,6 +252,19 @@ pub trait ReadQueries: Connected {
                 |r| r.get(0),
             )
             .optional()
+    }
+
+    /// The patient ID of a result (for the audit trail of artifact requests).
+    fn result_patient_id(&self, result_id: i64) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT patient_id FROM results WHERE id = ?1",
+                [result_id],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .optional()?
+            .flatten())
     }
 
     /// Distinct studies with a result recorded at or after `since`.

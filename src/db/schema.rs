@@ -91,6 +91,22 @@ const MIGRATIONS: &[&str] = &[
     // 3: why a job failed, as a code (`FailureKind`) beside the free-text reason, so
     // /metrics can count failures by kind.
     "ALTER TABLE jobs ADD COLUMN failure_kind TEXT;",
+    // 4: the audit trail of the web page (issue 15): who read which patient's data, and
+    // every failed or throttled login. Written only by `db::AuditWriter`.
+    "CREATE TABLE audit (
+         id         INTEGER PRIMARY KEY,
+         at         INTEGER NOT NULL,
+         user       TEXT,
+         client     TEXT NOT NULL,
+         method     TEXT NOT NULL,
+         path       TEXT NOT NULL,
+         status     INTEGER NOT NULL,
+         patient_id TEXT,
+         event      TEXT NOT NULL CHECK (event IN ('read', 'login-failed', 'throttled'))
+     );
+     CREATE INDEX audit_at ON audit (at);
+     CREATE INDEX audit_user ON audit (user, at);
+     CREATE INDEX audit_patient ON audit (patient_id, at);",
 ];
 
 /// The schema version this build writes and reads.

@@ -54,6 +54,36 @@ pub fn render(ctx: &Ctx, db: &Reader) -> db::Result<String> {
         "lungwatch_healthy {}",
         u8::from(super::status::health(ctx).status == "ok")
     );
+    let logins = ctx.state.login_counts();
+    metric(
+        &mut o,
+        "lungwatch_failed_logins_total",
+        "counter",
+        "Logins with wrong credentials since the daemon started.",
+    );
+    let _ = writeln!(o, "lungwatch_failed_logins_total {}", logins.failed_logins);
+    metric(
+        &mut o,
+        "lungwatch_throttled_requests_total",
+        "counter",
+        "Requests answered 429 (address locked out after failed logins) since the daemon started.",
+    );
+    let _ = writeln!(
+        o,
+        "lungwatch_throttled_requests_total {}",
+        logins.throttled_requests
+    );
+    metric(
+        &mut o,
+        "lungwatch_locked_out_addresses",
+        "gauge",
+        "Client addresses locked out after failed logins right now.",
+    );
+    let _ = writeln!(
+        o,
+        "lungwatch_locked_out_addresses {}",
+        logins.locked_addresses
+    );
     metric(
         &mut o,
         "lungwatch_uptime_seconds",

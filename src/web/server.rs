@@ -1,17 +1,21 @@
 //! Request threads, routing, authentication check and response headers.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::auth::{Identity, Outcome};
 use super::url::Target;
-use super::{WebState, artifacts, auth, html, metrics, patients, status, studies};
-use crate::config::WebConfig;
-use crate::db::{ReadQueries, Reader};
+use super::{
+    WebState, artifacts, audit, audit_page, auth, html, metrics, patients, status, studies,
+};
+use crate::config::{Role, WebConfig};
+use crate::db::{AuditEvent, AuditRecord, ReadQueries, Reader};
 
 /// How often an idle request thread checks whether it should stop.
 const POLL: Duration = Duration::from_millis(200);
@@ -21,6 +25,10 @@ const POLL: Duration = Duration::from_millis(200);
 const CSP: &str = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; \
                    form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
+/// Sent on HTTPS responses: browsers that have seen the page over HTTPS refuse plain HTTP
+/// to it for a year, so a downgrade on the LAN cannot expose passwords.
+const HSTS: &str = "max-age=31536000";
+
 pub(super) struct Shared {
     pub server: tiny_http::Server,
     pub config: WebConfig,
@@ -28,6 +36,8 @@ pub(super) struct Shared {
     pub data_dir: PathBuf,
     pub state: Arc<WebState>,
     pub stop: Arc<AtomicBool>,
+    pub verifier: auth::Verifier,
+    pub audit: audit::AuditLog,
 }
 
 /// What a page handler may use besides the database.
@@ -42,6 +52,8 @@ pub struct Reply {
     pub content_type: &'static str,
     pub body: Vec<u8>,
     pub headers: Vec<(String, String)>,
+    /// The patient this reply is about, for the audit trail, where the page knows it.
+    pub patient: Option<String>,
 }
 
 impl Reply {
@@ -51,6 +63,7 @@ impl Reply {
             content_type,
             body,
             headers: Vec::new(),
+            patient: None,
         }
     }
     pub fn text(status: u16, body: impl Into<String>) -> Reply {
@@ -78,6 +91,11 @@ impl Reply {
     pub fn server_error(detail: &str) -> Reply {
         log::error!("web: {detail}");
         Reply::text(500, "internal error; see the lungwatch log\n")
+    }
+    /// Names the patient this reply concerns, for the audit trail.
+    pub fn about(mut self, patient: Option<String>) -> Reply {
+        self.patient = patient;
+        self
     }
     fn page_not_found(what: &str) -> Reply {
         let body = format!(
@@ -126,6 +144,7 @@ pub(super) fn serve_requests(shared: &Shared) {
 }
 
 fn respond(request: tiny_http::Request, reply: Reply) {
+    let secure = request.secure();
     let header = |k: &str, v: &str| tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()).ok();
     let mut response = tiny_http::Response::from_data(reply.body).with_status_code(reply.status);
     let mut headers = vec![
@@ -136,6 +155,9 @@ fn respond(request: tiny_http::Request, reply: Reply) {
     ];
     if !reply.headers.iter().any(|(k, _)| k == "Cache-Control") {
         headers.push(header("Cache-Control", "no-store"));
+    }
+    if secure {
+        headers.push(header("Strict-Transport-Security", HSTS));
     }
     headers.extend(reply.headers.iter().map(|(k, v)| header(k, v)));
     for h in headers.into_iter().flatten() {
@@ -185,33 +207,111 @@ fn handle(shared: &Shared, slot: &mut Option<Reader>, request: &tiny_http::Reque
             Reply::text(503, format!("degraded: {}\n", problems.join("; ")))
         };
     }
+    let client = request
+        .remote_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let audit = |user: Option<String>, status: u16, patient: Option<String>, event| {
+        shared.audit.record(AuditRecord {
+            at: crate::db::now_secs(),
+            user,
+            client: client.to_string(),
+            method: request.method().as_str().to_string(),
+            path: request.url().to_string(),
+            status,
+            patient_id: patient,
+            event,
+        })
+    };
+    let logins = &shared.state.logins;
+    if shared.config.auth_configured()
+        && let Some(wait) = logins.locked(client, Instant::now())
+    {
+        audit(None, 429, None, AuditEvent::Throttled);
+        let mut r = Reply::text(429, "too many failed logins from this address; try later\n");
+        r.headers
+            .push(("Retry-After".into(), wait.as_secs().max(1).to_string()));
+        return r;
+    }
     let authorization = request
         .headers()
         .iter()
         .find(|h| h.field.equiv("Authorization"))
         .map(|h| h.value.as_str().to_string());
-    if !auth::authorized(&shared.config, authorization.as_deref()) {
-        let mut r = Reply::text(401, "authentication required\n");
-        r.headers.push((
-            "WWW-Authenticate".into(),
-            "Basic realm=\"lungwatch\", charset=\"UTF-8\"".into(),
-        ));
-        return r;
-    }
-    let db = match open_db(slot, &shared.db_path) {
-        Ok(db) => db,
-        Err(e) => {
-            let mut r = Reply::server_error(&e);
-            r.status = 503;
+    let identity = match shared
+        .verifier
+        .check(&shared.config, authorization.as_deref())
+    {
+        Outcome::Open => None,
+        Outcome::Granted(identity) => Some(identity),
+        outcome => {
+            if let Outcome::Denied { user } = outcome {
+                if let Some(d) = logins.failed(client, Instant::now()) {
+                    log::warn!(
+                        "web: {client} locked out for {} s after repeated failed logins",
+                        d.as_secs()
+                    );
+                }
+                audit(user, 401, None, AuditEvent::LoginFailed);
+            }
+            let mut r = Reply::text(401, "authentication required\n");
+            r.headers.push((
+                "WWW-Authenticate".into(),
+                "Basic realm=\"lungwatch\", charset=\"UTF-8\"".into(),
+            ));
             return r;
         }
     };
-    let reply = route(&ctx, db, &seg, &target);
-    if reply.status >= 500 {
-        // A failed query may mean a broken connection: start afresh next time.
-        *slot = None;
+    let audited = reads_patient_data(&seg);
+    let user = identity.as_ref().map(|i| i.user.clone());
+    // The audit trail is for admins. Without authentication configured (possible on
+    // loopback only) everyone on this machine is, as they could read the database file.
+    let reply = if seg == ["audit"]
+        && identity
+            .as_ref()
+            .is_some_and(|i: &Identity| i.role != Role::Admin)
+    {
+        Reply::forbidden()
+    } else {
+        match open_db(slot, &shared.db_path) {
+            Ok(db) => {
+                let reply = route(&ctx, db, &seg, &target);
+                if reply.status >= 500 {
+                    // A failed query may mean a broken connection: start afresh next time.
+                    *slot = None;
+                }
+                reply
+            }
+            Err(e) => {
+                let mut r = Reply::server_error(&e);
+                r.status = 503;
+                r
+            }
+        }
+    };
+    if audited {
+        let patient = reply.patient.clone().or_else(|| match seg.as_slice() {
+            ["studies"] | ["api", "studies"] => target.param("patient_id"),
+            ["audit"] => target.param("patient_id"),
+            _ => None,
+        });
+        audit(user, reply.status, patient, AuditEvent::Read);
     }
     reply
+}
+
+/// The routes that show patient data (identities, results, images), which are audited.
+/// `/`, `/api/status` and `/metrics` show counts and UIDs only.
+pub(super) fn reads_patient_data(seg: &[&str]) -> bool {
+    matches!(
+        seg,
+        ["studies", ..]
+            | ["api", "studies", ..]
+            | ["patients", ..]
+            | ["api", "patients", ..]
+            | ["artifacts", ..]
+            | ["audit"]
+    )
 }
 
 fn route(ctx: &Ctx, db: &Reader, seg: &[&str], target: &Target) -> Reply {
@@ -234,12 +334,12 @@ fn route(ctx: &Ctx, db: &Reader, seg: &[&str], target: &Target) -> Reply {
             Err(e) => fail(e),
         },
         ["studies", uid] => match studies::collect_study(ctx, db, uid) {
-            Ok(Some(v)) => Reply::html(studies::render_study(&v)),
+            Ok(Some(v)) => Reply::html(studies::render_study(&v)).about(v.patient_id.clone()),
             Ok(None) => Reply::page_not_found(&format!("No analysed study {uid}.")),
             Err(e) => fail(e),
         },
         ["api", "studies", uid] => match studies::collect_study(ctx, db, uid) {
-            Ok(Some(v)) => Reply::json(&v),
+            Ok(Some(v)) => Reply::json(&v).about(v.patient_id.clone()),
             Ok(None) => Reply::json_not_found("no analysed study with this UID"),
             Err(e) => fail(e),
         },
@@ -247,10 +347,16 @@ fn route(ctx: &Ctx, db: &Reader, seg: &[&str], target: &Target) -> Reply {
             Ok(Some(v)) => Reply::html(patients::render(&v)),
             Ok(None) => Reply::page_not_found(&format!("No analysed study of patient {id}.")),
             Err(e) => fail(e),
-        },
+        }
+        .about(Some(id.to_string())),
         ["api", "patients", id] => match patients::collect(db, id) {
             Ok(Some(v)) => Reply::json(&v),
             Ok(None) => Reply::json_not_found("no analysed study of this patient"),
+            Err(e) => fail(e),
+        }
+        .about(Some(id.to_string())),
+        ["audit"] => match audit_page::collect(db, target) {
+            Ok(v) => Reply::html(audit_page::render(&v)),
             Err(e) => fail(e),
         },
         ["metrics"] => match metrics::render(ctx, db) {
@@ -261,7 +367,14 @@ fn route(ctx: &Ctx, db: &Reader, seg: &[&str], target: &Target) -> Reply {
             ),
             Err(e) => fail(e),
         },
-        ["artifacts", id, file] => artifacts::serve(db, ctx.data_dir, id, file),
+        ["artifacts", id, file] => {
+            // The audit trail names the patient whose images these are.
+            let patient = id
+                .parse()
+                .ok()
+                .and_then(|id| db.result_patient_id(id).ok().flatten());
+            artifacts::serve(db, ctx.data_dir, id, file).about(patient)
+        }
         _ => Reply::page_not_found("There is no page at this address."),
     }
 }

@@ -68,6 +68,10 @@ pub struct StatusView {
     pub quarantine_by_reason: Vec<ReasonCount>,
     pub recent_quarantine: Vec<QuarantineEntry>,
     pub recent_skipped: Vec<SkippedSeries>,
+    /// Security settings an administrator must know about (plain HTTP on the network).
+    pub security_warnings: Vec<String>,
+    pub https: bool,
+    pub logins: super::LoginCounts,
 }
 
 /// Free and total bytes of the filesystem holding `path` (statvfs: what an unprivileged
@@ -167,6 +171,9 @@ pub fn collect(ctx: &Ctx, db: &Reader) -> db::Result<StatusView> {
             .collect(),
         recent_quarantine: db.recent_quarantine(LIST_LIMIT)?,
         recent_skipped: db.recent_skipped(LIST_LIMIT)?,
+        security_warnings: ctx.config.plain_http_warning().into_iter().collect(),
+        https: ctx.config.tls_configured(),
+        logins: ctx.state.login_counts(),
         counts,
     })
 }
@@ -197,6 +204,9 @@ pub fn render(v: &StatusView) -> String {
              folder until space is freed.</div>",
         );
     }
+    for w in &v.security_warnings {
+        let _ = write!(b, "<div class=\"banner warn\">Security: {}</div>", esc(w));
+    }
     let _ = write!(b, "<h1>Status</h1>");
     let health_badge = if v.health.status == "ok" {
         "<div class=\"health ok\"><span class=\"dot\"></span>ok</div>"
@@ -215,7 +225,8 @@ pub fn render(v: &StatusView) -> String {
         "<div class=\"grid\">\
          <div class=\"card\"><h2>Health</h2>{health_badge}{}\
          <dl class=\"kv\"><dt>Version</dt><dd>{}</dd><dt>Up for</dt><dd>{}</dd>\
-         <dt>Since</dt><dd>{}</dd></dl></div>\
+         <dt>Since</dt><dd>{}</dd><dt>Connection</dt><dd>{}</dd>\
+         <dt>Failed logins</dt><dd>{}</dd><dt>Throttled</dt><dd>{}</dd></dl></div>\
          <div class=\"card\"><h2>Queue</h2><dl class=\"kv\">\
          <dt>Pending</dt><dd class=\"big\">{}</dd><dt>Running</dt><dd>{}</dd>\
          <dt>Done</dt><dd>{}</dd><dt>Failed</dt><dd>{}</dd></dl></div>\
@@ -235,6 +246,16 @@ pub fn render(v: &StatusView) -> String {
         esc(v.version),
         fmt_duration(v.uptime_secs),
         fmt_time(v.started_at),
+        if v.https { "HTTPS" } else { "plain HTTP" },
+        v.logins.failed_logins,
+        if v.logins.locked_addresses > 0 {
+            format!(
+                "{} requests ({} addresses locked out now)",
+                v.logins.throttled_requests, v.logins.locked_addresses
+            )
+        } else {
+            format!("{} requests", v.logins.throttled_requests)
+        },
         v.queue_pending,
         v.queue_running,
         v.counts.jobs_done,
