@@ -36,6 +36,7 @@ pub struct Config {
     pub log: Log,
     pub models: Models,
     pub web: WebConfig,
+    pub dicom: DicomConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -106,6 +107,98 @@ pub struct WebConfig {
     /// Hex SHA-256 of the basic-auth password.
     #[serde(default)]
     pub basic_password_sha256: Option<String>,
+}
+
+/// The DICOM node: a C-STORE (and C-ECHO) receiver inside `serve`. Off unless `listen` is set.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DicomConfig {
+    /// `IP:port`; absent: no DICOM receiver. Port 0 picks a free port (tests).
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// The called AE title a peer must use.
+    pub ae_title: String,
+    /// Calling AE titles allowed to associate; empty: any.
+    pub allowed_calling_aes: Vec<String>,
+    /// Associations served at once; more are rejected as transient (the peer retries).
+    pub max_associations: usize,
+    /// An association that sends nothing for this long is aborted.
+    pub idle_timeout_secs: u64,
+    /// An association open longer than this is aborted (its current instance is not stored).
+    pub max_association_secs: u64,
+}
+
+impl DicomConfig {
+    /// The listening address, when the receiver is on.
+    pub fn listen_addr(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        let Some(listen) = &self.listen else {
+            return Ok(None);
+        };
+        listen.parse().map(Some).map_err(|_| ConfigError::Invalid {
+            key: "dicom.listen",
+            problem: format!(
+                "must be an IP address and port such as \"0.0.0.0:11112\", got {listen:?}"
+            ),
+        })
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, problem: String| ConfigError::Invalid { key, problem };
+        self.listen_addr()?;
+        if let Err(why) = check_ae_title(&self.ae_title) {
+            return Err(invalid("dicom.ae_title", why));
+        }
+        for ae in &self.allowed_calling_aes {
+            if let Err(why) = check_ae_title(ae) {
+                return Err(invalid(
+                    "dicom.allowed_calling_aes",
+                    format!("entry {ae:?}: {why}"),
+                ));
+            }
+        }
+        if !(1..=64).contains(&self.max_associations) {
+            return Err(invalid(
+                "dicom.max_associations",
+                format!("must be between 1 and 64, got {}", self.max_associations),
+            ));
+        }
+        if self.idle_timeout_secs == 0 {
+            return Err(invalid(
+                "dicom.idle_timeout_secs",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.max_association_secs < self.idle_timeout_secs {
+            return Err(invalid(
+                "dicom.max_association_secs",
+                "must be at least dicom.idle_timeout_secs".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+    pub fn max_association(&self) -> Duration {
+        Duration::from_secs(self.max_association_secs)
+    }
+}
+
+/// An AE title (PS3.5 AE value representation): 1 to 16 characters of printable ASCII
+/// without backslash, not only spaces. Compared after trimming spaces, as peers pad them.
+pub fn check_ae_title(ae: &str) -> Result<(), String> {
+    let trimmed = ae.trim();
+    if trimmed.is_empty() {
+        return Err("must not be empty or only spaces".into());
+    }
+    if ae.len() > 16 {
+        return Err(format!("must be at most 16 characters, got {}", ae.len()));
+    }
+    if !ae.chars().all(|c| c.is_ascii_graphic() || c == ' ') || ae.contains('\\') {
+        return Err("must be printable ASCII without backslash".into());
+    }
+    Ok(())
 }
 
 /// The shortest accepted `web.token`: shorter tokens are guessable.
@@ -304,6 +397,7 @@ impl Config {
             ));
         }
         self.web.validate()?;
+        self.dicom.validate()?;
         if !["error", "warn", "info", "debug", "trace"].contains(&self.log.level.as_str()) {
             return Err(invalid(
                 "log.level",
@@ -478,6 +572,50 @@ mod tests {
             ("listen_on = \"x\"\n", "listen_on"),
         ] {
             let err = web(extra).unwrap_err().to_string();
+            assert!(err.contains(key), "{err} should name {key}");
+        }
+    }
+
+    fn dicom(extra: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(
+            &format!("[paths]\nincoming = \"/a\"\ndata = \"/b\"\n[dicom]\n{extra}"),
+            Path::new("t.toml"),
+        )
+    }
+
+    #[test]
+    fn dicom_receiver_is_off_by_default() {
+        let c = Config::default();
+        assert_eq!(c.dicom.listen, None);
+        assert_eq!(c.dicom.listen_addr().unwrap(), None);
+        assert_eq!(c.dicom.ae_title, "LUNGWATCH");
+        assert!(c.dicom.allowed_calling_aes.is_empty());
+        assert_eq!(c.dicom.max_associations, 8);
+        let on = dicom("listen = \"0.0.0.0:11112\"\nallowed_calling_aes = [\"PACS\"]\n").unwrap();
+        assert_eq!(on.dicom.listen_addr().unwrap().unwrap().port(), 11112);
+    }
+
+    #[test]
+    fn bad_dicom_keys_are_named() {
+        for (extra, key) in [
+            ("listen = \"localhost\"\n", "dicom.listen"),
+            ("ae_title = \"\"\n", "dicom.ae_title"),
+            ("ae_title = \"   \"\n", "dicom.ae_title"),
+            ("ae_title = \"SEVENTEEN-CHARSXX\"\n", "dicom.ae_title"),
+            ("ae_title = \"A\\\\B\"\n", "dicom.ae_title"),
+            (
+                "allowed_calling_aes = [\"OK\", \"\"]\n",
+                "dicom.allowed_calling_aes",
+            ),
+            ("max_associations = 0\n", "dicom.max_associations"),
+            ("idle_timeout_secs = 0\n", "dicom.idle_timeout_secs"),
+            (
+                "idle_timeout_secs = 60\nmax_association_secs = 10\n",
+                "dicom.max_association_secs",
+            ),
+            ("port = 104\n", "port"),
+        ] {
+            let err = dicom(extra).unwrap_err().to_string();
             assert!(err.contains(key), "{err} should name {key}");
         }
     }
