@@ -44,11 +44,11 @@ pub struct Signals {
 
 /// Creates the state folders and opens the database, after recovering from any crash.
 pub fn prepare(config: &Config) -> anyhow::Result<(Database, Dirs)> {
-    let dirs = Dirs {
-        store: config.store_dir(),
-        quarantine: config.quarantine_dir(),
-        staging: config.staging_dir(),
-    };
+    let dirs = Dirs::new(
+        config.store_dir(),
+        config.quarantine_dir(),
+        config.staging_dir(),
+    );
     for d in [
         &config.paths.incoming,
         &dirs.store,
