@@ -3,10 +3,12 @@
 //! The database is opened in WAL mode with `synchronous=FULL`: a file is removed from the
 //! drop folder only after the transaction that indexes it has reached the disk.
 
+mod associations;
 mod pages;
 mod results;
 mod schema;
 
+pub use associations::AssociationRecord;
 pub use pages::{FailedJob, ProcessingHistogram, QueuedJob, ResultRow, StudyFilter};
 pub use results::StoredResult;
 

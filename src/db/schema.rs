@@ -88,6 +88,22 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX results_study ON results (study_uid);
      CREATE INDEX results_series ON results (series_uid, id);
      CREATE INDEX results_created ON results (created_at);",
+    // 3: the DICOM receiver's associations, one row each (accepted or rejected), for the
+    // status page. `outcome` is how it ended, in words.
+    "CREATE TABLE associations (
+         id          INTEGER PRIMARY KEY,
+         calling_ae  TEXT NOT NULL,
+         called_ae   TEXT NOT NULL,
+         peer        TEXT NOT NULL,
+         started_at  INTEGER NOT NULL,
+         duration_ms INTEGER NOT NULL,
+         stored      INTEGER NOT NULL,
+         duplicates  INTEGER NOT NULL,
+         refused     INTEGER NOT NULL,
+         bytes       INTEGER NOT NULL,
+         outcome     TEXT NOT NULL
+     );
+     CREATE INDEX associations_started ON associations (started_at);",
 ];
 
 /// Brings the schema up to date. The version is read inside an immediate (write-locked)
