@@ -8,6 +8,7 @@ pub mod config;
 pub mod daemon;
 pub mod db;
 pub mod dicom;
+pub mod dimse;
 pub mod ingest;
 pub mod inspect;
 pub mod series;
