@@ -30,6 +30,17 @@ pub fn group_by_series<T>(
 /// Checks a complete series against the selection rules; `Err` carries the skip reason.
 pub fn select(headers: &[&InstanceHeader], rules: &Selection) -> Result<(), String> {
     let first = headers.first().ok_or("the series has no instances")?;
+    // A PACS that routes everything back must not make a loop: lungwatch's own objects
+    // are stored, never analysed (nor, later, sent again).
+    if headers
+        .iter()
+        .any(|h| h.manufacturer.as_deref() == Some(crate::objects::MANUFACTURER))
+    {
+        return Err(format!(
+            "lungwatch's own result objects (Manufacturer \"{}\"): stored, never analysed",
+            crate::objects::MANUFACTURER
+        ));
+    }
 
     let modality = first.modality.clone().unwrap_or_default();
     if headers
@@ -195,6 +206,15 @@ mod tests {
         let mut no_pos = series(100);
         no_pos[7].image_position = None;
         assert!(judge(&no_pos).unwrap_err().contains("Image Position"));
+
+        // Even a CT-looking series is never analysed when lungwatch wrote it.
+        let mut own = series(100);
+        own.iter_mut()
+            .for_each(|h| h.manufacturer = Some("lungwatch".into()));
+        assert!(judge(&own).unwrap_err().contains("lungwatch's own"));
+        let mut other = series(100);
+        other[0].manufacturer = Some("SIEMENS".into());
+        assert_eq!(judge(&other), Ok(()));
     }
 
     #[test]
