@@ -126,7 +126,13 @@ pub struct DicomConfig {
     pub idle_timeout_secs: u64,
     /// An association open longer than this is aborted (its current instance is not stored).
     pub max_association_secs: u64,
+    /// Root of the UIDs of the objects lungwatch writes (series, instances).
+    pub uid_root: String,
 }
+
+/// The longest accepted `dicom.uid_root`: a UID is at most 64 characters, and the unique
+/// part after the root needs at least 23 digits.
+pub const MAX_UID_ROOT_LEN: usize = 40;
 
 impl DicomConfig {
     /// The listening address, when the receiver is on.
@@ -166,6 +172,22 @@ impl DicomConfig {
             return Err(invalid(
                 "dicom.idle_timeout_secs",
                 "must be at least 1".into(),
+            ));
+        }
+        let root_ok = self.uid_root.len() <= MAX_UID_ROOT_LEN
+            && self.uid_root.split('.').all(|c| {
+                !c.is_empty()
+                    && c.bytes().all(|b| b.is_ascii_digit())
+                    && (c == "0" || !c.starts_with('0'))
+            });
+        if !root_ok {
+            return Err(invalid(
+                "dicom.uid_root",
+                format!(
+                    "must be a UID root such as \"2.25\" or \"1.2.826.0.1.3680043.10.1234\" \
+                     (digits and dots, no leading zeros, at most {MAX_UID_ROOT_LEN} characters), got {:?}",
+                    self.uid_root
+                ),
             ));
         }
         if self.max_association_secs < self.idle_timeout_secs {
@@ -591,6 +613,7 @@ mod tests {
         assert_eq!(c.dicom.ae_title, "LUNGWATCH");
         assert!(c.dicom.allowed_calling_aes.is_empty());
         assert_eq!(c.dicom.max_associations, 8);
+        assert_eq!(c.dicom.uid_root, "2.25");
         let on = dicom("listen = \"0.0.0.0:11112\"\nallowed_calling_aes = [\"PACS\"]\n").unwrap();
         assert_eq!(on.dicom.listen_addr().unwrap().unwrap().port(), 11112);
     }
@@ -614,6 +637,9 @@ mod tests {
                 "dicom.max_association_secs",
             ),
             ("port = 104\n", "port"),
+            ("uid_root = \"1.2.03\"\n", "dicom.uid_root"),
+            ("uid_root = \"1.2.\"\n", "dicom.uid_root"),
+            ("uid_root = \"org.example\"\n", "dicom.uid_root"),
         ] {
             let err = dicom(extra).unwrap_err().to_string();
             assert!(err.contains(key), "{err} should name {key}");

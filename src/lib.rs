@@ -11,6 +11,7 @@ pub mod dicom;
 pub mod dimse;
 pub mod ingest;
 pub mod inspect;
+pub mod objects;
 pub mod series;
 pub mod status;
 pub mod web;
