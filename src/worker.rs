@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use log::{error, info, warn};
 
 use crate::analysis::{self, Analyzer};
@@ -96,6 +97,19 @@ fn process(
     let relative = artifacts_dir(job.id);
     let artifacts_started = Instant::now();
     analysis::write_artifacts(&analysis, &config.paths.data.join(&relative))?;
+    // The key images are an extra for PACS viewers: without them (e.g. a source without
+    // a Study Instance UID) the analysis still stands, with the reason in the events.
+    if let Err(e) = write_dicom_objects(
+        config,
+        &analysis,
+        &instances,
+        job,
+        &config.paths.data.join(&relative),
+    ) {
+        let message = format!("job {}: key images not written: {e:#}", job.id);
+        warn!("{message}");
+        let _ = db.log_event("warn", &message, db::now_secs());
+    }
     // The stored processing time covers everything from claim to result.
     analysis.report.timings_ms.total += artifacts_started.elapsed().as_millis() as u64;
     let stored = db.finish_job_with_result(
@@ -108,6 +122,52 @@ fn process(
         remove_quietly(&config.paths.data.join(&relative));
     }
     Ok(stored)
+}
+
+/// lungwatch's DICOM objects of a finished analysis (today the key images), written to
+/// `<artifacts>/dicom/` through temporary names. They are written, not yet sent.
+fn write_dicom_objects(
+    config: &Config,
+    analysis: &analysis::Analysis,
+    instances: &[db::StoredInstance],
+    job: &Job,
+    artifacts: &Path,
+) -> anyhow::Result<()> {
+    use crate::dicom::read::{Extent, parse};
+    use crate::objects::{self, PatientStudy, SourceRef, UidMaker};
+    let store = config.store_dir();
+    let by_path: std::collections::HashMap<PathBuf, &db::StoredInstance> = instances
+        .iter()
+        .map(|i| (store.join(&i.store_path), i))
+        .collect();
+    let sources = analysis
+        .volume
+        .files
+        .iter()
+        .map(|f| {
+            by_path.get(f).map(|i| SourceRef {
+                sop_class_uid: i.header.sop_class_uid.clone().unwrap_or_default(),
+                sop_instance_uid: i.sop_instance_uid.clone(),
+            })
+        })
+        .collect::<Option<Vec<_>>>()
+        .context("a slice of the volume is not an indexed instance")?;
+    let first = std::fs::read(store.join(&instances[0].store_path))?;
+    let study = PatientStudy::from_object(&parse(&first, Extent::Header)?)
+        .context("the source has no Study Instance UID: no study to add key images to")?;
+    let uids = UidMaker::new(
+        &config.dicom.uid_root,
+        &format!("{}|job {}", job.series_uid, job.id),
+    );
+    let dir = artifacts.join("dicom");
+    std::fs::create_dir_all(&dir)?;
+    let number = instances[0].header.series_number;
+    for (name, bytes) in objects::key_images_of(analysis, &sources, &study, &uids, number) {
+        let tmp = dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, &bytes)?;
+        std::fs::rename(&tmp, dir.join(&name))?;
+    }
+    Ok(())
 }
 
 fn remove_quietly(dir: &Path) {

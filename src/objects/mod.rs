@@ -13,6 +13,38 @@ use dicom_object::mem::InMemElement;
 use dicom_object::{DefaultDicomObject, FileMetaTableBuilder, InMemDicomObject};
 use sha2::{Digest, Sha256};
 
+/// The key images of one analysis, as (file name, Part 10 bytes), in a new series of the
+/// source study. `sources[z]` is the source instance of the analysis's slice `z` (its
+/// trained orientation, `analysis.volume.files[z]`).
+pub fn key_images_of(
+    analysis: &crate::analysis::Analysis,
+    sources: &[SourceRef],
+    study: &PatientStudy,
+    uids: &UidMaker,
+    source_series_number: Option<i64>,
+) -> Vec<(String, Vec<u8>)> {
+    let series = sc::ResultSeries {
+        series_instance_uid: uids.uid("sc-series"),
+        // Beside the source in a viewer's series list, and never the source's own number.
+        series_number: 9000 + source_series_number.unwrap_or(0).clamp(0, 999),
+    };
+    crate::analysis::key_images(analysis)
+        .iter()
+        .enumerate()
+        .map(|(k, (z, raster))| {
+            let name = format!("sc-{k}.dcm");
+            let image = sc::KeyImage {
+                sop_instance_uid: uids.uid(&name),
+                instance_number: k as u32 + 1,
+                raster,
+                source: &sources[*z],
+            };
+            let bytes = sc::key_image(study, &series, &image);
+            (name, bytes)
+        })
+        .collect()
+}
+
 /// Manufacturer (0008,0070) of every object lungwatch writes; how they are recognised
 /// when a PACS sends them back (`series::select` never analyses them).
 pub const MANUFACTURER: &str = "lungwatch";
