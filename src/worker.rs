@@ -97,7 +97,7 @@ fn process(
     let relative = artifacts_dir(job.id);
     let artifacts_started = Instant::now();
     analysis::write_artifacts(&analysis, &config.paths.data.join(&relative))?;
-    // The key images are an extra for PACS viewers: without them (e.g. a source without
+    // The DICOM objects are an extra for PACS viewers: without them (e.g. a source without
     // a Study Instance UID) the analysis still stands, with the reason in the events.
     if let Err(e) = write_dicom_objects(
         config,
@@ -106,7 +106,7 @@ fn process(
         job,
         &config.paths.data.join(&relative),
     ) {
-        let message = format!("job {}: key images not written: {e:#}", job.id);
+        let message = format!("job {}: DICOM objects not written: {e:#}", job.id);
         warn!("{message}");
         let _ = db.log_event("warn", &message, db::now_secs());
     }
@@ -124,7 +124,8 @@ fn process(
     Ok(stored)
 }
 
-/// lungwatch's DICOM objects of a finished analysis (today the key images), written to
+/// lungwatch's DICOM objects of a finished analysis (the key images and the measurement
+/// report), written to
 /// `<artifacts>/dicom/` through temporary names. They are written, not yet sent.
 fn write_dicom_objects(
     config: &Config,
@@ -162,7 +163,23 @@ fn write_dicom_objects(
     let dir = artifacts.join("dicom");
     std::fs::create_dir_all(&dir)?;
     let number = instances[0].header.series_number;
-    for (name, bytes) in objects::key_images_of(analysis, &sources, &study, &uids, number) {
+    let library: Vec<SourceRef> = instances
+        .iter()
+        .map(|i| SourceRef {
+            sop_class_uid: i.header.sop_class_uid.clone().unwrap_or_default(),
+            sop_instance_uid: i.sop_instance_uid.clone(),
+        })
+        .collect();
+    let mut files = objects::key_images_of(analysis, &sources, &study, &uids, number);
+    files.push(objects::measurement_report_of(
+        &analysis.report,
+        &library,
+        &study,
+        &uids,
+        number,
+        db::now_secs(),
+    ));
+    for (name, bytes) in files {
         let tmp = dir.join(format!(".{name}.tmp"));
         std::fs::write(&tmp, &bytes)?;
         std::fs::rename(&tmp, dir.join(&name))?;

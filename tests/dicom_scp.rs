@@ -22,17 +22,19 @@ const TOTAL_SLICES: i64 = 133 + 131 + 167;
 
 /// True when DCMTK's network tools are installed; otherwise says the test is skipped.
 fn dcmtk(test: &str) -> bool {
-    let found = ["echoscu", "storescu", "dcmodify"].iter().all(|tool| {
-        Command::new(tool)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok()
-    });
+    let found = ["echoscu", "storescu", "dcmodify", "dsrdump"]
+        .iter()
+        .all(|tool| {
+            Command::new(tool)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok()
+        });
     if !found {
         eprintln!(
-            "SKIPPED {test}: DCMTK (echoscu, storescu, dcmodify) is not installed: apt-get install dcmtk"
+            "SKIPPED {test}: DCMTK (echoscu, storescu, dcmodify, dsrdump) is not installed: apt-get install dcmtk"
         );
     }
     found
@@ -331,7 +333,30 @@ fn a_series_sent_by_storescu_is_indexed_and_analysed_as_when_dropped() {
     let mut key_images = Vec::new();
     for r in a.all_results().unwrap() {
         let dir = sent.data.join(&r.artifacts_dir).join("dicom");
-        let files = common::files_under(&dir);
+        let study = r.report.study_instance_uid.clone().unwrap_or_default();
+        // The measurement report: dciodvfy finds no error of ours, and DCMTK's dsrdump
+        // reads it, figures included.
+        let sr = dir.join("sr.dcm");
+        dciodvfy_clean(&sr, &[&study, &r.report.series_instance_uid]);
+        let dump = Command::new("dsrdump").arg(&sr).output().unwrap();
+        assert!(dump.status.success(), "{dump:?}");
+        let dump = String::from_utf8_lossy(&dump.stdout);
+        for figure in [
+            r.report.lung_volume_ml.right,
+            r.report.lung_volume_ml.left,
+            r.report.lesion_volume_ml,
+            r.report.affected_ratio.total * 100.0,
+            r.report.probabilities.covid19 * 100.0,
+        ] {
+            assert!(
+                dump.contains(&format!("\"{figure:.4}\"")),
+                "{figure} in\n{dump}"
+            );
+        }
+        let files: Vec<PathBuf> = common::files_under(&dir)
+            .into_iter()
+            .filter(|f| f.file_name().unwrap().to_string_lossy().starts_with("sc-"))
+            .collect();
         assert!(!files.is_empty(), "no key images in {}", dir.display());
         let source_uids: Vec<String> = a
             .series_instances(&r.report.series_instance_uid)
@@ -362,7 +387,6 @@ fn a_series_sent_by_storescu_is_indexed_and_analysed_as_when_dropped() {
                 .trim_end_matches('\0')
                 .to_string();
             assert!(source_uids.contains(&referenced), "{referenced}");
-            let study = r.report.study_instance_uid.clone().unwrap_or_default();
             dciodvfy_clean(f, &[&study]);
         }
         key_images.extend(files);
@@ -398,8 +422,8 @@ fn a_series_sent_by_storescu_is_indexed_and_analysed_as_when_dropped() {
 /// dciodvfy (dicom3tools) reports no error of ours; skipped with a message without it.
 ///
 /// Errors about a value in `inherited` are the source's, copied on purpose: covid-ct-md's
-/// Study Instance UID is a bare UUID (not a valid UID), and the key images must carry it
-/// to land in the same study. dciodvfy's summary line for invalid values is then theirs too.
+/// Study and Series Instance UIDs are bare UUIDs (not valid UIDs), and the objects must
+/// carry them to land in the same study and to reference the source series. dciodvfy's summary line for invalid values is then theirs too.
 fn dciodvfy_clean(path: &Path, inherited: &[&str]) {
     let Ok(out) = Command::new("dciodvfy").arg(path).output() else {
         eprintln!(

@@ -6,6 +6,7 @@
 //! - `sc.rs`: Secondary Capture key images (the previews, overlay burned in).
 
 pub mod sc;
+pub mod sr;
 
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::tags;
@@ -43,6 +44,55 @@ pub fn key_images_of(
             (name, bytes)
         })
         .collect()
+}
+
+/// The measurement report of one analysis, as ("sr.dcm", Part 10 bytes), in its own
+/// series of the source study. `library` is every source instance; `now` the Unix time
+/// it is written at (content date and time, in UTC).
+pub fn measurement_report_of(
+    report: &crate::analysis::report::SeriesReport,
+    library: &[SourceRef],
+    study: &PatientStudy,
+    uids: &UidMaker,
+    source_series_number: Option<i64>,
+    now: i64,
+) -> (String, Vec<u8>) {
+    let series = sc::ResultSeries {
+        series_instance_uid: uids.uid("sr-series"),
+        series_number: 9500 + source_series_number.unwrap_or(0).clamp(0, 499),
+    };
+    let sop_instance_uid = uids.uid("sr");
+    let ctx = sr::ReportContext {
+        study,
+        series: &series,
+        sop_instance_uid: &sop_instance_uid,
+        source_series_uid: &report.series_instance_uid,
+        sources: library,
+        tracking_uids: [0, 1, 2, 3].map(|k| uids.uid(&format!("sr-group-{k}"))),
+        device_uid: crate::dimse::IMPLEMENTATION_CLASS_UID,
+        content_date_time: date_time_utc(now),
+    };
+    ("sr.dcm".to_string(), sr::measurement_report(report, &ctx))
+}
+
+/// DICOM DA and TM of a Unix time, in UTC.
+pub fn date_time_utc(unix_secs: i64) -> (String, String) {
+    let days = unix_secs.div_euclid(86_400);
+    let secs = unix_secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (
+        format!("{year:04}{month:02}{day:02}"),
+        format!("{:02}{:02}{:02}", secs / 3600, secs / 60 % 60, secs % 60),
+    )
 }
 
 /// Manufacturer (0008,0070) of every object lungwatch writes; how they are recognised
@@ -203,6 +253,16 @@ fn to_part10(obj: InMemDicomObject, sop_class: &str, sop_instance: &str) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_in_utc() {
+        assert_eq!(date_time_utc(0), ("19700101".into(), "000000".into()));
+        assert_eq!(
+            date_time_utc(1_709_251_199),
+            ("20240229".into(), "235959".into())
+        );
+        assert_eq!(date_time_utc(951_782_400).0, "20000229");
+    }
 
     #[test]
     fn uids_fit_are_stable_and_differ_per_object() {
