@@ -3,10 +3,14 @@
 //!
 //! - `mod.rs`: what every object shares: UIDs under `dicom.uid_root`, the patient and study
 //!   attributes copied from the source, the equipment identifying lungwatch.
-//! - `sc.rs`: Secondary Capture key images (the previews, overlay burned in).
+//! - `sc.rs`: Secondary Capture key images (the previews, overlay burned in) and the
+//!   summary image (`summary.rs` draws the figures and the disclaimer with `font.rs`).
+//! - `sr.rs`: the TID 1500 Measurement Report.
 
+mod font;
 pub mod sc;
 pub mod sr;
+pub mod summary;
 
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::tags;
@@ -14,8 +18,8 @@ use dicom_object::mem::InMemElement;
 use dicom_object::{DefaultDicomObject, FileMetaTableBuilder, InMemDicomObject};
 use sha2::{Digest, Sha256};
 
-/// The key images of one analysis, as (file name, Part 10 bytes), in a new series of the
-/// source study. `sources[z]` is the source instance of the analysis's slice `z` (its
+/// The key images and the summary image of one analysis, as (file name, Part 10 bytes),
+/// in a new series of the source study. `sources[z]` is the source instance of the analysis's slice `z` (its
 /// trained orientation, `analysis.volume.files[z]`).
 pub fn key_images_of(
     analysis: &crate::analysis::Analysis,
@@ -29,7 +33,7 @@ pub fn key_images_of(
         // Beside the source in a viewer's series list, and never the source's own number.
         series_number: 9000 + source_series_number.unwrap_or(0).clamp(0, 999),
     };
-    crate::analysis::key_images(analysis)
+    let mut out: Vec<(String, Vec<u8>)> = crate::analysis::key_images(analysis)
         .iter()
         .enumerate()
         .map(|(k, (z, raster))| {
@@ -43,7 +47,17 @@ pub fn key_images_of(
             let bytes = sc::key_image(study, &series, &image);
             (name, bytes)
         })
-        .collect()
+        .collect();
+    let name = "sc-summary.dcm".to_string();
+    let bytes = sc::summary_image(
+        study,
+        &series,
+        &uids.uid(&name),
+        out.len() as u32 + 1,
+        &summary::render(&analysis.report),
+    );
+    out.push((name, bytes));
+    out
 }
 
 /// The measurement report of one analysis, as ("sr.dcm", Part 10 bytes), in its own

@@ -33,27 +33,64 @@ pub struct KeyImage<'a> {
     pub source: &'a SourceRef,
 }
 
-pub const SERIES_DESCRIPTION: &str = "lungwatch key images (decision support only)";
+pub const SERIES_DESCRIPTION: &str = "lungwatch key images and summary (decision support only)";
 
 /// The Part 10 bytes of one key image.
 pub fn key_image(study: &PatientStudy, series: &ResultSeries, image: &KeyImage) -> Vec<u8> {
-    let r = image.raster;
+    let description = format!(
+        "Axial slice in a lung window (level -600 HU, width 1500 HU), lungs outlined \
+         (right green, left blue), lesions filled (ground-glass yellow, consolidation \
+         red) by lungwatch {}. {DISCLAIMER}",
+        env!("CARGO_PKG_VERSION")
+    );
+    secondary_capture(
+        study,
+        series,
+        &image.sop_instance_uid,
+        image.instance_number,
+        image.raster,
+        Some(image.source),
+        &description,
+    )
+}
+
+/// The Part 10 bytes of the summary image: the figures and the disclaimer as burned-in
+/// text (`summary::render`), after the key images in the same series.
+pub fn summary_image(
+    study: &PatientStudy,
+    series: &ResultSeries,
+    sop_instance_uid: &str,
+    instance_number: u32,
+    raster: &Rgb,
+) -> Vec<u8> {
+    let description = format!(
+        "Summary of the lungwatch {} analysis, burned in as text. {DISCLAIMER}",
+        env!("CARGO_PKG_VERSION")
+    );
+    secondary_capture(
+        study,
+        series,
+        sop_instance_uid,
+        instance_number,
+        raster,
+        None,
+        &description,
+    )
+}
+
+fn secondary_capture(
+    study: &PatientStudy,
+    series: &ResultSeries,
+    sop_instance_uid: &str,
+    instance_number: u32,
+    r: &Rgb,
+    source: Option<&SourceRef>,
+    description: &str,
+) -> Vec<u8> {
     let mut pixels = r.data.clone();
     if pixels.len() % 2 == 1 {
         pixels.push(0);
     }
-    let source_item = InMemDicomObject::from_element_iter([
-        element(
-            tags::REFERENCED_SOP_CLASS_UID,
-            VR::UI,
-            &image.source.sop_class_uid,
-        ),
-        element(
-            tags::REFERENCED_SOP_INSTANCE_UID,
-            VR::UI,
-            &image.source.sop_instance_uid,
-        ),
-    ]);
     let mut elements = vec![
         element(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192"),
         DataElement::new(
@@ -62,27 +99,13 @@ pub fn key_image(study: &PatientStudy, series: &ResultSeries, image: &KeyImage) 
             dicom_value!(Strs, ["DERIVED", "SECONDARY"]),
         ),
         element(tags::SOP_CLASS_UID, VR::UI, SOP_CLASS_UID),
-        element(tags::SOP_INSTANCE_UID, VR::UI, &image.sop_instance_uid),
+        element(tags::SOP_INSTANCE_UID, VR::UI, sop_instance_uid),
         element(tags::MODALITY, VR::CS, "OT"),
         // An unpaired body part: dciodvfy then wants Laterality absent, not empty.
         element(tags::BODY_PART_EXAMINED, VR::CS, "CHEST"),
         element(tags::CONVERSION_TYPE, VR::CS, "WSD"),
         element(tags::SERIES_DESCRIPTION, VR::LO, SERIES_DESCRIPTION),
-        element(
-            tags::DERIVATION_DESCRIPTION,
-            VR::ST,
-            &format!(
-                "Axial slice in a lung window (level -600 HU, width 1500 HU), lungs outlined \
-                 (right green, left blue), lesions filled (ground-glass yellow, consolidation \
-                 red) by lungwatch {}. {DISCLAIMER}",
-                env!("CARGO_PKG_VERSION")
-            ),
-        ),
-        DataElement::new(
-            tags::SOURCE_IMAGE_SEQUENCE,
-            VR::SQ,
-            DataSetSequence::from(vec![source_item]),
-        ),
+        element(tags::DERIVATION_DESCRIPTION, VR::ST, description),
         element(
             tags::SERIES_INSTANCE_UID,
             VR::UI,
@@ -93,16 +116,7 @@ pub fn key_image(study: &PatientStudy, series: &ResultSeries, image: &KeyImage) 
             VR::IS,
             &series.series_number.to_string(),
         ),
-        element(
-            tags::INSTANCE_NUMBER,
-            VR::IS,
-            &image.instance_number.to_string(),
-        ),
-        DataElement::new(
-            tags::PATIENT_ORIENTATION,
-            VR::CS,
-            dicom_value!(Strs, ["L", "P"]),
-        ),
+        element(tags::INSTANCE_NUMBER, VR::IS, &instance_number.to_string()),
         element(tags::IMAGE_COMMENTS, VR::LT, DISCLAIMER),
         us(tags::SAMPLES_PER_PIXEL, 3),
         element(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "RGB"),
@@ -117,12 +131,42 @@ pub fn key_image(study: &PatientStudy, series: &ResultSeries, image: &KeyImage) 
         element(tags::LOSSY_IMAGE_COMPRESSION, VR::CS, "00"),
         DataElement::new(tags::PIXEL_DATA, VR::OB, PrimitiveValue::U8(pixels.into())),
     ];
+    match source {
+        // A key image is an axial slice in the trained orientation: patient left on the
+        // image right, posterior down; it references the slice it shows.
+        Some(source) => {
+            elements.push(DataElement::new(
+                tags::PATIENT_ORIENTATION,
+                VR::CS,
+                dicom_value!(Strs, ["L", "P"]),
+            ));
+            let item = InMemDicomObject::from_element_iter([
+                element(
+                    tags::REFERENCED_SOP_CLASS_UID,
+                    VR::UI,
+                    &source.sop_class_uid,
+                ),
+                element(
+                    tags::REFERENCED_SOP_INSTANCE_UID,
+                    VR::UI,
+                    &source.sop_instance_uid,
+                ),
+            ]);
+            elements.push(DataElement::new(
+                tags::SOURCE_IMAGE_SEQUENCE,
+                VR::SQ,
+                DataSetSequence::from(vec![item]),
+            ));
+        }
+        // Text has no patient orientation (Type 2: empty).
+        None => elements.push(element(tags::PATIENT_ORIENTATION, VR::CS, "")),
+    }
     elements.extend(study.elements());
     elements.extend(equipment());
     to_part10(
         InMemDicomObject::from_element_iter(elements),
         SOP_CLASS_UID,
-        &image.sop_instance_uid,
+        sop_instance_uid,
     )
 }
 
@@ -207,9 +251,30 @@ mod tests {
         assert!(verdict.unwrap_err().contains("lungwatch's own"));
     }
 
-    /// dciodvfy (dicom3tools) finds no error in the IOD; skipped without it.
     #[test]
-    fn dciodvfy_finds_no_error() {
+    fn the_summary_image_is_a_secondary_capture_without_source() {
+        let (study, series, _, _) = sample();
+        let raster = crate::objects::summary::render(&crate::objects::sr::tests::sample_report());
+        let bytes = summary_image(&study, &series, "2.25.98", 4, &raster);
+        let obj = parse(&bytes, Extent::Full).unwrap();
+        assert!(obj.element(tags::SOURCE_IMAGE_SEQUENCE).is_err());
+        assert_eq!(
+            obj.element(tags::BURNED_IN_ANNOTATION)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .trim(),
+            "YES"
+        );
+        assert_eq!(
+            obj.element(tags::ROWS).unwrap().to_int::<u16>().unwrap() as usize,
+            raster.height
+        );
+        dciodvfy(&bytes, "summary image");
+    }
+
+    /// dciodvfy (dicom3tools) finds no error in the IOD; skipped without it.
+    fn dciodvfy(bytes: &[u8], what: &str) {
         if std::process::Command::new("dciodvfy")
             .arg("-version")
             .output()
@@ -220,6 +285,25 @@ mod tests {
             );
             return;
         }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sc.dcm");
+        std::fs::write(&path, bytes).unwrap();
+        let out = std::process::Command::new("dciodvfy")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let errors: Vec<&str> = report.lines().filter(|l| l.starts_with("Error")).collect();
+        assert!(errors.is_empty(), "dciodvfy on the {what}:\n{report}");
+        println!("dciodvfy on the {what}:\n{report}");
+    }
+
+    #[test]
+    fn dciodvfy_finds_no_error() {
         let (study, series, raster, source) = sample();
         let bytes = key_image(
             &study,
@@ -231,20 +315,6 @@ mod tests {
                 source: &source,
             },
         );
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sc.dcm");
-        std::fs::write(&path, &bytes).unwrap();
-        let out = std::process::Command::new("dciodvfy")
-            .arg(&path)
-            .output()
-            .unwrap();
-        let report = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let errors: Vec<&str> = report.lines().filter(|l| l.starts_with("Error")).collect();
-        assert!(errors.is_empty(), "dciodvfy:\n{report}");
-        println!("dciodvfy on a key image:\n{report}");
+        dciodvfy(&bytes, "key image");
     }
 }

@@ -507,7 +507,7 @@ fn decimal_string(v: f64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::analysis::report::{AffectedRatio, ModelRef, Probabilities, Sides, Timings, Zones};
     use crate::objects::UidMaker;
