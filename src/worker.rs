@@ -124,8 +124,8 @@ fn process(
     Ok(stored)
 }
 
-/// lungwatch's DICOM objects of a finished analysis (the key images and the measurement
-/// report), written to
+/// lungwatch's DICOM objects of a finished analysis (key images, summary, measurement
+/// report, segmentation), written to
 /// `<artifacts>/dicom/` through temporary names. They are written, not yet sent.
 fn write_dicom_objects(
     config: &Config,
@@ -153,8 +153,11 @@ fn write_dicom_objects(
         })
         .collect::<Option<Vec<_>>>()
         .context("a slice of the volume is not an indexed instance")?;
-    let first = std::fs::read(store.join(&instances[0].store_path))?;
-    let study = PatientStudy::from_object(&parse(&first, Extent::Header)?)
+    let first = parse(
+        &std::fs::read(store.join(&instances[0].store_path))?,
+        Extent::Header,
+    )?;
+    let study = PatientStudy::from_object(&first)
         .context("the source has no Study Instance UID: no study to add key images to")?;
     let uids = UidMaker::new(
         &config.dicom.uid_root,
@@ -171,6 +174,34 @@ fn write_dicom_objects(
         })
         .collect();
     let mut files = objects::key_images_of(analysis, &sources, &study, &uids, number);
+    let slices: Vec<(SourceRef, &crate::dicom::InstanceHeader)> = analysis
+        .volume
+        .files
+        .iter()
+        .zip(&sources)
+        .map(|(f, s)| (s.clone(), &by_path[f].header))
+        .collect();
+    // A source without Frame of Reference UID (some exports leave it empty) gets one
+    // derived from its series, so the segmentation is still a valid SEG; it overlays by
+    // its references to the source slices and their exact positions.
+    let frame_of_reference = objects::frame_of_reference_uid(&first).unwrap_or_else(|| {
+        UidMaker::new(&config.dicom.uid_root, &job.series_uid).uid("frame-of-reference")
+    });
+    match objects::segmentation_of(
+        analysis,
+        &slices,
+        &study,
+        &frame_of_reference,
+        &uids,
+        number,
+        db::now_secs(),
+    ) {
+        Some(seg) => files.push(seg),
+        None => warn!(
+            "job {}: no segmentation object: the source lacks slice geometry",
+            job.id
+        ),
+    }
     files.push(objects::measurement_report_of(
         &analysis.report,
         &library,

@@ -6,9 +6,11 @@
 //! - `sc.rs`: Secondary Capture key images (the previews, overlay burned in) and the
 //!   summary image (`summary.rs` draws the figures and the disclaimer with `font.rs`).
 //! - `sr.rs`: the TID 1500 Measurement Report.
+//! - `seg.rs`: the binary Segmentation, in the source slices' own geometry.
 
 mod font;
 pub mod sc;
+pub mod seg;
 pub mod sr;
 pub mod summary;
 
@@ -87,6 +89,86 @@ pub fn measurement_report_of(
         content_date_time: date_time_utc(now),
     };
     ("sr.dcm".to_string(), sr::measurement_report(report, &ctx))
+}
+
+/// The segmentation of one analysis, as ("seg.dcm", Part 10 bytes), in its own series of
+/// the source study. `slices[z]` is the source instance and header of the analysis's
+/// slice `z`. None when the source lacks the geometry a SEG must carry (orientation,
+/// spacing, positions).
+pub fn segmentation_of(
+    analysis: &crate::analysis::Analysis,
+    slices: &[(SourceRef, &crate::dicom::InstanceHeader)],
+    study: &PatientStudy,
+    frame_of_reference_uid: &str,
+    uids: &UidMaker,
+    source_series_number: Option<i64>,
+    now: i64,
+) -> Option<(String, Vec<u8>)> {
+    let v = &analysis.volume;
+    let (rows, columns) = (analysis.dims.rows, analysis.dims.columns);
+    let first = slices.first()?.1;
+    let orientation = first.image_orientation?;
+    let geometry = seg::SegGeometry {
+        rows,
+        columns,
+        image_orientation: orientation,
+        pixel_spacing: first.pixel_spacing?,
+        slice_thickness: first.slice_thickness,
+        frame_of_reference_uid: frame_of_reference_uid.to_string(),
+    };
+    let (mirrored_rows, mirrored_columns) =
+        seg::mirrored(orientation, v.row_direction, v.column_direction);
+    let plane = rows * columns;
+    let seg_slices = slices
+        .iter()
+        .enumerate()
+        .map(|(z, (source, header))| {
+            let back = |labels: &[u8]| {
+                seg::source_plane(
+                    &labels[z * plane..(z + 1) * plane],
+                    rows,
+                    columns,
+                    mirrored_rows,
+                    mirrored_columns,
+                )
+            };
+            Some(seg::SegSlice {
+                source: source.clone(),
+                image_position: header.image_position?,
+                lung: back(&analysis.lung),
+                lesion: back(&analysis.lesion),
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let series = sc::ResultSeries {
+        series_instance_uid: uids.uid("seg-series"),
+        series_number: 9800 + source_series_number.unwrap_or(0).clamp(0, 199),
+    };
+    let sop_instance_uid = uids.uid("seg");
+    let dimension_organization_uid = uids.uid("seg-dimensions");
+    let ctx = seg::SegContext {
+        study,
+        series: &series,
+        sop_instance_uid: &sop_instance_uid,
+        dimension_organization_uid: &dimension_organization_uid,
+        source_series_uid: &analysis.report.series_instance_uid,
+        content_date_time: date_time_utc(now),
+    };
+    Some((
+        "seg.dcm".to_string(),
+        seg::segmentation(&geometry, &seg_slices, &ctx),
+    ))
+}
+
+/// Frame of Reference UID of a source instance.
+pub fn frame_of_reference_uid(obj: &DefaultDicomObject) -> Option<String> {
+    let v = obj
+        .element_opt(tags::FRAME_OF_REFERENCE_UID)
+        .ok()??
+        .to_str()
+        .ok()?;
+    let t = v.trim_matches(|c: char| c == '\0' || c.is_whitespace());
+    (!t.is_empty()).then(|| t.to_string())
 }
 
 /// DICOM DA and TM of a Unix time, in UTC.
