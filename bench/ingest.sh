@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Ingest and decode throughput on the covid-ct-md series; prints a table.
-#   bash bench/ingest.sh            (needs ../shared/data and a release build)
+#   bash bench/ingest.sh            (needs ../shared/data and a release build;
+#                                    LUNGWATCH_BIN=path reuses a binary already built)
 # Measures: `inspect` (read, examine, decode to HU) with 1 and 2 decode threads on one
 # 133-slice series and on all three; and `serve` ingesting all three series from the drop
 # folder (read, hash, examine, store with fsync, index) until every slice is indexed.
@@ -8,8 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 data=../shared/data/covid-ct-md
 [ -d "$data" ] || { echo "SKIPPED: $data not present"; exit 0; }
-cargo build --release -q
-bin=./target/release/lungwatch
+bin=${LUNGWATCH_BIN:-}
+if [ -z "$bin" ]; then cargo build --release -q; bin=./target/release/lungwatch; fi
 work=$(mktemp -d); trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 total=$(ls "$data"/covid19-P002 "$data"/cap-cap002 "$data"/normal-normal002 | grep -c dcm)
 

@@ -38,6 +38,7 @@ pub struct Config {
     pub models: Models,
     pub web: WebConfig,
     pub audit: AuditConfig,
+    pub dicom: DicomConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -170,6 +171,120 @@ pub struct AuditConfig {
     pub enabled: bool,
     /// Rows older than this many days are deleted.
     pub retention_days: u32,
+}
+
+/// The DICOM node: a C-STORE (and C-ECHO) receiver inside `serve`. Off unless `listen` is set.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DicomConfig {
+    /// `IP:port`; absent: no DICOM receiver. Port 0 picks a free port (tests).
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// The called AE title a peer must use.
+    pub ae_title: String,
+    /// Calling AE titles allowed to associate; empty: any.
+    pub allowed_calling_aes: Vec<String>,
+    /// Associations served at once; more are rejected as transient (the peer retries).
+    pub max_associations: usize,
+    /// An association that sends nothing for this long is aborted.
+    pub idle_timeout_secs: u64,
+    /// An association open longer than this is aborted (its current instance is not stored).
+    pub max_association_secs: u64,
+    /// Root of the UIDs of the objects lungwatch writes (series, instances).
+    pub uid_root: String,
+}
+
+/// The longest accepted `dicom.uid_root`: a UID is at most 64 characters, and the unique
+/// part after the root needs at least 23 digits.
+pub const MAX_UID_ROOT_LEN: usize = 40;
+
+impl DicomConfig {
+    /// The listening address, when the receiver is on.
+    pub fn listen_addr(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        let Some(listen) = &self.listen else {
+            return Ok(None);
+        };
+        listen.parse().map(Some).map_err(|_| ConfigError::Invalid {
+            key: "dicom.listen",
+            problem: format!(
+                "must be an IP address and port such as \"0.0.0.0:11112\", got {listen:?}"
+            ),
+        })
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, problem: String| ConfigError::Invalid { key, problem };
+        self.listen_addr()?;
+        if let Err(why) = check_ae_title(&self.ae_title) {
+            return Err(invalid("dicom.ae_title", why));
+        }
+        for ae in &self.allowed_calling_aes {
+            if let Err(why) = check_ae_title(ae) {
+                return Err(invalid(
+                    "dicom.allowed_calling_aes",
+                    format!("entry {ae:?}: {why}"),
+                ));
+            }
+        }
+        if !(1..=64).contains(&self.max_associations) {
+            return Err(invalid(
+                "dicom.max_associations",
+                format!("must be between 1 and 64, got {}", self.max_associations),
+            ));
+        }
+        if self.idle_timeout_secs == 0 {
+            return Err(invalid(
+                "dicom.idle_timeout_secs",
+                "must be at least 1".into(),
+            ));
+        }
+        let root_ok = self.uid_root.len() <= MAX_UID_ROOT_LEN
+            && self.uid_root.split('.').all(|c| {
+                !c.is_empty()
+                    && c.bytes().all(|b| b.is_ascii_digit())
+                    && (c == "0" || !c.starts_with('0'))
+            });
+        if !root_ok {
+            return Err(invalid(
+                "dicom.uid_root",
+                format!(
+                    "must be a UID root such as \"2.25\" or \"1.2.826.0.1.3680043.10.1234\" \
+                     (digits and dots, no leading zeros, at most {MAX_UID_ROOT_LEN} characters), got {:?}",
+                    self.uid_root
+                ),
+            ));
+        }
+        if self.max_association_secs < self.idle_timeout_secs {
+            return Err(invalid(
+                "dicom.max_association_secs",
+                "must be at least dicom.idle_timeout_secs".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+    pub fn max_association(&self) -> Duration {
+        Duration::from_secs(self.max_association_secs)
+    }
+}
+
+/// An AE title (PS3.5 AE value representation): 1 to 16 characters of printable ASCII
+/// without backslash, not only spaces. Compared after trimming spaces, as peers pad them.
+pub fn check_ae_title(ae: &str) -> Result<(), String> {
+    let trimmed = ae.trim();
+    if trimmed.is_empty() {
+        return Err("must not be empty or only spaces".into());
+    }
+    if ae.len() > 16 {
+        return Err(format!("must be at most 16 characters, got {}", ae.len()));
+    }
+    if !ae.chars().all(|c| c.is_ascii_graphic() || c == ' ') || ae.contains('\\') {
+        return Err("must be printable ASCII without backslash".into());
+    }
+    Ok(())
 }
 
 /// The shortest accepted `web.token`: shorter tokens are guessable.
@@ -477,6 +592,7 @@ impl Config {
         }
         self.web.validate()?;
         self.audit.validate()?;
+        self.dicom.validate()?;
         if !["error", "warn", "info", "debug", "trace"].contains(&self.log.level.as_str()) {
             return Err(invalid(
                 "log.level",
@@ -737,6 +853,54 @@ mod tests {
         assert!(err.contains("audit.retention_days"), "{err}");
         assert_eq!(Config::default().audit.retention_days, 365);
         assert!(Config::default().audit.enabled);
+    }
+
+    fn dicom(extra: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(
+            &format!("[paths]\nincoming = \"/a\"\ndata = \"/b\"\n[dicom]\n{extra}"),
+            Path::new("t.toml"),
+        )
+    }
+
+    #[test]
+    fn dicom_receiver_is_off_by_default() {
+        let c = Config::default();
+        assert_eq!(c.dicom.listen, None);
+        assert_eq!(c.dicom.listen_addr().unwrap(), None);
+        assert_eq!(c.dicom.ae_title, "LUNGWATCH");
+        assert!(c.dicom.allowed_calling_aes.is_empty());
+        assert_eq!(c.dicom.max_associations, 8);
+        assert_eq!(c.dicom.uid_root, "2.25");
+        let on = dicom("listen = \"0.0.0.0:11112\"\nallowed_calling_aes = [\"PACS\"]\n").unwrap();
+        assert_eq!(on.dicom.listen_addr().unwrap().unwrap().port(), 11112);
+    }
+
+    #[test]
+    fn bad_dicom_keys_are_named() {
+        for (extra, key) in [
+            ("listen = \"localhost\"\n", "dicom.listen"),
+            ("ae_title = \"\"\n", "dicom.ae_title"),
+            ("ae_title = \"   \"\n", "dicom.ae_title"),
+            ("ae_title = \"SEVENTEEN-CHARSXX\"\n", "dicom.ae_title"),
+            ("ae_title = \"A\\\\B\"\n", "dicom.ae_title"),
+            (
+                "allowed_calling_aes = [\"OK\", \"\"]\n",
+                "dicom.allowed_calling_aes",
+            ),
+            ("max_associations = 0\n", "dicom.max_associations"),
+            ("idle_timeout_secs = 0\n", "dicom.idle_timeout_secs"),
+            (
+                "idle_timeout_secs = 60\nmax_association_secs = 10\n",
+                "dicom.max_association_secs",
+            ),
+            ("port = 104\n", "port"),
+            ("uid_root = \"1.2.03\"\n", "dicom.uid_root"),
+            ("uid_root = \"1.2.\"\n", "dicom.uid_root"),
+            ("uid_root = \"org.example\"\n", "dicom.uid_root"),
+        ] {
+            let err = dicom(extra).unwrap_err().to_string();
+            assert!(err.contains(key), "{err} should name {key}");
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::analysis::models::ModelSet;
 use crate::config::Config;
 use crate::db::{self, Database, ReadQueries};
 use crate::dicom::InstanceHeader;
+use crate::dimse;
 use crate::ingest::stability::StabilityTracker;
 use crate::ingest::{self, Dirs, Outcome, store, watcher};
 use crate::series;
@@ -44,11 +45,11 @@ pub struct Signals {
 
 /// Creates the state folders and opens the database, after recovering from any crash.
 pub fn prepare(config: &Config) -> anyhow::Result<(Database, Dirs)> {
-    let dirs = Dirs {
-        store: config.store_dir(),
-        quarantine: config.quarantine_dir(),
-        staging: config.staging_dir(),
-    };
+    let dirs = Dirs::new(
+        config.store_dir(),
+        config.quarantine_dir(),
+        config.staging_dir(),
+    );
     for d in [
         &config.paths.incoming,
         &dirs.store,
@@ -137,6 +138,7 @@ pub fn serve(config: Config, config_path: Option<PathBuf>, signals: Signals) -> 
         paused.clone(),
     )
     .context("cannot start the analysis worker")?;
+    let scp = start_dicom(&config, &dirs, &paused)?;
     let (tx, rx) = mpsc::channel::<PathBuf>();
     let _watcher = match watcher::watch(&config.paths.incoming, tx) {
         Ok(w) => Some(w),
@@ -238,6 +240,10 @@ pub fn serve(config: Config, config_path: Option<PathBuf>, signals: Signals) -> 
         }
     }
     info!("shutdown requested; ingest stopped between files, nothing is half-moved");
+    if let Some(scp) = scp {
+        scp.stop();
+        info!("DICOM receiver stopped");
+    }
     worker_stop.store(true, Ordering::SeqCst);
     if worker.join().is_err() {
         error!("the analysis worker panicked");
@@ -277,6 +283,30 @@ fn check_worker(
         Err(e) => Some(format!("cannot read the job queue: {e}")),
     };
     state.set_problem("stalled-job", stalled);
+}
+
+/// The DICOM receiver, when `dicom.listen` is set: another edge of ingest, sharing the
+/// ingest lock in `dirs` and the disk-full pause.
+fn start_dicom(
+    config: &Config,
+    dirs: &Dirs,
+    paused: &Arc<AtomicBool>,
+) -> anyhow::Result<Option<dimse::ScpHandle>> {
+    if config.dicom.listen.is_none() {
+        return Ok(None);
+    }
+    let context = dimse::ScpContext {
+        db_path: config.database_path(),
+        dirs: dirs.clone(),
+        paused: paused.clone(),
+    };
+    let handle = dimse::start(&config.dicom, context).context("cannot start the DICOM receiver")?;
+    info!(
+        "DICOM node {} listening on {}",
+        config.dicom.ae_title,
+        handle.local_addr()
+    );
+    Ok(Some(handle))
 }
 
 fn disk_full(data: &std::path::Path) -> bool {
@@ -360,8 +390,12 @@ fn reload(
             }
         }
     }
+    if new.dicom != config.dicom {
+        warn!("SIGHUP: dicom.* changed; it takes effect at the next restart");
+    }
     let mut merged = new;
     merged.paths = config.paths.clone();
+    merged.dicom = config.dicom.clone();
     *config = Arc::new(merged);
     info!("SIGHUP: config reloaded from {}", path.display());
 }

@@ -31,6 +31,17 @@ pub fn group_by_series<T>(
 /// Checks a complete series against the selection rules; `Err` carries the skip reason.
 pub fn select(headers: &[&InstanceHeader], rules: &Selection) -> Result<(), String> {
     let first = headers.first().ok_or("the series has no instances")?;
+    // A PACS that routes everything back must not make a loop: lungwatch's own objects
+    // are stored, never analysed (nor, later, sent again).
+    if headers
+        .iter()
+        .any(|h| h.manufacturer.as_deref() == Some(crate::objects::MANUFACTURER))
+    {
+        return Err(format!(
+            "lungwatch's own result objects (Manufacturer \"{}\"): stored, never analysed",
+            crate::objects::MANUFACTURER
+        ));
+    }
 
     let modality = first.modality.clone().unwrap_or_default();
     if headers
@@ -225,6 +236,14 @@ mod tests {
 
         let huge = series(2000);
         assert!(judge(&huge).unwrap_err().contains("selection.max_voxels"));
+        // Even a CT-looking series is never analysed when lungwatch wrote it.
+        let mut own = series(100);
+        own.iter_mut()
+            .for_each(|h| h.manufacturer = Some("lungwatch".into()));
+        assert!(judge(&own).unwrap_err().contains("lungwatch's own"));
+        let mut other = series(100);
+        other[0].manufacturer = Some("SIEMENS".into());
+        assert_eq!(judge(&other), Ok(()));
     }
 
     #[test]

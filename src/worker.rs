@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use log::{error, info, warn};
 
 use crate::analysis::Analyzer;
@@ -156,6 +157,13 @@ fn process(db: &mut Database, config: &Config, analyzer: &Analyzer, job: &Job) -
     if let Err(failure) = pipeline::write_artifacts(&analysis, &folder) {
         return Outcome::Failed(failure);
     }
+    // The DICOM objects are an extra for PACS viewers: without them (e.g. a source without
+    // a Study Instance UID) the analysis still stands, with the reason in the events.
+    if let Err(e) = write_dicom_objects(config, &analysis, &instances, job, &folder) {
+        let message = format!("job {}: DICOM objects not written: {e:#}", job.id);
+        warn!("{message}");
+        let _ = db.log_event("warn", &message, db::now_secs());
+    }
     // The stored processing time covers everything from claim to result.
     analysis.report.timings_ms.total = analysis
         .report
@@ -216,6 +224,100 @@ pub fn sweep_orphan_artifacts(db: &Database, data: &Path) -> anyhow::Result<usiz
         }
     }
     Ok(removed)
+}
+
+/// lungwatch's DICOM objects of a finished analysis (key images, summary, measurement
+/// report, segmentation), written to
+/// `<artifacts>/dicom/` through temporary names. They are written, not yet sent.
+fn write_dicom_objects(
+    config: &Config,
+    analysis: &analysis::Analysis,
+    instances: &[db::StoredInstance],
+    job: &Job,
+    artifacts: &Path,
+) -> anyhow::Result<()> {
+    use crate::dicom::read::{Extent, parse};
+    use crate::objects::{self, PatientStudy, SourceRef, UidMaker};
+    let store = config.store_dir();
+    let by_path: std::collections::HashMap<PathBuf, &db::StoredInstance> = instances
+        .iter()
+        .map(|i| (store.join(&i.store_path), i))
+        .collect();
+    let sources = analysis
+        .volume
+        .files
+        .iter()
+        .map(|f| {
+            by_path.get(f).map(|i| SourceRef {
+                sop_class_uid: i.header.sop_class_uid.clone().unwrap_or_default(),
+                sop_instance_uid: i.sop_instance_uid.clone(),
+            })
+        })
+        .collect::<Option<Vec<_>>>()
+        .context("a slice of the volume is not an indexed instance")?;
+    let first = parse(
+        &std::fs::read(store.join(&instances[0].store_path))?,
+        Extent::Header,
+    )?;
+    let study = PatientStudy::from_object(&first)
+        .context("the source has no Study Instance UID: no study to add key images to")?;
+    let uids = UidMaker::new(
+        &config.dicom.uid_root,
+        &format!("{}|job {}", job.series_uid, job.id),
+    );
+    let dir = artifacts.join("dicom");
+    std::fs::create_dir_all(&dir)?;
+    let number = instances[0].header.series_number;
+    let library: Vec<SourceRef> = instances
+        .iter()
+        .map(|i| SourceRef {
+            sop_class_uid: i.header.sop_class_uid.clone().unwrap_or_default(),
+            sop_instance_uid: i.sop_instance_uid.clone(),
+        })
+        .collect();
+    let mut files = objects::key_images_of(analysis, &sources, &study, &uids, number);
+    let slices: Vec<(SourceRef, &crate::dicom::InstanceHeader)> = analysis
+        .volume
+        .files
+        .iter()
+        .zip(&sources)
+        .map(|(f, s)| (s.clone(), &by_path[f].header))
+        .collect();
+    // A source without Frame of Reference UID (some exports leave it empty) gets one
+    // derived from its series, so the segmentation is still a valid SEG; it overlays by
+    // its references to the source slices and their exact positions.
+    let frame_of_reference = objects::frame_of_reference_uid(&first).unwrap_or_else(|| {
+        UidMaker::new(&config.dicom.uid_root, &job.series_uid).uid("frame-of-reference")
+    });
+    match objects::segmentation_of(
+        analysis,
+        &slices,
+        &study,
+        &frame_of_reference,
+        &uids,
+        number,
+        db::now_secs(),
+    ) {
+        Some(seg) => files.push(seg),
+        None => warn!(
+            "job {}: no segmentation object: the source lacks slice geometry",
+            job.id
+        ),
+    }
+    files.push(objects::measurement_report_of(
+        &analysis.report,
+        &library,
+        &study,
+        &uids,
+        number,
+        db::now_secs(),
+    ));
+    for (name, bytes) in files {
+        let tmp = dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, &bytes)?;
+        std::fs::rename(&tmp, dir.join(&name))?;
+    }
+    Ok(())
 }
 
 fn remove_quietly(dir: &Path) {

@@ -375,22 +375,35 @@ fn build_report(
     }
 }
 
+/// The key axial slices (canonical slice index) rendered as previews: the lung window with
+/// the lungs outlined and the lesions filled. The PNG previews and the DICOM key images
+/// are both these rasters.
+pub fn key_images(analysis: &Analysis) -> Vec<(usize, preview::Rgb)> {
+    let (v, dims) = (&analysis.volume, analysis.dims);
+    let q = &analysis.quantities;
+    let lung_per_slice: Vec<u64> = q.per_slice.iter().map(|c| c.lung_total()).collect();
+    let lesion_per_slice: Vec<u64> = q.per_slice.iter().map(|c| c.lesion_total()).collect();
+    preview::key_slices(&lung_per_slice, &lesion_per_slice)
+        .into_par_iter()
+        .map(|z| {
+            (
+                z,
+                preview::axial(&v.hu, &analysis.lung, &analysis.lesion, dims, z),
+            )
+        })
+        .collect()
+}
+
 /// Writes the previews (`axial-<k>.png`, `coronal.png`) and the label mask
 /// (`labels.nii.gz`) into `dir`, each through a temporary name and a rename, and returns
 /// the file names written.
 pub fn write_artifacts(analysis: &Analysis, dir: &Path) -> std::io::Result<Vec<String>> {
     std::fs::create_dir_all(dir)?;
     let (v, dims) = (&analysis.volume, analysis.dims);
-    let q = &analysis.quantities;
-    let lung_per_slice: Vec<u64> = q.per_slice.iter().map(|c| c.lung_total()).collect();
-    let lesion_per_slice: Vec<u64> = q.per_slice.iter().map(|c| c.lesion_total()).collect();
-    let mut files: Vec<(String, Vec<u8>)> = preview::key_slices(&lung_per_slice, &lesion_per_slice)
+    let mut files: Vec<(String, Vec<u8>)> = key_images(analysis)
         .into_par_iter()
         .enumerate()
-        .map(|(k, z)| {
-            let png = preview::axial(&v.hu, &analysis.lung, &analysis.lesion, dims, z).to_png();
-            (report::axial_preview_name(k), png)
-        })
+        .map(|(k, (_, raster))| (report::axial_preview_name(k), raster.to_png()))
         .map(|(name, png)| {
             png.map(|bytes| (name, bytes))
                 .map_err(std::io::Error::other)

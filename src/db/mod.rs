@@ -3,12 +3,14 @@
 //! The database is opened in WAL mode with `synchronous=FULL`: a file is removed from the
 //! drop folder only after the transaction that indexes it has reached the disk.
 
+mod associations;
 mod audit;
 mod reads;
 mod results;
 mod schema;
 mod stored;
 
+pub use associations::AssociationRecord;
 pub use audit::{AuditEvent, AuditFilter, AuditRecord, AuditWriter};
 pub use reads::{
     FailedJob, ProcessingHistogram, QueuedJob, ReadQueries, Reader, ResultRow, StudyFilter,

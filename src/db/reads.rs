@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::results::row_to_result;
 use super::{
-    Database, EventEntry, Job, QuarantineEntry, Result, SeriesState, SkippedSeries, StatusCounts,
+    AssociationRecord, Database, EventEntry, Job, QuarantineEntry, Result, SeriesState, SkippedSeries, StatusCounts,
     StoredInstance, StoredResult, parse_series_state, row_to_instance, row_to_job, schema,
 };
 
@@ -553,6 +553,29 @@ pub trait ReadQueries: Connected {
     fn job_ids_with_results(&self) -> Result<std::collections::HashSet<i64>> {
         let mut stmt = self.conn().prepare("SELECT job_id FROM results")?;
         stmt.query_map([], |r| r.get(0))?.collect()
+    }
+    /// The newest associations first.
+    fn recent_associations(&self, limit: i64) -> Result<Vec<AssociationRecord>> {
+        let mut stmt = self.conn().prepare(
+            "SELECT calling_ae, called_ae, peer, started_at, duration_ms, stored, duplicates,
+                    refused, bytes, outcome
+             FROM associations ORDER BY id DESC LIMIT ?1",
+        )?;
+        stmt.query_map([limit], |r| {
+            Ok(AssociationRecord {
+                calling_ae: r.get(0)?,
+                called_ae: r.get(1)?,
+                peer: r.get(2)?,
+                started_at: r.get(3)?,
+                duration_ms: r.get(4)?,
+                stored: r.get(5)?,
+                duplicates: r.get(6)?,
+                refused: r.get(7)?,
+                bytes: r.get(8)?,
+                outcome: r.get(9)?,
+            })
+        })?
+        .collect()
     }
 }
 

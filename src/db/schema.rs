@@ -107,6 +107,22 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX audit_at ON audit (at);
      CREATE INDEX audit_user ON audit (user, at);
      CREATE INDEX audit_patient ON audit (patient_id, at);",
+    // 5: the DICOM receiver's associations, one row each (accepted or rejected), for the
+    // status page. `outcome` is how it ended, in words.
+    "CREATE TABLE associations (
+         id          INTEGER PRIMARY KEY,
+         calling_ae  TEXT NOT NULL,
+         called_ae   TEXT NOT NULL,
+         peer        TEXT NOT NULL,
+         started_at  INTEGER NOT NULL,
+         duration_ms INTEGER NOT NULL,
+         stored      INTEGER NOT NULL,
+         duplicates  INTEGER NOT NULL,
+         refused     INTEGER NOT NULL,
+         bytes       INTEGER NOT NULL,
+         outcome     TEXT NOT NULL
+     );
+     CREATE INDEX associations_started ON associations (started_at);",
 ];
 
 /// The schema version this build writes and reads.

@@ -25,6 +25,9 @@ pub struct InstanceHeader {
     pub series_description: Option<String>,
     pub series_number: Option<i64>,
     pub modality: Option<String>,
+    /// Manufacturer (0008,0070): "lungwatch" on lungwatch's own result objects.
+    #[serde(default)]
+    pub manufacturer: Option<String>,
     pub instance_number: Option<i64>,
     pub image_type: Vec<String>,
     pub rows: Option<u32>,
@@ -91,6 +94,7 @@ impl InstanceHeader {
             series_description: text(tags::SERIES_DESCRIPTION),
             series_number: int(tags::SERIES_NUMBER),
             modality: text(tags::MODALITY).map(|m| m.to_ascii_uppercase()),
+            manufacturer: text(tags::MANUFACTURER),
             instance_number: int(tags::INSTANCE_NUMBER),
             image_type,
             rows: uint32(tags::ROWS),

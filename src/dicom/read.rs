@@ -102,6 +102,13 @@ pub fn parse(bytes: &[u8], extent: Extent) -> Result<DefaultDicomObject, ParseEr
         .map_err(|e| classify(&e, bytes))
 }
 
+/// The data set of DICOM bytes, without preamble and file meta group (found by the same
+/// scan as the tolerant path). None when no data set can be located.
+pub fn data_set_bytes(bytes: &[u8]) -> Option<&[u8]> {
+    let layout = scan_layout(bytes)?;
+    bytes.get(layout.dataset_offset..)
+}
+
 /// Turns dicom-object's error into one of our reasons, in words an operator can act on.
 fn classify(error: &ReadError, bytes: &[u8]) -> ParseError {
     let text = error_chain(error);

@@ -9,6 +9,7 @@ pub mod store;
 pub mod watcher;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use dicom_core::DicomValue;
 use dicom_dictionary_std::tags;
@@ -187,12 +188,40 @@ fn parse_rejection(e: ParseError) -> Rejection {
     Rejection::new(code, e.to_string())
 }
 
-/// The folders ingest writes to.
+/// The folders ingest writes to, and the lock that makes every edge of ingest (the drop
+/// folder, the DICOM receiver's associations) one writer.
+///
+/// Why a lock and not one writer thread: each edge already runs on its own thread and holds
+/// its own SQLite connection (SQLite's busy timeout orders their transactions). What must
+/// never interleave is the look-up → placement → index sequence of two copies of one
+/// instance: they would race for the same store path and staging name. Holding `lock` over
+/// that sequence gives exactly the single-writer order, without a queue and a reply channel
+/// between the receiving threads and a writer.
 #[derive(Debug, Clone)]
 pub struct Dirs {
     pub store: PathBuf,
     pub quarantine: PathBuf,
     pub staging: PathBuf,
+    lock: Arc<Mutex<()>>,
+}
+
+impl Dirs {
+    pub fn new(store: PathBuf, quarantine: PathBuf, staging: PathBuf) -> Self {
+        Dirs {
+            store,
+            quarantine,
+            staging,
+            lock: Arc::new(Mutex::new(())),
+        }
+    }
+
+    fn exclusive(&self) -> MutexGuard<'_, ()> {
+        // The guarded value is (): a panic while holding it leaves nothing inconsistent
+        // that the store's atomic placement and the index transaction do not already cover.
+        self.lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,7 +230,8 @@ pub enum Outcome {
         sop_instance_uid: String,
         series_uid: String,
     },
-    /// Exactly the same instance was already stored; the copy was removed.
+    /// The same instance was already stored (same bytes, or the same data set under a
+    /// different file meta group); the copy was removed.
     Duplicate {
         sop_instance_uid: String,
     },
@@ -230,7 +260,8 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> IngestError + '_ {
     }
 }
 
-/// Ingests one file that has stopped changing.
+/// Ingests one file that has stopped changing: `ingest_bytes` on its content, then the
+/// original is removed, unless it was deferred.
 ///
 /// `quarantine_truncated` is false while the file may still be arriving: a truncated file
 /// is then deferred instead of quarantined.
@@ -245,19 +276,42 @@ pub fn ingest_file(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Vanished),
         Err(e) => return Err(io_err(path)(e)),
     };
-    let digest = sha256(&bytes);
-    let header = match examine(&bytes) {
+    let outcome = ingest_bytes(db, dirs, &bytes, &original_name(path), quarantine_truncated)?;
+    if !matches!(outcome, Outcome::Deferred(_)) {
+        remove_original(path)?;
+    }
+    Ok(outcome)
+}
+
+/// Stores and indexes one instance held in memory, or quarantines it with its reason. The
+/// common path of every edge: when it returns `Ok` (other than `Deferred`), the instance
+/// is durably in the store and the index, or in the quarantine with its reason recorded.
+///
+/// `origin` names where the bytes came from (the dropped file's path, or the association
+/// that sent them); its last `/`-separated part names the quarantined copy.
+pub fn ingest_bytes(
+    db: &mut Database,
+    dirs: &Dirs,
+    bytes: &[u8],
+    origin: &str,
+    quarantine_truncated: bool,
+) -> Result<Outcome, IngestError> {
+    let digest = sha256(bytes);
+    let header = match examine(bytes) {
         Ok(h) => h,
         Err(r) if r.may_still_be_arriving() && !quarantine_truncated => {
             return Ok(Outcome::Deferred(r));
         }
-        Err(r) => return quarantine(db, dirs, path, &bytes, &digest, r),
+        Err(r) => {
+            let _writer = dirs.exclusive();
+            return quarantine(db, dirs, origin, bytes, &digest, r);
+        }
     };
     let identity = header.instance_identity(&digest);
     let digest_hex = hex(&digest);
+    let _writer = dirs.exclusive();
     if let Some(existing) = db.find_instance(&identity.uid)? {
-        if existing.sha256 == digest_hex {
-            remove_original(path)?;
+        if existing.sha256 == digest_hex || same_data_set(dirs, &existing.store_path, bytes) {
             return Ok(Outcome::Duplicate {
                 sop_instance_uid: identity.uid,
             });
@@ -269,7 +323,7 @@ pub fn ingest_file(
                 identity.uid
             ),
         );
-        return quarantine(db, dirs, path, &bytes, &digest, r);
+        return quarantine(db, dirs, origin, bytes, &digest, r);
     }
     let series_uid = header
         .series_instance_uid
@@ -284,7 +338,7 @@ pub fn ingest_file(
     .join(path_component(&series_uid))
     .join(format!("{}.dcm", path_component(&identity.uid)));
     let dest = dirs.store.join(&relative);
-    store::place_atomically(&bytes, &dirs.staging, &dest).map_err(io_err(&dest))?;
+    store::place_atomically(bytes, &dirs.staging, &dest).map_err(io_err(&dest))?;
     db.insert_instance(
         &NewInstance {
             sop_instance_uid: &identity.uid,
@@ -294,26 +348,38 @@ pub fn ingest_file(
             store_path: &relative.to_string_lossy(),
             sha256: &digest_hex,
             size_bytes: bytes.len() as u64,
-            original_name: &original_name(path),
+            original_name: origin,
         },
         db::now_secs(),
     )?;
-    remove_original(path)?;
     Ok(Outcome::Stored {
         sop_instance_uid: identity.uid,
         series_uid,
     })
 }
 
+/// True when the stored copy holds exactly the data set of `bytes`, whatever their file
+/// meta groups say: a PACS's folder export and its C-STORE of one instance differ only
+/// there (implementation UID, source AE title), and are one instance, not a conflict.
+fn same_data_set(dirs: &Dirs, store_path: &str, bytes: &[u8]) -> bool {
+    let Ok(stored) = std::fs::read(dirs.store.join(store_path)) else {
+        return false;
+    };
+    match (read::data_set_bytes(&stored), read::data_set_bytes(bytes)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
 fn quarantine(
     db: &mut Database,
     dirs: &Dirs,
-    path: &Path,
+    origin: &str,
     bytes: &[u8],
     digest: &[u8; 32],
     rejection: Rejection,
 ) -> Result<Outcome, IngestError> {
-    let dest = store::quarantine_path(&dirs.quarantine, rejection.code, path, digest);
+    let dest = store::quarantine_path(&dirs.quarantine, rejection.code, Path::new(origin), digest);
     store::place_atomically(bytes, &dirs.staging, &dest).map_err(io_err(&dest))?;
     let relative = dest
         .strip_prefix(&dirs.quarantine)
@@ -321,13 +387,12 @@ fn quarantine(
         .to_string_lossy()
         .into_owned();
     db.record_quarantine(
-        &original_name(path),
+        origin,
         &relative,
         rejection.code,
         &rejection.reason,
         db::now_secs(),
     )?;
-    remove_original(path)?;
     Ok(Outcome::Quarantined(rejection))
 }
 
@@ -361,6 +426,71 @@ mod tests {
         for name in ["IM0001.dcm", "IM0001", "1.2.3.4"] {
             assert!(!is_ignored_name(name, &suffixes), "{name}");
         }
+    }
+
+    /// A 2×2 CT image as a Part 10 file; `source_ae` only changes the file meta group.
+    fn tiny_ct(source_ae: &str, pixels: [u16; 4]) -> Vec<u8> {
+        use dicom_core::{DataElement, PrimitiveValue, VR};
+        use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+        let text = |tag, vr, v: &str| DataElement::new(tag, vr, PrimitiveValue::from(v));
+        let us = |tag, v: u16| DataElement::new(tag, VR::US, PrimitiveValue::from(v));
+        let obj = InMemDicomObject::from_element_iter([
+            text(tags::SOP_CLASS_UID, VR::UI, "1.2.840.10008.5.1.4.1.1.2"),
+            text(tags::SOP_INSTANCE_UID, VR::UI, "1.2.3.4.1"),
+            text(tags::STUDY_INSTANCE_UID, VR::UI, "1.2.3.4"),
+            text(tags::SERIES_INSTANCE_UID, VR::UI, "1.2.3.4.0"),
+            text(tags::MODALITY, VR::CS, "CT"),
+            us(tags::SAMPLES_PER_PIXEL, 1),
+            text(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2"),
+            us(tags::ROWS, 2),
+            us(tags::COLUMNS, 2),
+            us(tags::BITS_ALLOCATED, 16),
+            us(tags::BITS_STORED, 16),
+            us(tags::HIGH_BIT, 15),
+            us(tags::PIXEL_REPRESENTATION, 0),
+            DataElement::new(
+                tags::PIXEL_DATA,
+                VR::OW,
+                PrimitiveValue::U16(pixels.to_vec().into()),
+            ),
+        ]);
+        let file = obj
+            .with_meta(
+                FileMetaTableBuilder::new()
+                    .transfer_syntax("1.2.840.10008.1.2.1")
+                    .source_application_entity_title(source_ae),
+            )
+            .unwrap();
+        let mut out = Vec::new();
+        file.write_all(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn duplicates_are_judged_on_the_data_set_not_the_meta_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = Dirs::new(
+            dir.path().join("store"),
+            dir.path().join("quarantine"),
+            dir.path().join("staging"),
+        );
+        let mut db = Database::open_in_memory().unwrap();
+        let mut ingest =
+            |bytes: &[u8]| ingest_bytes(&mut db, &dirs, bytes, "test/x", true).unwrap();
+        let first = tiny_ct("EXPORT", [1, 2, 3, 4]);
+        assert!(matches!(ingest(&first), Outcome::Stored { .. }));
+        assert!(matches!(ingest(&first), Outcome::Duplicate { .. }));
+        // The same instance received with another meta group (as by C-STORE).
+        let resent = tiny_ct("PACS", [1, 2, 3, 4]);
+        assert_ne!(resent, first);
+        assert!(matches!(ingest(&resent), Outcome::Duplicate { .. }));
+        // The same UID with other pixels is a conflict, kept in quarantine.
+        match ingest(&tiny_ct("PACS", [9, 9, 9, 9])) {
+            Outcome::Quarantined(r) => assert_eq!(r.code, "conflicting-duplicate"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(db.status_counts().unwrap().instances, 1);
+        assert_eq!(db.status_counts().unwrap().quarantined, 1);
     }
 
     #[test]

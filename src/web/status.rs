@@ -9,8 +9,8 @@ use super::html::{self, esc, fmt_bytes, fmt_duration, fmt_ms, fmt_time};
 use super::server::Ctx;
 use crate::analysis::report::ModelRef;
 use crate::db::{
-    self, EventEntry, FailedJob, QuarantineEntry, QueuedJob, ReadQueries, Reader, SkippedSeries,
-    StatusCounts,
+    self, AssociationRecord, EventEntry, FailedJob, QuarantineEntry, QueuedJob, ReadQueries,
+    Reader, SkippedSeries, StatusCounts,
 };
 
 /// How many processing times the median and p95 are taken over.
@@ -72,6 +72,8 @@ pub struct StatusView {
     pub security_warnings: Vec<String>,
     pub https: bool,
     pub logins: super::LoginCounts,
+    /// The DICOM receiver's newest associations (empty when it is off or unused).
+    pub recent_associations: Vec<AssociationRecord>,
 }
 
 /// Free and total bytes of the filesystem holding `path` (statvfs: what an unprivileged
@@ -174,6 +176,7 @@ pub fn collect(ctx: &Ctx, db: &Reader) -> db::Result<StatusView> {
         security_warnings: ctx.config.plain_http_warning().into_iter().collect(),
         https: ctx.config.tls_configured(),
         logins: ctx.state.login_counts(),
+        recent_associations: db.recent_associations(LIST_LIMIT)?,
         counts,
     })
 }
@@ -399,7 +402,48 @@ pub fn render(v: &StatusView) -> String {
         b.push_str("</table>");
     }
     b.push_str("</div></div>");
+    render_associations(&mut b, &v.recent_associations);
     html::layout("Status", html::Nav::Status, &b)
+}
+
+/// The DICOM receiver's association log; nothing when it has never been used.
+fn render_associations(b: &mut String, rows: &[AssociationRecord]) {
+    if rows.is_empty() {
+        return;
+    }
+    b.push_str(
+        "<div class=\"card\"><h2>DICOM associations</h2><table><tr><th>When</th>\
+         <th>Calling AE</th><th>Called AE</th><th>Peer</th><th class=\"num\">Stored</th>\
+         <th class=\"num\">Duplicates</th><th class=\"num\">Refused</th>\
+         <th class=\"num\">Received</th><th class=\"num\">Duration</th><th>Outcome</th></tr>",
+    );
+    for a in rows {
+        let kind = if a.outcome == "released" {
+            "good"
+        } else if a.outcome.starts_with("rejected") {
+            "bad"
+        } else {
+            "warn"
+        };
+        let _ = write!(
+            b,
+            "<tr><td class=\"nowrap\">{}</td><td class=\"mono\">{}</td><td class=\"mono\">{}</td>\
+             <td class=\"mono\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+             <td><span class=\"badge {kind}\">{}</span></td></tr>",
+            fmt_time(a.started_at),
+            esc(&a.calling_ae),
+            esc(&a.called_ae),
+            esc(&a.peer),
+            a.stored,
+            a.duplicates,
+            a.refused,
+            fmt_bytes(a.bytes.max(0) as u64),
+            fmt_ms(a.duration_ms as f64),
+            esc(&a.outcome)
+        );
+    }
+    b.push_str("</table></div>");
 }
 
 #[cfg(test)]

@@ -1,0 +1,16 @@
+//! The DICOM network edge: a C-STORE receiver (SCP) inside `serve`, on dicom-ul.
+//!
+//! It is another edge of ingest: every received instance goes through
+//! `ingest::ingest_bytes`, exactly as a file from the drop folder, before its C-STORE
+//! response is sent. This module knows DIMSE and associations; it knows nothing of series,
+//! selection or jobs.
+//!
+//! - `syntaxes.rs`: the SOP classes accepted and the transfer syntaxes offered.
+//! - `message.rs`: DIMSE command sets, read and written (pure).
+//! - `scp.rs`: the listener, one thread per association, the association log.
+
+pub mod message;
+mod scp;
+pub mod syntaxes;
+
+pub use scp::{IMPLEMENTATION_CLASS_UID, ScpContext, ScpHandle, start};
