@@ -329,15 +329,45 @@ pub fn collect_study(ctx: &Ctx, db: &Database, uid: &str) -> db::Result<Option<S
     }))
 }
 
-/// The 0-4 score of one zone, as the severity score defines it.
-pub fn zone_score(ratio: f64) -> u8 {
+/// The 0-4 score of one zone, as the severity score defines it; a zone under the
+/// report's `zone_min_ratio` scores 0.
+pub fn zone_score(ratio: f64, min_ratio: f64) -> u8 {
     match ratio {
-        r if r <= 0.0 => 0,
+        r if r <= 0.0 || r < min_ratio => 0,
         r if r < 0.25 => 1,
         r if r < 0.50 => 2,
         r if r < 0.75 => 3,
         _ => 4,
     }
+}
+
+/// One line saying what the false-positive rules left out of the figures, or None when
+/// nothing was (or the report predates the rules).
+pub fn below_threshold_line(t: &crate::analysis::report::BelowThreshold) -> Option<String> {
+    let mut parts = Vec::new();
+    if t.components > 0 {
+        parts.push(format!(
+            "{:.1} mL of possible lesion in {} component{} smaller than {} mL",
+            t.lesion_ml,
+            t.components,
+            if t.components == 1 { "" } else { "s" },
+            t.min_component_ml
+        ));
+    }
+    if t.zones > 0 {
+        parts.push(format!(
+            "{} zone{} with lesion under {} % (scored 0)",
+            t.zones,
+            if t.zones == 1 { "" } else { "s" },
+            t.zone_min_ratio * 100.0
+        ));
+    }
+    (!parts.is_empty()).then(|| {
+        format!(
+            "Below the reporting threshold, not counted above: {}.",
+            parts.join("; ")
+        )
+    })
 }
 
 fn ml(v: f64) -> String {
@@ -423,9 +453,9 @@ fn render_series(b: &mut String, s: &SeriesResult) {
             "<tr><td class=\"rowhead\">{name}</td><td>{} <span class=\"muted\">({})</span></td>\
              <td>{} <span class=\"muted\">({})</span></td></tr>",
             pct(right),
-            zone_score(right),
+            zone_score(right, r.below_threshold.zone_min_ratio),
             pct(left),
-            zone_score(left)
+            zone_score(left, r.below_threshold.zone_min_ratio)
         );
     }
     let a = &r.affected_ratio;
@@ -456,6 +486,9 @@ fn render_series(b: &mut String, s: &SeriesResult) {
         pct(r.peripheral_share),
         r.severity_score,
     );
+    if let Some(line) = below_threshold_line(&r.below_threshold) {
+        let _ = write!(b, "<p class=\"muted below-threshold\">{}</p>", esc(&line));
+    }
     let t = &r.timings_ms;
     let _ = write!(
         b,
@@ -565,10 +598,29 @@ mod tests {
     }
 
     #[test]
+    fn below_threshold_findings_get_one_line() {
+        use crate::analysis::report::BelowThreshold;
+        assert_eq!(below_threshold_line(&BelowThreshold::default()), None);
+        let t = BelowThreshold {
+            lesion_ml: 1.24,
+            components: 14,
+            min_component_ml: 0.25,
+            zones: 1,
+            zone_min_ratio: 0.01,
+        };
+        assert_eq!(
+            below_threshold_line(&t).unwrap(),
+            "Below the reporting threshold, not counted above: 1.2 mL of possible lesion in \
+             14 components smaller than 0.25 mL; 1 zone with lesion under 1 % (scored 0)."
+        );
+    }
+
+    #[test]
     fn zone_scores_follow_the_severity_rule() {
         assert_eq!(
-            [0.0, 0.01, 0.25, 0.49, 0.5, 0.75, 1.0].map(zone_score),
+            [0.0, 0.01, 0.25, 0.49, 0.5, 0.75, 1.0].map(|r| zone_score(r, 0.0)),
             [0, 1, 2, 2, 3, 4, 4]
         );
+        assert_eq!([0.004, 0.01].map(|r| zone_score(r, 0.01)), [0, 1]);
     }
 }
