@@ -89,7 +89,10 @@ fn three_real_series_give_plausible_results_matching_the_reference() {
             (r.severity_score as i32 - severity as i32).abs() <= 1,
             "{name}: severity vs Python"
         );
-        assert!(r.below_threshold.min_component_ml > 0.0, "{name}: the rules ran");
+        assert!(
+            r.below_threshold.min_component_ml > 0.0,
+            "{name}: the rules ran"
+        );
         let p = r.probabilities;
         assert!((p.covid19 + p.other_pneumonia + p.normal - 1.0).abs() < 1e-4);
         assert_eq!(r.models.len(), 3);

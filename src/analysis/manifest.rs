@@ -173,8 +173,15 @@ impl Manifest {
         }
         match rules.and_then(|r| r.zone_min_ratio) {
             Some(v) if v.is_finite() && (0.0..0.25).contains(&v) => {}
-            Some(_) => return Err("models.lesion_seg.postprocessing.zone_min_ratio must be in 0..0.25".into()),
-            None => return Err("models.lesion_seg.postprocessing.zone_min_ratio is missing (0 turns the rule off)".into()),
+            Some(_) => {
+                return Err(
+                    "models.lesion_seg.postprocessing.zone_min_ratio must be in 0..0.25".into(),
+                );
+            }
+            None => return Err(
+                "models.lesion_seg.postprocessing.zone_min_ratio is missing (0 turns the rule off)"
+                    .into(),
+            ),
         }
         let c = &m.classifier;
         if c.input_shape != [1, c.features.len()] || c.features.is_empty() {
@@ -190,7 +197,7 @@ impl Manifest {
                 super::quantify::FEATURES.join(", ")
             ));
         }
-                if c.output_shape != [1, 3]
+        if c.output_shape != [1, 3]
             || c.labels != ["covid19_pneumonia", "common_pneumonia", "normal_other"]
         {
             return Err("models.classifier must output [1, 3]: covid19_pneumonia, common_pneumonia, normal_other".into());

@@ -214,7 +214,13 @@ mod tests {
             0, 0, 0, 0, 0, 0, 2, 2, 2, 0,
         ];
         let removed = suppress_small_lesions(&mut lesion, dims, 0.1, 0.25);
-        assert_eq!(removed, Suppressed { voxels: 3, components: 2 });
+        assert_eq!(
+            removed,
+            Suppressed {
+                voxels: 3,
+                components: 2
+            }
+        );
         assert_eq!(lesion.iter().filter(|&&v| v != 0).count(), 6);
         assert_eq!(&lesion[0..4], &[0, 0, 0, 0]);
         // 0 turns the rule off.

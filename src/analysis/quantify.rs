@@ -191,8 +191,9 @@ pub fn measure(lung: &[u8], lesion: &[u8], dims: Dims, spacing_mm: [f64; 3]) -> 
         }
         for (side, label) in [RIGHT_LUNG, LEFT_LUNG].into_iter().enumerate() {
             if q.lesion[side] > 0 {
-                q.components[side] =
-                    components(dims, |i| lesion[i] != 0 && lung[i] == label).sizes.len() as u64;
+                q.components[side] = components(dims, |i| lesion[i] != 0 && lung[i] == label)
+                    .sizes
+                    .len() as u64;
             }
         }
     }
@@ -319,7 +320,9 @@ impl Quantities {
                 involved as f64 / 6.0
             }
             "largest_component_share" => self.lesion_share(self.largest_lesion_component),
-            "lesion_components_log" => ((1 + self.components[0] + self.components[1]) as f64).log10(),
+            "lesion_components_log" => {
+                ((1 + self.components[0] + self.components[1]) as f64).log10()
+            }
             "bilateral_components_log" => {
                 ((1 + self.components[0].min(self.components[1])) as f64).log10()
             }
@@ -471,7 +474,10 @@ mod tests {
         assert_eq!(q.lower_zone_lung, 16);
         assert_eq!(q.feature("lesion_components_log"), Some(2f64.log10()));
         assert_eq!(q.feature("bilateral_components_log"), Some(0.0));
-        assert_eq!(q.feature("largest_component_consolidation_share"), Some(0.0));
+        assert_eq!(
+            q.feature("largest_component_consolidation_share"),
+            Some(0.0)
+        );
         assert_eq!(q.feature("lung_base_ratio"), Some(0.5));
         assert!(!q.bilateral());
         assert_eq!(q.feature("lower_zone_share"), Some(1.0));

@@ -153,7 +153,8 @@ mod tests {
         let r: SeriesReport = serde_json::from_str(old).expect("old report JSON parses");
         assert_eq!(r.below_threshold, BelowThreshold::default());
         assert_eq!(r.severity_score, 2);
-        let again: SeriesReport = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        let again: SeriesReport =
+            serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
         assert_eq!(again, r);
     }
 }
