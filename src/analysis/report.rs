@@ -66,6 +66,37 @@ pub struct BelowThreshold {
     pub zone_min_ratio: f64,
 }
 
+impl BelowThreshold {
+    /// One line saying what the false-positive rules left out of the figures, or None
+    /// when nothing was (or the report predates the rules).
+    pub fn line(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if self.components > 0 {
+            parts.push(format!(
+                "{:.1} mL of possible lesion in {} component{} smaller than {} mL",
+                self.lesion_ml,
+                self.components,
+                if self.components == 1 { "" } else { "s" },
+                self.min_component_ml
+            ));
+        }
+        if self.zones > 0 {
+            parts.push(format!(
+                "{} zone{} with lesion under {} % (scored 0)",
+                self.zones,
+                if self.zones == 1 { "" } else { "s" },
+                self.zone_min_ratio * 100.0
+            ));
+        }
+        (!parts.is_empty()).then(|| {
+            format!(
+                "Below the reporting threshold, not counted above: {}.",
+                parts.join("; ")
+            )
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 pub struct Probabilities {
     pub covid19: f64,
@@ -134,6 +165,23 @@ pub fn axial_preview_name(k: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn below_threshold_findings_get_one_line() {
+        assert_eq!(BelowThreshold::default().line(), None);
+        let t = BelowThreshold {
+            lesion_ml: 1.24,
+            components: 14,
+            min_component_ml: 0.25,
+            zones: 1,
+            zone_min_ratio: 0.01,
+        };
+        assert_eq!(
+            t.line().unwrap(),
+            "Below the reporting threshold, not counted above: 1.2 mL of possible lesion in \
+             14 components smaller than 0.25 mL; 1 zone with lesion under 1 % (scored 0)."
+        );
+    }
 
     #[test]
     fn reports_stored_before_the_below_threshold_field_still_parse() {

@@ -341,35 +341,6 @@ pub fn zone_score(ratio: f64, min_ratio: f64) -> u8 {
     }
 }
 
-/// One line saying what the false-positive rules left out of the figures, or None when
-/// nothing was (or the report predates the rules).
-pub fn below_threshold_line(t: &crate::analysis::report::BelowThreshold) -> Option<String> {
-    let mut parts = Vec::new();
-    if t.components > 0 {
-        parts.push(format!(
-            "{:.1} mL of possible lesion in {} component{} smaller than {} mL",
-            t.lesion_ml,
-            t.components,
-            if t.components == 1 { "" } else { "s" },
-            t.min_component_ml
-        ));
-    }
-    if t.zones > 0 {
-        parts.push(format!(
-            "{} zone{} with lesion under {} % (scored 0)",
-            t.zones,
-            if t.zones == 1 { "" } else { "s" },
-            t.zone_min_ratio * 100.0
-        ));
-    }
-    (!parts.is_empty()).then(|| {
-        format!(
-            "Below the reporting threshold, not counted above: {}.",
-            parts.join("; ")
-        )
-    })
-}
-
 fn ml(v: f64) -> String {
     format!("{v:.0} mL")
 }
@@ -486,7 +457,7 @@ fn render_series(b: &mut String, s: &SeriesResult) {
         pct(r.peripheral_share),
         r.severity_score,
     );
-    if let Some(line) = below_threshold_line(&r.below_threshold) {
+    if let Some(line) = r.below_threshold.line() {
         let _ = write!(b, "<p class=\"muted below-threshold\">{}</p>", esc(&line));
     }
     let t = &r.timings_ms;
@@ -595,24 +566,6 @@ mod tests {
         assert_eq!(date_digits("2020").unwrap(), "2020");
         assert!(date_digits("March").is_err());
         assert!(date_digits("20-3").is_err());
-    }
-
-    #[test]
-    fn below_threshold_findings_get_one_line() {
-        use crate::analysis::report::BelowThreshold;
-        assert_eq!(below_threshold_line(&BelowThreshold::default()), None);
-        let t = BelowThreshold {
-            lesion_ml: 1.24,
-            components: 14,
-            min_component_ml: 0.25,
-            zones: 1,
-            zone_min_ratio: 0.01,
-        };
-        assert_eq!(
-            below_threshold_line(&t).unwrap(),
-            "Below the reporting threshold, not counted above: 1.2 mL of possible lesion in \
-             14 components smaller than 0.25 mL; 1 zone with lesion under 1 % (scored 0)."
-        );
     }
 
     #[test]
