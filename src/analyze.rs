@@ -116,6 +116,9 @@ pub fn summary(r: &SeriesReport) -> String {
         tq = r.timings_ms.postprocess,
         tt = r.timings_ms.total,
     );
+    if let Some(line) = r.below_threshold.line() {
+        text.push_str(&format!("\n  {line}"));
+    }
     for w in &r.warnings {
         text.push_str(&format!("\n  warning: {w}"));
     }

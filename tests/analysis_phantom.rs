@@ -206,7 +206,7 @@ fn quantification_of_exact_phantom_masks_matches_the_geometry() {
         .copied()
         .filter(|&r| r > 0.0)
         .collect();
-    assert_eq!(q.severity_score() as usize, involved.len());
+    assert_eq!(q.severity_score(0.0) as usize, involved.len());
     // Peripheral share against brute force: each lesion voxel's in-plane distance to the
     // nearest non-lung pixel of its slice.
     let mut peripheral = 0u64;

@@ -9,12 +9,13 @@ use std::process::Command;
 
 use lungwatch::analysis::report::SeriesReport;
 
-/// Lung and lesion volumes (mL) from the Python reference pipeline on the same models
-/// (MODEL_CARD.md, "Volumes from the full pipeline"): right, left, lesion.
-const PYTHON_REFERENCE: [(&str, f64, f64, f64); 3] = [
-    ("covid19-P002", 2183.0, 1739.0, 113.1),
-    ("cap-cap002", 2367.0, 1646.0, 14.9),
-    ("normal-normal002", 2643.0, 1806.0, 3.4),
+/// Lung and lesion volumes (mL) and severity from the Python reference pipeline on the
+/// same models and false-positive rules (MODEL_CARD.md, "Volumes from the full pipeline";
+/// `eval_series.py`): right, left, lesion after the rules, severity.
+const PYTHON_REFERENCE: [(&str, f64, f64, f64, u8); 3] = [
+    ("covid19-P002", 2183.0, 1739.0, 111.3, 3),
+    ("cap-cap002", 2367.0, 1646.0, 14.2, 2),
+    ("normal-normal002", 2643.0, 1806.0, 2.3, 0),
 ];
 
 #[test]
@@ -49,14 +50,19 @@ fn three_real_series_give_plausible_results_matching_the_reference() {
             .expect("series by slice count")
     };
     let (covid, cap, normal) = (by_slices(133), by_slices(131), by_slices(167));
-    for (r, (name, right, left, lesion)) in [covid, cap, normal].into_iter().zip(PYTHON_REFERENCE) {
+    for (r, (name, right, left, lesion, severity)) in
+        [covid, cap, normal].into_iter().zip(PYTHON_REFERENCE)
+    {
         println!(
-            "{name}: lungs R {:.0} / L {:.0} mL (Python {right:.0} / {left:.0}), lesion {:.1} mL (Python {lesion:.1}), affected {:.2} %, severity {}, p = {:.3} / {:.3} / {:.3}, {} ms",
+            "{name}: lungs R {:.0} / L {:.0} mL (Python {right:.0} / {left:.0}), lesion {:.1} mL (Python {lesion:.1}), affected {:.3} %, severity {} (Python {severity}), below threshold {:.1} mL in {} components, {} zones, p = {:.3} / {:.3} / {:.3}, {} ms",
             r.lung_volume_ml.right,
             r.lung_volume_ml.left,
             r.lesion_volume_ml,
             100.0 * r.affected_ratio.total,
             r.severity_score,
+            r.below_threshold.lesion_ml,
+            r.below_threshold.components,
+            r.below_threshold.zones,
             r.probabilities.covid19,
             r.probabilities.other_pneumonia,
             r.probabilities.normal,
@@ -79,6 +85,14 @@ fn three_real_series_give_plausible_results_matching_the_reference() {
             (r.lesion_volume_ml - lesion).abs() < (0.1 * lesion).max(1.5),
             "{name}: lesion vs Python"
         );
+        assert!(
+            (r.severity_score as i32 - severity as i32).abs() <= 1,
+            "{name}: severity vs Python"
+        );
+        assert!(
+            r.below_threshold.min_component_ml > 0.0,
+            "{name}: the rules ran"
+        );
         let p = r.probabilities;
         assert!((p.covid19 + p.other_pneumonia + p.normal - 1.0).abs() < 1e-4);
         assert_eq!(r.models.len(), 3);
@@ -99,10 +113,12 @@ fn three_real_series_give_plausible_results_matching_the_reference() {
             assert!(dir.join(file).is_file(), "{name}: {file} written");
         }
     }
+    // The targets for a normal scan after false-positive control.
     assert!(
-        normal.affected_ratio.total < 0.005,
-        "normal series: near-zero lesion ratio"
+        normal.affected_ratio.total < 0.001,
+        "normal series: affected ratio under 0.1 %"
     );
+    assert_eq!(normal.severity_score, 0, "normal series: severity 0");
     assert!(
         covid.affected_ratio.total > 2.0 * cap.affected_ratio.total,
         "P002 clearly above cap002"

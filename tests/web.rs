@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use lungwatch::analysis::report::{
-    AffectedRatio, ModelRef, Probabilities, SeriesReport, Sides, Timings, Zones,
+    AffectedRatio, BelowThreshold, ModelRef, Probabilities, SeriesReport, Sides, Timings, Zones,
 };
 use lungwatch::config::{AuditConfig, Role, WebConfig, WebUser};
 use lungwatch::db::{Database, FailureKind, NewInstance, now_secs};
@@ -104,6 +104,17 @@ fn report(s: &Study) -> SeriesReport {
             left_lower: s.affected * 1.6,
         },
         severity_score: (s.affected * 40.0).round().min(24.0) as u8,
+        below_threshold: if s.affected > 0.1 {
+            BelowThreshold {
+                lesion_ml: 1.3,
+                components: 7,
+                min_component_ml: 0.25,
+                zones: 0,
+                zone_min_ratio: 0.01,
+            }
+        } else {
+            BelowThreshold::default()
+        },
         features: vec![("lesion_ratio".into(), s.affected)],
         models: models(),
         timings_ms: Timings {
@@ -566,6 +577,7 @@ fn pages_api_metrics_and_health() {
         "within 10 mm",
         "lesion_seg",
         "2 missing slices",
+        "Below the reporting threshold, not counted above: 1.3 mL of possible lesion in 7 components smaller than 0.25 mL.",
         "Inference",
         "axial-3.png",
         "labels.nii.gz",

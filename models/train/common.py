@@ -145,6 +145,12 @@ def load_nifti(path):
 
 
 NORMAL_VOLUMES = ["tcga-de-a4ma-chest.nii.gz", "lung-pet-ct-dx-a0002.nii.gz", "popi-phase00.nii.gz"]
+# v0.3 lesion backgrounds: every normal-chest-ct volume with a CC BY licence (TCIA). POPI
+# is left out: its terms ("free for research with citation") do not say that derived
+# weights may be redistributed.
+NORMAL_VOLUMES_V3 = ["tcga-de-a4ma-chest.nii.gz", "lung-pet-ct-dx-a0002.nii.gz", "lidc-idri-0001.nii.gz",
+                     "acrin-flt-breast-001.nii.gz", "lung-fused-ct-pathology-01-0001.nii.gz",
+                     "rider-pilot-0117.nii.gz"]
 COVIDCTMD_SERIES = ["covid19-P002", "cap-cap002", "normal-normal002"]
 
 

@@ -12,7 +12,18 @@ import onnx
 import common as C
 import pipeline as P
 
-VERSION = {"lung_seg": "0.1.0", "lesion_seg": "0.2.0", "classifier": "0.1.0"}
+VERSION = {"lung_seg": "0.1.0", "lesion_seg": "0.2.0", "classifier": "0.2.0"}
+
+# False-positive control (MODEL_CARD.md, "False-positive control"). Read by pipeline.py
+# and by lungwatch (src/analysis/manifest.rs) from the manifest written here.
+# - min_component_ml: 3D 6-connected lesion components (ground-glass + consolidation
+#   together) below this volume are not reported (0.25 mL: about 3 x 3 pixels of the
+#   ~2.6 mm lesion frame over two 2 mm slices, below what the model resolves, and below the
+#   ~8 mm diameter of the smallest focal opacity a reader reports).
+# - zone_min_ratio: a zone (third of one lung) scores in the 0-24 severity score only
+#   when at least this share of it is lesion: 1 %, the same cut that makes a zone
+#   "involved" in the classifier feature zones_involved.
+RULES = {"min_component_ml": 0.25, "zone_min_ratio": 0.01}
 
 
 def io_shapes(path):
@@ -87,6 +98,10 @@ def main():
                   "[models.lesion_seg.postprocessing]",
                   'back_to_native = "as lung_seg (bilinear on logits, argmax)"',
                   'mask = "set lesion to background outside the lung mask"',
+                  'small_components = "then set to background every 3D 6-connected component of lesion voxels (ground-glass and consolidation together) whose volume is under min_component_ml; report their total volume and count as below the reporting threshold"',
+                  f"min_component_ml = {RULES['min_component_ml']}",
+                  'zone_scoring = "a zone (a third of one lung) scores 0 in the severity score unless its lesion voxels / lung voxels >= zone_min_ratio; then 1 (< 0.25), 2 (< 0.5), 3 (< 0.75) or 4"',
+                  f"zone_min_ratio = {RULES['zone_min_ratio']}",
                   ""]
         else:
             L += ['task = "3-class probabilities from the quantified lesion pattern"',
@@ -103,6 +118,10 @@ def main():
                   'lower_zone_share = "share of lesion voxels in the lower third of their own lung: each lung\'s slice range [z0, z1) (z from inferior) cut at z0 + (z1-z0)*i/3, slice z belongs to third i if ceil(edge_i) <= z < ceil(edge_i+1); 0 when no lesion"',
                   'zones_involved = "(number of the 6 zones (3 thirds x 2 lungs) whose lesion voxels / lung voxels in that zone >= 0.01) / 6"',
                   'largest_component_share = "voxels of the largest 3D 6-connected lesion component / lesion voxels; 0 when no lesion"',
+                  'lesion_components_log = "log10(1 + n_right + n_left); n_x = number of 3D 6-connected components of lesion voxels within lung x (after the false-positive rule)"',
+                  'bilateral_components_log = "log10(1 + min(n_right, n_left)), n_x as in lesion_components_log"',
+                  'largest_component_consolidation_share = "consolidation voxels / voxels of the largest 3D 6-connected lesion component (ground-glass and consolidation together; the first in scan order among equals); 0 when no lesion"',
+                  'lung_base_ratio = "lesion voxels / lung voxels in the lower thirds of both lungs (the thirds of lower_zone_share); 0 when no lung"',
                   ""]
         for (nm, shp) in ins + outs:
             pass

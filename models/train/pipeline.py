@@ -9,9 +9,14 @@ Stages for one series (vol (Z,H,W) HU ordered inferior->superior, spacing (dz, d
   2. lesion box = union over slices of the lung mask's in-plane bounding box, square,
      side = max(w,h)*1.08 + 8 mm; lesion_seg on every slice that holds lung, at the model input size (128x128);
      logits mapped back bilinearly, argmax, then kept only inside the lung mask.
-  3. features (FEATURES below) -> classifier.onnx -> probabilities.
+  3. false-positive control (manifest models.lesion_seg.postprocessing): 3D 6-connected
+     lesion components (ground-glass and consolidation together) under min_component_ml
+     are set to background; what was removed is reported as "below the reporting
+     threshold". A zone scores in the severity score only from zone_min_ratio on.
+  4. features (FEATURES below) -> classifier.onnx -> probabilities.
 """
 import os
+import tomllib
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -27,13 +32,27 @@ FEATURES = [
     "lower_zone_share",        # lesion voxels in the lower third of their lung / lesion voxels
     "zones_involved",          # number of the 6 zones with zone lesion ratio >= 1 %, / 6
     "largest_component_share", # largest 3D (6-conn.) lesion component / lesion voxels
+    # v0.2 of the classifier: the signal of multifocal / bilateral / lobar patterns
+    "lesion_components_log",   # log10(1 + n_right + n_left), n_x = 3D lesion components within lung x
+    "bilateral_components_log",  # log10(1 + min(n_right, n_left))
+    "largest_component_consolidation_share",  # consolidation voxels / voxels of the largest component
+    "lung_base_ratio",         # lesion voxels / lung voxels in the lower thirds of both lungs
 ]
 PERIPHERAL_MM = 20.0
 
 
+def load_rules(models_dir):
+    """False-positive rules from manifest.toml (the one source the Rust side reads too)."""
+    with open(os.path.join(models_dir, "manifest.toml"), "rb") as f:
+        m = tomllib.load(f)
+    pp = m["models"]["lesion_seg"]["postprocessing"]
+    return dict(min_component_ml=float(pp["min_component_ml"]), zone_min_ratio=float(pp["zone_min_ratio"]))
+
+
 class Models:
-    def __init__(self, models_dir=os.path.join(C.HERE, ".."), threads=2):
+    def __init__(self, models_dir=os.path.join(C.HERE, ".."), threads=2, rules=None):
         import onnxruntime as ort
+        self.rules = rules if rules is not None else load_rules(models_dir)
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
@@ -140,7 +159,31 @@ def segment_lesions(models, vol, spacing, lung):
     return les, box
 
 
-def features(lung, les, spacing):
+def suppress_small_components(les, spacing, min_ml):
+    """Sets to background every 3D 6-connected component of lesion voxels (any class)
+    smaller than min_ml. Returns (les, removed voxels, removed components)."""
+    if min_ml <= 0 or not les.any():
+        return les, 0, 0
+    cc, n = ndi.label(les > 0)
+    sizes = np.bincount(cc.ravel())
+    vml = spacing[0] * spacing[1] * spacing[2] / 1000.0
+    small = np.where(sizes * vml < min_ml)[0]
+    small = small[small > 0]
+    if len(small) == 0:
+        return les, 0, 0
+    drop = np.isin(cc, small)
+    out = les.copy()
+    out[drop] = 0
+    return out, int(drop.sum()), int(len(small))
+
+
+def zone_score(zr, zone_min_ratio):
+    if zr <= 0 or zr < zone_min_ratio:
+        return 0
+    return 1 if zr < 0.25 else 2 if zr < 0.5 else 3 if zr < 0.75 else 4
+
+
+def features(lung, les, spacing, zone_min_ratio=0.0):
     les_any = les > 0
     n_les = int(les_any.sum())
     vox = spacing[0] * spacing[1] * spacing[2] / 1000.0
@@ -170,8 +213,10 @@ def features(lung, les, spacing):
         f["peripheral_share"] = 0.0
         f["ggo_share"] = 0.0
     lower = 0
+    lower_lung = 0
     zones = 0
     score = 0
+    zones_below = 0
     for k in (1, 2):
         zs = np.where((lung == k).any(axis=(1, 2)))[0]
         if len(zs) == 0:
@@ -184,17 +229,32 @@ def features(lung, les, spacing):
             lsv = int((les_any[a:b] & (lung[a:b] == k)).sum())
             if zi == 0:
                 lower += lsv
+                lower_lung += lv
             zr = lsv / lv if lv else 0.0
             zones += zr >= 0.01
-            score += 0 if zr == 0 else 1 if zr < 0.25 else 2 if zr < 0.5 else 3 if zr < 0.75 else 4
+            score += zone_score(zr, zone_min_ratio)
+            zones_below += 0 < zr < zone_min_ratio
     f["lower_zone_share"] = lower / n_les if n_les else 0.0
     f["zones_involved"] = zones / 6.0
+    f["lung_base_ratio"] = lower / lower_lung if lower_lung else 0.0
+    ncomp = [0, 0]
     if n_les:
         cc, n = ndi.label(les_any)
-        f["largest_component_share"] = float(np.bincount(cc.ravel())[1:].max()) / n_les
+        sizes = np.bincount(cc.ravel())
+        sizes[0] = 0
+        big = int(np.argmax(sizes))
+        f["largest_component_share"] = float(sizes[big]) / n_les
+        f["largest_component_consolidation_share"] = float((les[cc == big] == 2).sum()) / float(sizes[big])
+        for i, k in enumerate((1, 2)):
+            ncomp[i] = int(ndi.label(les_any & (lung == k))[1])
     else:
         f["largest_component_share"] = 0.0
+        f["largest_component_consolidation_share"] = 0.0
+    f["lesion_components_log"] = float(np.log10(1 + ncomp[0] + ncomp[1]))
+    f["bilateral_components_log"] = float(np.log10(1 + min(ncomp)))
+    out["lesion_components"] = ncomp
     out["severity_score_0_24"] = int(score)
+    out["zones_below_threshold"] = int(zones_below)
     out["ggo_ml"] = float((les == 1).sum()) * vox
     out["consolidation_ml"] = float((les == 2).sum()) * vox
     return out, f
@@ -203,9 +263,47 @@ def features(lung, les, spacing):
 def analyse(models, vol, spacing):
     lung = segment_lungs(models, vol, spacing)
     les, box = segment_lesions(models, vol, spacing, lung)
-    meas, f = features(lung, les, spacing)
+    raw_ml = float((les > 0).sum()) * spacing[0] * spacing[1] * spacing[2] / 1000.0
+    les, rm_vox, rm_n = suppress_small_components(les, spacing, models.rules["min_component_ml"])
+    meas, f = features(lung, les, spacing, models.rules["zone_min_ratio"])
+    meas["raw_lesion_ml"] = raw_ml
+    meas["below_threshold_ml"] = rm_vox * spacing[0] * spacing[1] * spacing[2] / 1000.0
+    meas["below_threshold_components"] = rm_n
     probs = None
     if "classifier" in models.sess:
         x = np.array([[f[k] for k in FEATURES]], np.float32)
         probs = models.run("classifier", x)[0]
     return dict(lung=lung, lesion=les, box=box, measurements=meas, features=f, probs=probs)
+
+
+def main():
+    """Runs the reference pipeline on one series: a folder of DICOM files or a NIfTI volume
+    of normal-chest-ct (HU, LPS as common.load_nifti reads it)."""
+    import argparse
+    import json
+    ap = argparse.ArgumentParser()
+    ap.add_argument("series", help="DICOM folder or .nii.gz")
+    ap.add_argument("--models", default=os.path.join(C.HERE, ".."))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--png", default=None, help="write an overlay montage here")
+    a = ap.parse_args()
+    if a.series.endswith(".nii.gz") or a.series.endswith(".nii"):
+        vol, sp = C.load_nifti(a.series)
+    else:
+        vol, sp, _ = C.load_dicom_series(a.series)
+    models = Models(a.models, threads=a.threads)
+    r = analyse(models, vol, sp)
+    m, f, p = r["measurements"], r["features"], r["probs"]
+    out = dict(series=a.series, slices=int(vol.shape[0]), spacing=[float(x) for x in sp], rules=models.rules,
+               affected_ratio=f["affected_ratio"], severity=m["severity_score_0_24"],
+               measurements={k: (float(v) if np.isscalar(v) else v) for k, v in m.items()}, features={k: float(v) for k, v in f.items()},
+               probabilities=None if p is None else dict(zip(["covid19", "common_pneumonia", "normal_other"],
+                                                              [float(x) for x in p])))
+    print(json.dumps(out, indent=1))
+    if a.png:
+        from eval_series import overlay_png
+        overlay_png(vol, r["lung"], r["lesion"], a.png)
+
+
+if __name__ == "__main__":
+    main()

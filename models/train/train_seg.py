@@ -23,18 +23,26 @@ import synth
 VAL_SEED = 1234
 
 
-def load_training_volumes(data, cache, les_n=None):
+def load_training_volumes(data, cache, les_n=None, names=None, lung_model=False):
+    """names: NIfTI files of normal-chest-ct. lung_model: lung labels from the shipped
+    lung_seg (pipeline.segment_lungs, as at inference) instead of the classical method."""
     vols = []
     os.makedirs(cache, exist_ok=True)
-    for name in C.NORMAL_VOLUMES:
+    models = None
+    for name in names or C.NORMAL_VOLUMES:
         stem = name.replace(".nii.gz", "")
-        p = os.path.join(cache, stem + ".npz")
+        p = os.path.join(cache, stem + ("_lungseg.npz" if lung_model else ".npz"))
         if os.path.exists(p):
             z = np.load(p)
             vol, lab, sp = z["vol"].astype(np.float32), z["lab"], tuple(z["spacing"])
         else:
             vol, sp = C.load_nifti(os.path.join(data, "normal-chest-ct", name))
-            lab = C.classical_lung_mask(vol, sp)
+            if lung_model:
+                import pipeline as P
+                models = models or P.Models(threads=1)
+                lab = P.segment_lungs(models, vol, sp)
+            else:
+                lab = C.classical_lung_mask(vol, sp)
             np.savez_compressed(p, vol=vol.astype(np.int16), lab=lab, spacing=np.array(sp))
         lung_slices = np.where((lab > 0).reshape(lab.shape[0], -1).sum(1) * sp[1] * sp[2] > 300)[0]
         box = C.lesion_box(lab > 0, sp[1:], les_n)
@@ -43,8 +51,60 @@ def load_training_volumes(data, cache, les_n=None):
     return vols
 
 
+def scanner_aug(hu, rng):
+    """v0.3 scanner variation: window/calibration (HU scale and offset, about +-100 HU at
+    the lung), dose (white and correlated noise up to ~60 HU), kernel (soft: Gaussian blur;
+    sharp: unsharp masking)."""
+    s = rng.uniform(0.92, 1.08)
+    hu = (hu + 1000.0) * s - 1000.0 + rng.normal(0, 30)
+    k = rng.random()
+    if k < 0.45:
+        hu = ndi.gaussian_filter(hu, rng.uniform(0.3, 1.4))
+    elif k < 0.65:
+        b = ndi.gaussian_filter(hu, rng.uniform(0.6, 1.2))
+        hu = hu + rng.uniform(0.3, 1.2) * (hu - b)
+    if rng.random() < 0.5:
+        n = ndi.gaussian_filter(rng.standard_normal(hu.shape).astype(np.float32), rng.uniform(0.5, 1.2))
+        hu = hu + n * (rng.uniform(0, 60) / (n.std() + 1e-6))
+    hu = hu + rng.normal(0, rng.uniform(0, 30), hu.shape)
+    return hu.astype(np.float32)
+
+
+def make_sample_v3(v, rng):
+    """Lesion v0.3 sample: real lesion-free background (slice-thickness augmentation by
+    averaging neighbour slices), hard negatives, v0.3 synthetic lesions, flips, scanner
+    augmentation."""
+    Z = v["vol"].shape[0]
+    z = rng.choice(v["lung_slices"]) if rng.random() < 0.95 else rng.integers(Z)
+    n = v["les_n"]
+    (cy, cx), pix = v["box"]
+    pix = pix * rng.uniform(0.85, 1.2)
+    center = (cy + rng.normal(0, 6) / v["sp"][1], cx + rng.normal(0, 6) / v["sp"][2])
+    rot = rng.normal(0, 6)
+    sp = v["sp"][1:]
+    hu = C.sample_plane(v["vol"][z], n, center, pix, sp, rot)
+    if rng.random() < 0.3 and 0 < z < Z - 1:  # thicker slice: partial volume along z
+        w = rng.uniform(0.15, 0.35)
+        hu = (1 - 2 * w) * hu + w * (C.sample_plane(v["vol"][z - 1], n, center, pix, sp, rot)
+                                     + C.sample_plane(v["vol"][z + 1], n, center, pix, sp, rot))
+    lab = C.sample_plane(v["lab"][z], n, center, pix, sp, rot, order=0)
+    if rng.random() < 0.5:
+        hu = synth.hard_negatives(hu, lab, rng, pix)
+    if rng.random() < 0.8:
+        hu, les = synth.insert_lesions_v3(hu, lab, rng, pix)
+    else:
+        les = np.zeros(hu.shape, np.uint8)
+    y = les.astype(np.int64)
+    if rng.random() < 0.5:
+        hu, y = hu[:, ::-1], y[:, ::-1]
+    hu = scanner_aug(hu, rng)
+    return C.normalise(hu), np.ascontiguousarray(y)
+
+
 def make_sample(v, rng, task):
     """One augmented training pair in the model frame: (x float32 (N,N), y int64 (N,N))."""
+    if task == "lesion3":
+        return make_sample_v3(v, rng)
     Z = v["vol"].shape[0]
     if task == "lung":
         z = rng.choice(v["lung_slices"]) if rng.random() < 0.85 else rng.integers(Z)
@@ -104,7 +164,9 @@ def dice_loss(logits, y, n_cls):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--task", choices=["lung", "lesion"], required=True)
+    ap.add_argument("--task", choices=["lung", "lesion", "lesion3"], required=True,
+                    help="lesion3 = v0.3 recipe (CC BY backgrounds, lung-model labels, synth v3)")
+    ap.add_argument("--ckpt-every", type=int, default=500)
     ap.add_argument("--data", default=C.DATA_DEFAULT)
     ap.add_argument("--cache", default="/tmp/lungwatch-cache")
     ap.add_argument("--out", default=os.path.join(C.HERE, ".."))
@@ -123,14 +185,17 @@ def main():
     task = a.task
     n = C.LUNG_N if task == "lung" else (a.size or C.LES_N)
     base = a.base or 8
-    minutes = a.minutes or (14 if task == "lung" else 40)
-    vols = load_training_volumes(a.data, a.cache, n if task == "lesion" else None)
+    minutes = a.minutes if a.minutes is not None else (14 if task == "lung" else 40)
+    if task == "lesion3":
+        vols = load_training_volumes(a.data, a.cache, n, names=C.NORMAL_VOLUMES_V3, lung_model=True)
+    else:
+        vols = load_training_volumes(a.data, a.cache, n if task == "lesion" else None)
     for v in vols:
         v["les_n"] = n
     # fixed synthetic validation set (same generator, other seed) to pick nothing but to
     # report convergence; the real evaluations are in eval_*.py
     vrng = np.random.default_rng(VAL_SEED)
-    vx, vy = batch(vols, vrng, task, 48)
+    vx, vy = batch(vols, vrng, task, 96 if task == "lesion3" else 48)
     model = C.unet(1, 3, base=base)
     if a.init:
         model.load_state_dict(torch.load(a.init))
@@ -155,6 +220,8 @@ def main():
         loss.backward()
         opt.step()
         it += 1
+        if a.ckpt_every and it % a.ckpt_every == 0:
+            torch.save(model.state_dict(), os.path.join(a.cache, f"{task}_ckpt.pt"))
         if it % 50 == 0:
             model.eval()
             with torch.no_grad():
@@ -169,13 +236,26 @@ def main():
     model.eval()
     os.makedirs(a.out, exist_ok=True)
     name = "lung_seg" if task == "lung" else "lesion_seg"
+    with torch.no_grad():
+        pv = model(vx).argmax(1)
+    ds = []
+    for k in (1, 2):
+        inter = ((pv == k) & (vy == k)).sum().item()
+        den = (pv == k).sum().item() + (vy == k).sum().item()
+        ds.append(2 * inter / den if den else float("nan"))
+    print(f"final synth-val dice {ds[0]:.4f} {ds[1]:.4f} mean {(ds[0] + ds[1]) / 2:.4f}", flush=True)
     torch.save(model.state_dict(), os.path.join(a.cache, name + ".pt"))
     onnx_path = os.path.join(a.out, name + ".onnx")
     C.export_onnx(model, (1, 1, n, n), onnx_path)
     # parity fixture: a real training-domain slice (TCGA, CC BY) in the model frame
     v = vols[0]
     z = v["lung_slices"][len(v["lung_slices"]) // 2]
-    if task == "lung":
+    if task == "lesion3":
+        (cy, cx), pix = v["box"]
+        hu = C.sample_plane(v["vol"][z], n, (cy, cx), pix, v["sp"][1:])
+        lab = C.sample_plane(v["lab"][z], n, (cy, cx), pix, v["sp"][1:], order=0)
+        hu, _ = synth.insert_lesions_v3(hu, lab, np.random.default_rng(7), pix)
+    elif task == "lung":
         hu = C.sample_plane(v["vol"][z], n, C.lung_frame_center(v["vol"].shape[1:]), C.LUNG_PIX_MM, v["sp"][1:])
     else:
         (cy, cx), pix = v["box"]

@@ -40,6 +40,10 @@ pub struct ModelEntry {
     pub labels: Vec<String>,
     #[serde(default)]
     pub preprocessing: Option<Preprocessing>,
+    /// The numeric rules of `postprocessing` (the lesion model's false-positive control);
+    /// the table's free-text fields are for people.
+    #[serde(default)]
+    pub postprocessing: Option<Postprocessing>,
     /// Classifier only: the input features, in order, by the names `quantify` knows.
     #[serde(default)]
     pub features: Vec<String>,
@@ -58,6 +62,35 @@ pub struct Preprocessing {
     pub box_scale: Option<f64>,
     #[serde(default)]
     pub box_margin_mm: Option<f64>,
+}
+
+/// `models.lesion_seg.postprocessing`: what is reported as a finding.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Postprocessing {
+    /// 3D 6-connected lesion components under this volume are not reported.
+    #[serde(default)]
+    pub min_component_ml: Option<f64>,
+    /// A zone scores in the severity score only from this lesion share on.
+    #[serde(default)]
+    pub zone_min_ratio: Option<f64>,
+}
+
+/// The lesion model's false-positive rules, validated (see `Manifest::validate`).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct LesionRules {
+    pub min_component_ml: f64,
+    pub zone_min_ratio: f64,
+}
+
+impl ModelEntry {
+    /// The false-positive rules of the lesion model's entry (validated at load).
+    pub fn lesion_rules(&self) -> LesionRules {
+        let p = self.postprocessing.clone().unwrap_or_default();
+        LesionRules {
+            min_component_ml: p.min_component_ml.unwrap_or(0.0),
+            zone_min_ratio: p.zone_min_ratio.unwrap_or(0.0),
+        }
+    }
 }
 
 impl Manifest {
@@ -132,9 +165,37 @@ impl Manifest {
                 "models.lesion_seg.preprocessing needs box_scale > 0 and box_margin_mm >= 0".into(),
             );
         }
+        let rules = m.lesion_seg.postprocessing.as_ref();
+        match rules.and_then(|r| r.min_component_ml) {
+            Some(v) if v.is_finite() && (0.0..=100.0).contains(&v) => {}
+            Some(_) => return Err("models.lesion_seg.postprocessing.min_component_ml must be in 0..=100 (mL)".into()),
+            None => return Err("models.lesion_seg.postprocessing.min_component_ml is missing (the false-positive rule; 0 turns it off)".into()),
+        }
+        match rules.and_then(|r| r.zone_min_ratio) {
+            Some(v) if v.is_finite() && (0.0..0.25).contains(&v) => {}
+            Some(_) => {
+                return Err(
+                    "models.lesion_seg.postprocessing.zone_min_ratio must be in 0..0.25".into(),
+                );
+            }
+            None => return Err(
+                "models.lesion_seg.postprocessing.zone_min_ratio is missing (0 turns the rule off)"
+                    .into(),
+            ),
+        }
         let c = &m.classifier;
         if c.input_shape != [1, c.features.len()] || c.features.is_empty() {
             return Err("models.classifier.input_shape must be [1, number of features]".into());
+        }
+        if let Some(unknown) = c
+            .features
+            .iter()
+            .find(|f| !super::quantify::FEATURES.contains(&f.as_str()))
+        {
+            return Err(format!(
+                "models.classifier.features: {unknown:?} is not a feature this lungwatch computes ({})",
+                super::quantify::FEATURES.join(", ")
+            ));
         }
         if c.output_shape != [1, 3]
             || c.labels != ["covid19_pneumonia", "common_pneumonia", "normal_other"]
@@ -142,5 +203,55 @@ impl Manifest {
             return Err("models.classifier must output [1, 3]: covid19_pneumonia, common_pneumonia, normal_other".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped() -> String {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/manifest.toml");
+        std::fs::read_to_string(p).expect("the repository's models/manifest.toml")
+    }
+
+    fn load_text(text: &str, tag: &str) -> Result<Manifest, ManifestError> {
+        let p = std::env::temp_dir().join(format!(
+            "lungwatch-manifest-{}-{tag}.toml",
+            std::process::id()
+        ));
+        std::fs::write(&p, text).unwrap();
+        let r = Manifest::load(&p);
+        let _ = std::fs::remove_file(&p);
+        r
+    }
+
+    #[test]
+    fn the_shipped_manifest_has_its_false_positive_rules() {
+        let m = load_text(&shipped(), "ok").expect("shipped manifest is valid");
+        let rules = m.models.lesion_seg.lesion_rules();
+        assert!(rules.min_component_ml > 0.0);
+        assert!(rules.zone_min_ratio > 0.0);
+        // The lung model's postprocessing table holds only words: no rules there.
+        assert_eq!(m.models.lung_seg.lesion_rules(), LesionRules::default());
+    }
+
+    #[test]
+    fn a_missing_rule_or_an_unknown_feature_is_refused() {
+        let text = shipped();
+        let no_rule: String = text
+            .lines()
+            .filter(|l| !l.starts_with("min_component_ml"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let e = load_text(&no_rule, "norule").unwrap_err().to_string();
+        assert!(e.contains("min_component_ml is missing"), "{e}");
+        let bad_ratio = text.replace("zone_min_ratio = 0.01", "zone_min_ratio = 0.5");
+        assert_ne!(bad_ratio, text);
+        assert!(load_text(&bad_ratio, "ratio").is_err());
+        let unknown = text.replace("\"lung_base_ratio\"]", "\"vessel_count\"]");
+        assert_ne!(unknown, text);
+        let e = load_text(&unknown, "feature").unwrap_err().to_string();
+        assert!(e.contains("\"vessel_count\" is not a feature"), "{e}");
     }
 }

@@ -28,7 +28,9 @@ use crate::dicom::volume::Volume;
 use models::ModelSet;
 use morphology::Dims;
 use quantify::Quantities;
-use report::{AffectedRatio, Probabilities, SeriesReport, Sides, SliceFigures, Timings, Zones};
+use report::{
+    AffectedRatio, BelowThreshold, Probabilities, SeriesReport, Sides, SliceFigures, Timings, Zones,
+};
 use resample::Grid;
 use segment::{CtSlices, StageClock, Window};
 
@@ -199,6 +201,14 @@ impl Analyzer {
                     *s = 0;
                 }
             });
+        // False-positive control: components under the manifest's minimum volume go.
+        let rules = models.lesion.entry.lesion_rules();
+        let suppressed = postprocess::suppress_small_lesions(
+            &mut lesion,
+            dims,
+            voxel_ml,
+            rules.min_component_ml,
+        );
 
         // 3. Measurements, features and the classifier.
         let q = quantify::measure(&lung, &lesion, dims, volume.spacing_mm);
@@ -231,10 +241,18 @@ impl Analyzer {
             postprocess: ms(share(post) + cleanup_ns),
             total: decode_ms + analysis_ms,
         };
+        let below = BelowThreshold {
+            lesion_ml: suppressed.voxels as f64 * voxel_ml,
+            components: suppressed.components,
+            min_component_ml: rules.min_component_ml,
+            zones: q.zones_below(rules.zone_min_ratio),
+            zone_min_ratio: rules.zone_min_ratio,
+        };
         let report = build_report(
             &volume,
             header,
             &q,
+            below,
             probabilities,
             models,
             timings,
@@ -297,6 +315,7 @@ fn build_report(
     volume: &Volume,
     header: &InstanceHeader,
     q: &Quantities,
+    below: BelowThreshold,
     p: [f64; 3],
     models: &ModelSet,
     timings: Timings,
@@ -366,7 +385,8 @@ fn build_report(
         peripheral_share: q.lesion_share(q.peripheral_lesion),
         peripheral_mm: quantify::PERIPHERAL_MM,
         zones,
-        severity_score: q.severity_score(),
+        severity_score: q.severity_score(below.zone_min_ratio),
+        below_threshold: below,
         features,
         models: models.references(),
         timings_ms: timings,

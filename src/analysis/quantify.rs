@@ -14,6 +14,23 @@ pub const ZONE_INVOLVED_RATIO: f64 = 0.01;
 /// Each lung must hold at least this share of lesion for the pattern to be bilateral.
 pub const BILATERAL_MIN_RATIO: f64 = 0.01;
 
+/// Every classifier feature this lungwatch computes (`Quantities::feature`), by its
+/// manifest name. The manifest's `models.classifier.features` must be drawn from these.
+pub const FEATURES: [&str; 12] = [
+    "affected_ratio",
+    "log_affected_pct",
+    "bilateral_balance",
+    "peripheral_share",
+    "ggo_share",
+    "lower_zone_share",
+    "zones_involved",
+    "largest_component_share",
+    "lesion_components_log",
+    "bilateral_components_log",
+    "largest_component_consolidation_share",
+    "lung_base_ratio",
+];
+
 /// Voxel counts of one slice.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SliceCounts {
@@ -50,6 +67,12 @@ pub struct Quantities {
     pub lower_zone_lesion: u64,
     pub peripheral_lesion: u64,
     pub largest_lesion_component: u64,
+    /// Consolidation voxels in the largest lesion component.
+    pub largest_component_consolidation: u64,
+    /// 3D 6-connected components of lesion voxels within each lung: right, left.
+    pub components: [u64; 2],
+    /// Lung voxels of the lower thirds of both lungs.
+    pub lower_zone_lung: u64,
 }
 
 /// Index 0 is the right lung, 1 the left.
@@ -61,10 +84,11 @@ fn side_index(lung_label: u8) -> Option<usize> {
     }
 }
 
-/// The 0–4 score of one zone from its affected ratio.
-pub fn zone_score(ratio: f64) -> u8 {
+/// The 0–4 score of one zone from its affected ratio; a zone under `min_ratio` (the
+/// manifest's `zone_min_ratio`) scores 0.
+pub fn zone_score(ratio: f64, min_ratio: f64) -> u8 {
     match ratio {
-        r if r <= 0.0 => 0,
+        r if r <= 0.0 || r < min_ratio => 0,
         r if r < 0.25 => 1,
         r if r < 0.5 => 2,
         r if r < 0.75 => 3,
@@ -113,6 +137,9 @@ pub fn measure(lung: &[u8], lesion: &[u8], dims: Dims, spacing_mm: [f64; 3]) -> 
         lower_zone_lesion: 0,
         peripheral_lesion: per_slice.iter().map(|(_, p)| p).sum(),
         largest_lesion_component: 0,
+        largest_component_consolidation: 0,
+        components: [0; 2],
+        lower_zone_lung: 0,
     };
     for c in &q.per_slice {
         for side in 0..2 {
@@ -139,6 +166,7 @@ pub fn measure(lung: &[u8], lesion: &[u8], dims: Dims, spacing_mm: [f64; 3]) -> 
             }
             if third == 0 {
                 q.lower_zone_lesion += lesion_voxels;
+                q.lower_zone_lung += lung_voxels;
             }
             q.zone_ratio[side][third] = if lung_voxels > 0 {
                 lesion_voxels as f64 / lung_voxels as f64
@@ -149,7 +177,25 @@ pub fn measure(lung: &[u8], lesion: &[u8], dims: Dims, spacing_mm: [f64; 3]) -> 
     }
     if q.lesion_total() > 0 {
         let comps = components(dims, |i| lesion[i] != 0);
-        q.largest_lesion_component = comps.largest().map_or(0, |id| comps.sizes[id as usize]);
+        if let Some(largest) = comps.largest() {
+            q.largest_lesion_component = comps.sizes[largest as usize];
+            for (run, id) in comps.labelled_runs() {
+                if id == largest {
+                    let start = run.start(dims);
+                    q.largest_component_consolidation += lesion[start..start + run.len() as usize]
+                        .iter()
+                        .filter(|&&v| v == CONSOLIDATION)
+                        .count() as u64;
+                }
+            }
+        }
+        for (side, label) in [RIGHT_LUNG, LEFT_LUNG].into_iter().enumerate() {
+            if q.lesion[side] > 0 {
+                q.components[side] = components(dims, |i| lesion[i] != 0 && lung[i] == label)
+                    .sizes
+                    .len() as u64;
+            }
+        }
     }
     q
 }
@@ -229,12 +275,22 @@ impl Quantities {
     pub fn bilateral(&self) -> bool {
         self.side_ratio(0) >= BILATERAL_MIN_RATIO && self.side_ratio(1) >= BILATERAL_MIN_RATIO
     }
-    pub fn severity_score(&self) -> u8 {
+    /// Sum of the six zone scores; zones under `zone_min_ratio` score 0.
+    pub fn severity_score(&self, zone_min_ratio: f64) -> u8 {
         self.zone_ratio
             .iter()
             .flatten()
-            .map(|&r| zone_score(r))
+            .map(|&r| zone_score(r, zone_min_ratio))
             .sum()
+    }
+
+    /// Zones that hold lesion but less than `zone_min_ratio` (they score 0).
+    pub fn zones_below(&self, zone_min_ratio: f64) -> u8 {
+        self.zone_ratio
+            .iter()
+            .flatten()
+            .filter(|&&r| r > 0.0 && r < zone_min_ratio)
+            .count() as u8
     }
 
     /// A classifier feature by its manifest name; None for a name this version lacks.
@@ -264,6 +320,17 @@ impl Quantities {
                 involved as f64 / 6.0
             }
             "largest_component_share" => self.lesion_share(self.largest_lesion_component),
+            "lesion_components_log" => {
+                ((1 + self.components[0] + self.components[1]) as f64).log10()
+            }
+            "bilateral_components_log" => {
+                ((1 + self.components[0].min(self.components[1])) as f64).log10()
+            }
+            "largest_component_consolidation_share" => ratio(
+                self.largest_component_consolidation,
+                self.largest_lesion_component,
+            ),
+            "lung_base_ratio" => ratio(self.lower_zone_lesion, self.lower_zone_lung),
             _ => return None,
         })
     }
@@ -363,8 +430,13 @@ mod tests {
     #[test]
     fn zone_scores_follow_the_quartiles() {
         assert_eq!(
-            [0.0, 0.01, 0.25, 0.5, 0.75, 1.0].map(zone_score),
+            [0.0, 0.01, 0.25, 0.5, 0.75, 1.0].map(|r| zone_score(r, 0.0)),
             [0, 1, 2, 3, 4, 4]
+        );
+        // Under the manifest's minimum a zone scores 0.
+        assert_eq!(
+            [0.005, 0.0099, 0.01, 0.3].map(|r| zone_score(r, 0.01)),
+            [0, 0, 1, 2]
         );
     }
 
@@ -395,7 +467,18 @@ mod tests {
         assert_eq!(q.lung, [24, 24]);
         assert_eq!(q.lesion, [8, 0]);
         assert_eq!(q.zone_ratio[0], [1.0, 0.0, 0.0]);
-        assert_eq!(q.severity_score(), 4);
+        assert_eq!(q.severity_score(0.0), 4);
+        assert_eq!(q.severity_score(0.01), 4);
+        assert_eq!(q.zones_below(0.01), 0);
+        assert_eq!(q.components, [1, 0]);
+        assert_eq!(q.lower_zone_lung, 16);
+        assert_eq!(q.feature("lesion_components_log"), Some(2f64.log10()));
+        assert_eq!(q.feature("bilateral_components_log"), Some(0.0));
+        assert_eq!(
+            q.feature("largest_component_consolidation_share"),
+            Some(0.0)
+        );
+        assert_eq!(q.feature("lung_base_ratio"), Some(0.5));
         assert!(!q.bilateral());
         assert_eq!(q.feature("lower_zone_share"), Some(1.0));
         assert_eq!(q.feature("ggo_share"), Some(1.0));
@@ -404,5 +487,8 @@ mod tests {
         // Every lesion pixel is within 20 mm of the lung edge.
         assert_eq!(q.feature("peripheral_share"), Some(1.0));
         assert_eq!(q.feature("no_such_feature"), None);
+        for name in FEATURES {
+            assert!(q.feature(name).is_some_and(f64::is_finite), "{name}");
+        }
     }
 }

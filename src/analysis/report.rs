@@ -34,8 +34,13 @@ pub struct SeriesReport {
     pub peripheral_share: f64,
     pub peripheral_mm: f64,
     pub zones: Zones,
-    /// Sum over the six zones of 0 (none), 1 (<25 %), 2 (<50 %), 3 (<75 %), 4 (>=75 %).
+    /// Sum over the six zones of 0 (none, or under `below_threshold.zone_min_ratio`),
+    /// 1 (<25 %), 2 (<50 %), 3 (<75 %), 4 (>=75 %).
     pub severity_score: u8,
+    /// What the false-positive rules left out of the figures above. Absent in reports
+    /// stored before the rules existed (then all zero).
+    #[serde(default)]
+    pub below_threshold: BelowThreshold,
     /// The classifier's input, by the names the manifest gives.
     pub features: Vec<(String, f64)>,
     pub models: Vec<ModelRef>,
@@ -45,6 +50,51 @@ pub struct SeriesReport {
     /// Per-slice figures (`--per-slice`), inferior to superior.
     #[serde(rename = "slices", default, skip_serializing_if = "Option::is_none")]
     pub per_slice: Option<Vec<SliceFigures>>,
+}
+
+/// Findings below the reporting threshold (manifest `models.lesion_seg.postprocessing`):
+/// kept so that the page can say something was seen and not counted.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct BelowThreshold {
+    /// Lesion volume in components smaller than `min_component_ml`, removed from the mask.
+    pub lesion_ml: f64,
+    /// Number of those components.
+    pub components: u64,
+    pub min_component_ml: f64,
+    /// Zones holding lesion under `zone_min_ratio`: they score 0.
+    pub zones: u8,
+    pub zone_min_ratio: f64,
+}
+
+impl BelowThreshold {
+    /// One line saying what the false-positive rules left out of the figures, or None
+    /// when nothing was (or the report predates the rules).
+    pub fn line(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if self.components > 0 {
+            parts.push(format!(
+                "{:.1} mL of possible lesion in {} component{} smaller than {} mL",
+                self.lesion_ml,
+                self.components,
+                if self.components == 1 { "" } else { "s" },
+                self.min_component_ml
+            ));
+        }
+        if self.zones > 0 {
+            parts.push(format!(
+                "{} zone{} with lesion under {} % (scored 0)",
+                self.zones,
+                if self.zones == 1 { "" } else { "s" },
+                self.zone_min_ratio * 100.0
+            ));
+        }
+        (!parts.is_empty()).then(|| {
+            format!(
+                "Below the reporting threshold, not counted above: {}.",
+                parts.join("; ")
+            )
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
@@ -110,4 +160,49 @@ pub const CORONAL_PREVIEW: &str = "coronal.png";
 /// Axial previews are `axial-<k>.png`, k = 0.. in inferior-to-superior order.
 pub fn axial_preview_name(k: usize) -> String {
     format!("axial-{k}.png")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn below_threshold_findings_get_one_line() {
+        assert_eq!(BelowThreshold::default().line(), None);
+        let t = BelowThreshold {
+            lesion_ml: 1.24,
+            components: 14,
+            min_component_ml: 0.25,
+            zones: 1,
+            zone_min_ratio: 0.01,
+        };
+        assert_eq!(
+            t.line().unwrap(),
+            "Below the reporting threshold, not counted above: 1.2 mL of possible lesion in \
+             14 components smaller than 0.25 mL; 1 zone with lesion under 1 % (scored 0)."
+        );
+    }
+
+    #[test]
+    fn reports_stored_before_the_below_threshold_field_still_parse() {
+        let old = r#"{"series_instance_uid":"1.2","study_instance_uid":null,"patient_id":null,
+            "patient_name":null,"study_date":null,"accession_number":null,
+            "series_description":null,"slice_count":3,"spacing_mm":[0.7,0.7,2.0],
+            "probabilities":{"covid19":0.1,"other_pneumonia":0.2,"normal":0.7},
+            "top_class":"normal","lung_volume_ml":{"left":1800.0,"right":2100.0},
+            "lesion_volume_ml":3.4,"ggo_volume_ml":1.1,"consolidation_volume_ml":2.3,
+            "affected_ratio":{"total":0.001,"left":0.001,"right":0.001},"ggo_share":0.3,
+            "consolidation_share":0.7,"bilateral":false,"peripheral_share":0.5,
+            "peripheral_mm":20.0,"zones":{"right_upper":0.0,"right_middle":0.0,
+            "right_lower":0.001,"left_upper":0.0,"left_middle":0.0,"left_lower":0.002},
+            "severity_score":2,"features":[["affected_ratio",0.001]],"models":[],
+            "timings_ms":{"decode":1,"preprocess":1,"inference":1,"postprocess":1,"total":4},
+            "warnings":[]}"#;
+        let r: SeriesReport = serde_json::from_str(old).expect("old report JSON parses");
+        assert_eq!(r.below_threshold, BelowThreshold::default());
+        assert_eq!(r.severity_score, 2);
+        let again: SeriesReport =
+            serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(again, r);
+    }
 }

@@ -329,10 +329,11 @@ pub fn collect_study(ctx: &Ctx, db: &Reader, uid: &str) -> db::Result<Option<Stu
     }))
 }
 
-/// The 0-4 score of one zone, as the severity score defines it.
-pub fn zone_score(ratio: f64) -> u8 {
+/// The 0-4 score of one zone, as the severity score defines it; a zone under the
+/// report's `zone_min_ratio` scores 0.
+pub fn zone_score(ratio: f64, min_ratio: f64) -> u8 {
     match ratio {
-        r if r <= 0.0 => 0,
+        r if r <= 0.0 || r < min_ratio => 0,
         r if r < 0.25 => 1,
         r if r < 0.50 => 2,
         r if r < 0.75 => 3,
@@ -423,9 +424,9 @@ fn render_series(b: &mut String, s: &SeriesResult) {
             "<tr><td class=\"rowhead\">{name}</td><td>{} <span class=\"muted\">({})</span></td>\
              <td>{} <span class=\"muted\">({})</span></td></tr>",
             pct(right),
-            zone_score(right),
+            zone_score(right, r.below_threshold.zone_min_ratio),
             pct(left),
-            zone_score(left)
+            zone_score(left, r.below_threshold.zone_min_ratio)
         );
     }
     let a = &r.affected_ratio;
@@ -456,6 +457,9 @@ fn render_series(b: &mut String, s: &SeriesResult) {
         pct(r.peripheral_share),
         r.severity_score,
     );
+    if let Some(line) = r.below_threshold.line() {
+        let _ = write!(b, "<p class=\"muted below-threshold\">{}</p>", esc(&line));
+    }
     let t = &r.timings_ms;
     let _ = write!(
         b,
@@ -567,8 +571,9 @@ mod tests {
     #[test]
     fn zone_scores_follow_the_severity_rule() {
         assert_eq!(
-            [0.0, 0.01, 0.25, 0.49, 0.5, 0.75, 1.0].map(zone_score),
+            [0.0, 0.01, 0.25, 0.49, 0.5, 0.75, 1.0].map(|r| zone_score(r, 0.0)),
             [0, 1, 2, 2, 3, 4, 4]
         );
+        assert_eq!([0.004, 0.01].map(|r| zone_score(r, 0.01)), [0, 1]);
     }
 }
