@@ -20,5 +20,6 @@ pub mod pipeline;
 pub mod plausible;
 pub mod series;
 pub mod status;
+pub mod validate;
 pub mod web;
 pub mod worker;

@@ -74,6 +74,28 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Measure the models on your own labelled series: class calls (accuracy, confusion
+    /// matrix, sensitivity, specificity, AUC with 95 % interval), calibration (Brier, ECE,
+    /// reliability diagram), slice detection and lesion Dice. Reads the series in place;
+    /// writes nothing but --out.
+    Validate {
+        /// CSV with columns path, class (covid19, other_pneumonia, normal) and optional
+        /// slice_labels and mask; see the README, "Validating at your site".
+        labels: PathBuf,
+        #[arg(long, value_name = "DIR")]
+        models: Option<PathBuf>,
+        /// Print the report as JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// Write report.json and reliability.png into DIR.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// A labelled slice is called infected at this lesion area.
+        #[arg(long, value_name = "MM2", default_value_t = lungwatch::validate::DEFAULT_SLICE_THRESHOLD_MM2)]
+        slice_threshold_mm2: f64,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Check the config (and the TLS certificate, if set) and the models (checksums,
     /// loading) and say what is wrong.
     Check {
@@ -197,6 +219,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Validate {
+            labels,
+            models,
+            json,
+            out,
+            slice_threshold_mm2,
+            config,
+        } => validate_command(
+            &labels,
+            models,
+            json,
+            out.as_deref(),
+            slice_threshold_mm2,
+            config.as_deref(),
+        ),
         Command::Check { config, models } => {
             let config = Config::load_or_default(config.as_deref())?;
             println!(
@@ -257,6 +294,66 @@ fn open_reader(config: &Config) -> anyhow::Result<Reader> {
         );
     }
     Reader::open(&path).with_context(|| format!("cannot open {}", path.display()))
+}
+
+/// `lungwatch validate`: a progress bar on the terminal, then the tables or the JSON.
+fn validate_command(
+    labels: &std::path::Path,
+    models: Option<PathBuf>,
+    json: bool,
+    out: Option<&std::path::Path>,
+    slice_threshold_mm2: f64,
+    config: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    let config = Config::load_or_default(config)?;
+    init_logging(&config);
+    let models = load_models(models.unwrap_or_else(|| config.models_dir()))?;
+    let analyzer = Analyzer::new(Arc::new(models), config.decode_threads());
+    // indicatif draws only on a terminal: piped output stays clean.
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} series  {elapsed}  {msg}")
+            .expect("a valid template"),
+    );
+    let result = lungwatch::validate::validate(
+        labels,
+        &config,
+        &analyzer,
+        slice_threshold_mm2,
+        |done, total, path| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+            bar.set_message(path.display().to_string());
+        },
+    );
+    bar.finish_and_clear();
+    let report = match result {
+        Ok(report) => report,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("lungwatch validate: {e}");
+            }
+            eprintln!(
+                "lungwatch validate: {} problem(s) in the labels; nothing was analysed or written",
+                errors.len()
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if let Some(dir) = out {
+        lungwatch::validate::write_outputs(&report, dir)
+            .with_context(|| format!("cannot write the report to {}", dir.display()))?;
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", lungwatch::validate::render_text(&report));
+    }
+    Ok(if report.analysed == 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn load_models(dir: PathBuf) -> anyhow::Result<ModelSet> {

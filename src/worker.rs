@@ -231,7 +231,7 @@ pub fn sweep_orphan_artifacts(db: &Database, data: &Path) -> anyhow::Result<usiz
 /// `<artifacts>/dicom/` through temporary names. They are written, not yet sent.
 fn write_dicom_objects(
     config: &Config,
-    analysis: &analysis::Analysis,
+    analysis: &crate::analysis::Analysis,
     instances: &[db::StoredInstance],
     job: &Job,
     artifacts: &Path,

@@ -651,3 +651,38 @@ fn storescu_killed_mid_association_leaves_nothing_half_stored() {
     );
     assert_store_consistent(&d);
 }
+
+#[test]
+fn associations_over_the_limit_are_rejected_as_transient() {
+    if !dcmtk("max_associations") {
+        return;
+    }
+    let (d, addr) = dicom_daemon("max_associations = 1\n");
+    // A peer that connects and says nothing holds the only slot.
+    let holder = std::net::TcpStream::connect(addr).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let busy = echoscu(addr, "ECHOSCU", "LUNGWATCH");
+    assert!(!busy.status.success(), "{busy:?}");
+    let rows = associations(&d, 1);
+    assert!(
+        rows[0]
+            .outcome
+            .contains("already open (dicom.max_associations)"),
+        "{rows:#?}"
+    );
+    assert_eq!(rows[0].calling_ae, "ECHOSCU");
+    // Once it goes, the slot is free again.
+    drop(holder);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if echoscu(addr, "ECHOSCU", "LUNGWATCH").status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slot was never freed:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

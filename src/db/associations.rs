@@ -3,9 +3,9 @@
 use rusqlite::params;
 use serde::Serialize;
 
-use super::{Database, Result};
 #[cfg(test)]
 use super::ReadQueries;
+use super::{Database, Result};
 
 /// Rows kept: the log is a recent-activity view, not an archive.
 const KEEP: i64 = 10_000;

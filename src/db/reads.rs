@@ -12,8 +12,9 @@ use serde::Serialize;
 
 use super::results::row_to_result;
 use super::{
-    AssociationRecord, Database, EventEntry, Job, QuarantineEntry, Result, SeriesState, SkippedSeries, StatusCounts,
-    StoredInstance, StoredResult, parse_series_state, row_to_instance, row_to_job, schema,
+    AssociationRecord, Database, EventEntry, Job, QuarantineEntry, Result, SeriesState,
+    SkippedSeries, StatusCounts, StoredInstance, StoredResult, parse_series_state, row_to_instance,
+    row_to_job, schema,
 };
 
 /// The connection behind a handle. In a private module, so code outside `db` can read
