@@ -99,6 +99,7 @@ fn process(
     analysis::write_artifacts(&analysis, &config.paths.data.join(&relative))?;
     // The DICOM objects are an extra for PACS viewers: without them (e.g. a source without
     // a Study Instance UID) the analysis still stands, with the reason in the events.
+    let objects_started = Instant::now();
     if let Err(e) = write_dicom_objects(
         config,
         &analysis,
@@ -109,6 +110,12 @@ fn process(
         let message = format!("job {}: DICOM objects not written: {e:#}", job.id);
         warn!("{message}");
         let _ = db.log_event("warn", &message, db::now_secs());
+    } else {
+        log::debug!(
+            "job {}: DICOM objects written in {} ms",
+            job.id,
+            objects_started.elapsed().as_millis()
+        );
     }
     // The stored processing time covers everything from claim to result.
     analysis.report.timings_ms.total += artifacts_started.elapsed().as_millis() as u64;
