@@ -702,3 +702,44 @@ fn echo_command_reaches_a_dcmtk_peer_and_names_failures() {
         "{down:?}"
     );
 }
+
+#[test]
+fn associations_over_the_limit_are_rejected_as_transient() {
+    if !dcmtk("max_associations") {
+        return;
+    }
+    let (d, addr) = dicom_daemon("max_associations = 1\n");
+    // A peer that connects and says nothing holds the only slot.
+    let holder = std::net::TcpStream::connect(addr).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let busy = echoscu(addr, "ECHOSCU", "LUNGWATCH");
+    assert!(!busy.status.success(), "{busy:?}");
+    // Transient: the peer may try again later (PS3.8 9.3.4, local limit exceeded).
+    let said = String::from_utf8_lossy(&busy.stderr).to_lowercase();
+    assert!(
+        said.contains("transient") && said.contains("local limit"),
+        "{said}"
+    );
+    let rows = associations(&d, 1);
+    assert!(
+        rows[0]
+            .outcome
+            .contains("already open (dicom.max_associations)"),
+        "{rows:#?}"
+    );
+    assert_eq!(rows[0].calling_ae, "ECHOSCU");
+    // Once it goes, the slot is free again.
+    drop(holder);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if echoscu(addr, "ECHOSCU", "LUNGWATCH").status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slot was never freed:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
