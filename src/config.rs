@@ -39,6 +39,21 @@ pub struct Config {
     pub web: WebConfig,
     pub audit: AuditConfig,
     pub dicom: DicomConfig,
+    /// DICOM nodes lungwatch talks to as a client (`lungwatch echo NAME`).
+    #[serde(default)]
+    pub destinations: Vec<Destination>,
+}
+
+/// A DICOM node lungwatch associates with as a client.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Destination {
+    /// How commands name it.
+    pub name: String,
+    /// Its (called) AE title.
+    pub ae_title: String,
+    pub host: String,
+    pub port: u16,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -593,6 +608,35 @@ impl Config {
         self.web.validate()?;
         self.audit.validate()?;
         self.dicom.validate()?;
+        for (i, d) in self.destinations.iter().enumerate() {
+            if d.name.trim().is_empty() {
+                return Err(invalid("destinations.name", "must not be empty"));
+            }
+            if self.destinations[..i].iter().any(|o| o.name == d.name) {
+                return Err(invalid(
+                    "destinations.name",
+                    format!("{:?} is used twice", d.name),
+                ));
+            }
+            if let Err(why) = check_ae_title(&d.ae_title) {
+                return Err(invalid(
+                    "destinations.ae_title",
+                    format!("of {:?}: {why}", d.name),
+                ));
+            }
+            if d.host.trim().is_empty() {
+                return Err(invalid(
+                    "destinations.host",
+                    format!("of {:?} must not be empty", d.name),
+                ));
+            }
+            if d.port == 0 {
+                return Err(invalid(
+                    "destinations.port",
+                    format!("of {:?} must be between 1 and 65535", d.name),
+                ));
+            }
+        }
         if !["error", "warn", "info", "debug", "trace"].contains(&self.log.level.as_str()) {
             return Err(invalid(
                 "log.level",
@@ -899,6 +943,27 @@ mod tests {
             ("uid_root = \"org.example\"\n", "dicom.uid_root"),
         ] {
             let err = dicom(extra).unwrap_err().to_string();
+            assert!(err.contains(key), "{err} should name {key}");
+        }
+    }
+
+    #[test]
+    fn destinations_are_parsed_and_checked() {
+        assert!(Config::default().destinations.is_empty());
+        let base = "[paths]\nincoming = \"/a\"\ndata = \"/b\"\n";
+        let one = "[[destinations]]\nname = \"pacs\"\nae_title = \"ORTHANC\"\nhost = \"127.0.0.1\"\nport = 4242\n";
+        let c = Config::from_toml(&format!("{base}{one}"), Path::new("t.toml")).unwrap();
+        assert_eq!(c.destinations[0].port, 4242);
+        for (toml, key) in [
+            (format!("{one}{one}"), "destinations.name"),
+            (one.replace("ORTHANC", ""), "destinations.ae_title"),
+            (one.replace("127.0.0.1", " "), "destinations.host"),
+            (one.replace("4242", "0"), "destinations.port"),
+            (format!("{one}objects = [\"sr\"]\n"), "objects"),
+        ] {
+            let err = Config::from_toml(&format!("{base}{toml}"), Path::new("t.toml"))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(key), "{err} should name {key}");
         }
     }

@@ -104,6 +104,13 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         models: Option<PathBuf>,
     },
+    /// C-ECHO a configured destination ([[destinations]] NAME) as dicom.ae_title.
+    Echo {
+        /// The destination's name.
+        name: String,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Show counts of instances, series, jobs and quarantined files, and the last errors.
     Status {
         #[arg(long, short)]
@@ -251,6 +258,35 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     m.name, m.version, m.sha256
                 );
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Echo { name, config } => {
+            let config = Config::load_or_default(config.as_deref())?;
+            let Some(destination) = config.destinations.iter().find(|d| d.name == name) else {
+                let known: Vec<&str> = config
+                    .destinations
+                    .iter()
+                    .map(|d| d.name.as_str())
+                    .collect();
+                anyhow::bail!(
+                    "no destination {name:?} in the config (configured: {})",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                );
+            };
+            let took = lungwatch::dimse::scu::echo(&config.dicom, destination)?;
+            println!(
+                "C-ECHO {} ({} at {}:{}) as {}: success in {} ms",
+                destination.name,
+                destination.ae_title,
+                destination.host,
+                destination.port,
+                config.dicom.ae_title,
+                took.as_millis()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { config, json } => {

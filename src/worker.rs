@@ -159,10 +159,17 @@ fn process(db: &mut Database, config: &Config, analyzer: &Analyzer, job: &Job) -
     }
     // The DICOM objects are an extra for PACS viewers: without them (e.g. a source without
     // a Study Instance UID) the analysis still stands, with the reason in the events.
+    let objects_started = Instant::now();
     if let Err(e) = write_dicom_objects(config, &analysis, &instances, job, &folder) {
         let message = format!("job {}: DICOM objects not written: {e:#}", job.id);
         warn!("{message}");
         let _ = db.log_event("warn", &message, db::now_secs());
+    } else {
+        log::debug!(
+            "job {}: DICOM objects written in {} ms",
+            job.id,
+            objects_started.elapsed().as_millis()
+        );
     }
     // The stored processing time covers everything from claim to result.
     analysis.report.timings_ms.total = analysis

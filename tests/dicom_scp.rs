@@ -653,6 +653,57 @@ fn storescu_killed_mid_association_leaves_nothing_half_stored() {
 }
 
 #[test]
+fn echo_command_reaches_a_dcmtk_peer_and_names_failures() {
+    if !dcmtk("lungwatch echo") {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let d = Daemon::new(&format!(
+        "[[destinations]]\nname = \"peer\"\nae_title = \"PEER\"\nhost = \"127.0.0.1\"\nport = {port}\n"
+    ));
+    let echo = |name: &str| {
+        Command::new(env!("CARGO_BIN_EXE_lungwatch"))
+            .args(["echo", name, "--config"])
+            .arg(&d.config)
+            .output()
+            .unwrap()
+    };
+    // DCMTK's storescp answers C-ECHO.
+    let out_dir = tempfile::tempdir().unwrap();
+    let mut peer = Command::new("storescp")
+        .args(["-aet", "PEER", "-od"])
+        .arg(out_dir.path())
+        .arg(port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "storescp did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ok = echo("peer");
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success() && stdout.contains("success"), "{ok:?}");
+    let unknown = echo("nosuch");
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("configured: peer"));
+    peer.kill().unwrap();
+    peer.wait().unwrap();
+    let down = echo("peer");
+    assert!(!down.status.success());
+    assert!(
+        String::from_utf8_lossy(&down.stderr).contains("no association with peer"),
+        "{down:?}"
+    );
+}
+
+#[test]
 fn associations_over_the_limit_are_rejected_as_transient() {
     if !dcmtk("max_associations") {
         return;
@@ -663,6 +714,12 @@ fn associations_over_the_limit_are_rejected_as_transient() {
     std::thread::sleep(Duration::from_millis(300));
     let busy = echoscu(addr, "ECHOSCU", "LUNGWATCH");
     assert!(!busy.status.success(), "{busy:?}");
+    // Transient: the peer may try again later (PS3.8 9.3.4, local limit exceeded).
+    let said = String::from_utf8_lossy(&busy.stderr).to_lowercase();
+    assert!(
+        said.contains("transient") && said.contains("local limit"),
+        "{said}"
+    );
     let rows = associations(&d, 1);
     assert!(
         rows[0]

@@ -29,6 +29,8 @@ pub struct Command {
     /// Empty for C-ECHO.
     pub affected_sop_instance_uid: String,
     pub has_data_set: bool,
+    /// Status (0000,0900), in a response.
+    pub status: Option<u16>,
 }
 
 /// A C-STORE response status (PS3.4 B.2.3, PS3.7 C).
@@ -80,7 +82,18 @@ pub fn parse_command(bytes: &[u8]) -> Result<Command, String> {
         affected_sop_class_uid: text(tags::AFFECTED_SOP_CLASS_UID),
         affected_sop_instance_uid: text(tags::AFFECTED_SOP_INSTANCE_UID),
         has_data_set: int(tags::COMMAND_DATA_SET_TYPE)? != NO_DATA_SET,
+        status: int(tags::STATUS).ok(),
     })
+}
+
+/// A C-ECHO-RQ with `message_id`.
+pub fn echo_request(message_id: u16) -> Vec<u8> {
+    encode(vec![
+        uid(tags::AFFECTED_SOP_CLASS_UID, VERIFICATION),
+        us(tags::COMMAND_FIELD, C_ECHO_RQ),
+        us(tags::MESSAGE_ID, message_id),
+        us(tags::COMMAND_DATA_SET_TYPE, NO_DATA_SET),
+    ])
 }
 
 /// The C-ECHO-RSP to `request`: success.
@@ -154,6 +167,7 @@ mod tests {
             affected_sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
             affected_sop_instance_uid: "1.2.3.4.5".into(),
             has_data_set: true,
+            status: None,
         }
     }
 
@@ -166,6 +180,9 @@ mod tests {
         assert_eq!(back.affected_sop_instance_uid, "1.2.3.4.5");
         assert_eq!(back.affected_sop_class_uid, rq.affected_sop_class_uid);
         assert!(!back.has_data_set);
+        assert_eq!(back.status, Some(0));
+        let rq = parse_command(&echo_request(9)).unwrap();
+        assert_eq!((rq.field, rq.message_id, rq.status), (C_ECHO_RQ, 9, None));
         let echo = parse_command(&echo_response(&rq)).unwrap();
         assert_eq!(
             (echo.field, echo.affected_sop_class_uid.as_str()),

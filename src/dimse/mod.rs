@@ -8,9 +8,11 @@
 //! - `syntaxes.rs`: the SOP classes accepted and the transfer syntaxes offered.
 //! - `message.rs`: DIMSE command sets, read and written (pure).
 //! - `scp.rs`: the listener, one thread per association, the association log.
+//! - `scu.rs`: lungwatch as a client of a configured destination (C-ECHO).
 
 pub mod message;
 mod scp;
+pub mod scu;
 pub mod syntaxes;
 
 pub use scp::{IMPLEMENTATION_CLASS_UID, ScpContext, ScpHandle, start};
