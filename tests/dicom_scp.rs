@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::{Daemon, covid_series, drop_file};
-use lungwatch::db::{AssociationRecord, Database};
+use lungwatch::db::{AssociationRecord, Database, ReadQueries};
 use lungwatch::dicom::header::{hex, sha256};
 use lungwatch::ingest::examine;
 

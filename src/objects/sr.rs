@@ -555,6 +555,7 @@ pub(crate) mod tests {
                 left_lower: 0.3,
             },
             severity_score: 9,
+            below_threshold: Default::default(),
             features: vec![],
             models: vec![ModelRef {
                 name: "lung_seg".into(),
