@@ -12,7 +12,7 @@ import onnx
 import common as C
 import pipeline as P
 
-VERSION = {"lung_seg": "0.1.0", "lesion_seg": "0.2.0", "classifier": "0.2.0"}
+VERSION = {"lung_seg": "0.1.0", "lesion_seg": "0.3.0", "classifier": "0.2.0"}
 
 # False-positive control (MODEL_CARD.md, "False-positive control"). Read by pipeline.py
 # and by lungwatch (src/analysis/manifest.rs) from the manifest written here.
