@@ -199,6 +199,10 @@ pub struct DicomConfig {
     pub ae_title: String,
     /// Calling AE titles allowed to associate; empty: any.
     pub allowed_calling_aes: Vec<String>,
+    /// IP addresses allowed to connect; empty: any. AE titles are sent in clear and are
+    /// easy to copy: the address is the stronger check.
+    #[serde(default)]
+    pub allowed_peers: Vec<String>,
     /// Associations served at once; more are rejected as transient (the peer retries).
     pub max_associations: usize,
     /// An association that sends nothing for this long is aborted.
@@ -214,6 +218,15 @@ pub struct DicomConfig {
 pub const MAX_UID_ROOT_LEN: usize = 40;
 
 impl DicomConfig {
+    /// Whether `peer` may connect (`allowed_peers` empty: anyone).
+    pub fn peer_allowed(&self, peer: std::net::IpAddr) -> bool {
+        self.allowed_peers.is_empty()
+            || self
+                .allowed_peers
+                .iter()
+                .any(|p| p.parse::<std::net::IpAddr>() == Ok(peer))
+    }
+
     /// The listening address, when the receiver is on.
     pub fn listen_addr(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
         let Some(listen) = &self.listen else {
@@ -238,6 +251,14 @@ impl DicomConfig {
                 return Err(invalid(
                     "dicom.allowed_calling_aes",
                     format!("entry {ae:?}: {why}"),
+                ));
+            }
+        }
+        for peer in &self.allowed_peers {
+            if peer.parse::<std::net::IpAddr>().is_err() {
+                return Err(invalid(
+                    "dicom.allowed_peers",
+                    format!("entry {peer:?} is not an IP address such as \"10.1.2.3\""),
                 ));
             }
         }
@@ -913,6 +934,16 @@ mod tests {
         assert_eq!(c.dicom.listen_addr().unwrap(), None);
         assert_eq!(c.dicom.ae_title, "LUNGWATCH");
         assert!(c.dicom.allowed_calling_aes.is_empty());
+        assert!(c.dicom.peer_allowed("10.0.0.9".parse().unwrap()));
+        let only = dicom("allowed_peers = [\"10.0.0.8\"]\n").unwrap();
+        assert!(only.dicom.peer_allowed("10.0.0.8".parse().unwrap()));
+        assert!(!only.dicom.peer_allowed("10.0.0.9".parse().unwrap()));
+        assert!(
+            dicom("allowed_peers = [\"pacs.local\"]\n")
+                .unwrap_err()
+                .to_string()
+                .contains("dicom.allowed_peers")
+        );
         assert_eq!(c.dicom.max_associations, 8);
         assert_eq!(c.dicom.uid_root, "2.25");
         let on = dicom("listen = \"0.0.0.0:11112\"\nallowed_calling_aes = [\"PACS\"]\n").unwrap();

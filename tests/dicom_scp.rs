@@ -190,6 +190,24 @@ fn analysed_series(db: &Database) -> Vec<String> {
 }
 
 #[test]
+fn a_peer_address_not_allowed_is_refused_and_logged() {
+    if !dcmtk("allowed peers") {
+        return;
+    }
+    // Only 127.0.0.2 may connect; echoscu connects from 127.0.0.1.
+    let (d, addr) = dicom_daemon("allowed_peers = [\"127.0.0.2\"]\n");
+    let refused = echoscu(addr, "ECHOSCU", "LUNGWATCH");
+    assert!(!refused.status.success(), "a peer not allowed must fail");
+    let rows = associations(&d, 1);
+    assert!(
+        rows[0]
+            .outcome
+            .contains("peer address 127.0.0.1 is not in dicom.allowed_peers"),
+        "{rows:#?}"
+    );
+}
+
+#[test]
 fn echo_succeeds_and_wrong_ae_titles_are_rejected_at_association() {
     if !dcmtk("echo and AE titles") {
         return;

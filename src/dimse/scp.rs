@@ -126,6 +126,12 @@ fn listen(listener: TcpListener, shared: Arc<Shared>) {
                     warn!("DICOM connection from {peer}: {e}");
                     continue;
                 }
+                if !shared.config.peer_allowed(peer.ip()) {
+                    // Closed before a PDU is read: nothing of it reaches the DICOM parser.
+                    drop(stream);
+                    log_refused_peer(peer, &shared);
+                    continue;
+                }
                 if shared.active.load(Ordering::SeqCst) >= shared.config.max_associations {
                     // Answered here, on the listener: it reads one PDU with a short timeout.
                     reject_busy(stream, peer, &shared);
@@ -548,6 +554,28 @@ fn is_timeout(e: &dicom_ul::association::Error) -> bool {
         source = s.source();
     }
     false
+}
+
+/// A peer address outside `dicom.allowed_peers`: logged like any rejected association.
+fn log_refused_peer(peer: SocketAddr, shared: &Shared) {
+    let record = AssociationRecord {
+        peer: peer.to_string(),
+        started_at: db::now_secs(),
+        outcome: format!(
+            "rejected: peer address {} is not in dicom.allowed_peers (connection closed)",
+            peer.ip()
+        ),
+        ..Default::default()
+    };
+    warn!("DICOM connection from {peer} {}", record.outcome);
+    match Database::open(&shared.context.db_path) {
+        Ok(db) => {
+            if let Err(e) = db.log_association(&record) {
+                log::error!("cannot record the DICOM association: {e}");
+            }
+        }
+        Err(e) => log::error!("cannot record the DICOM association: {e}"),
+    }
 }
 
 /// Over `max_associations`: read the A-ASSOCIATE-RQ and reject it as transient ("local
