@@ -60,15 +60,6 @@ fn wait_until(secs: u64, what: &str, d: &Daemon, mut check: impl FnMut() -> bool
     }
 }
 
-/// splitmix64, for kill delays that are the same on every run.
-fn next(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 fn result_folders(data: &Path) -> BTreeSet<i64> {
     std::fs::read_dir(data.join("results"))
         .map(|entries| {
@@ -96,7 +87,8 @@ fn sigkill_at_random_points_leaves_every_job_done_exactly_once() {
     // kill while jobs run: inside decoding, inference, artifact writing or result storing.
     d.start();
     d.wait_for(60, "all series complete", |c| c.series_selected == 6);
-    let mut state = 0x00fa_u64;
+    // Seeded, so the kill delays are the same on every run.
+    let mut rng = common::Rng(0x00fa);
     let (mut done_kills, mut killed_while_running) = (0, 0);
     while done_kills < kills {
         if done_kills > 0 {
@@ -123,7 +115,7 @@ fn sigkill_at_random_points_leaves_every_job_done_exactly_once() {
                 .is_some_and(|c| c.jobs_running > 0 || c.jobs_done > done_before)
         });
         // An analysis of one of these takes a few hundred ms on an idle 2-core machine.
-        std::thread::sleep(Duration::from_millis(next(&mut state) % 400));
+        std::thread::sleep(Duration::from_millis(rng.next() % 400));
         if d.counts().is_some_and(|c| c.jobs_running > 0) {
             killed_while_running += 1;
         }

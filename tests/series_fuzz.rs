@@ -15,6 +15,7 @@ mod common;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use common::Rng;
 use common::phantom::{self, PhantomSpec};
 use dicom_core::value::PrimitiveValue;
 use dicom_core::{DataElement, Tag, VR};
@@ -25,25 +26,6 @@ use lungwatch::analysis::models::ModelSet;
 use lungwatch::config::Config;
 use lungwatch::db::FailureKind;
 use lungwatch::{ingest, pipeline, series};
-
-/// splitmix64: a fixed seed gives the same cases on every machine.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
 
 /// Values a decimal-string field may be given.
 const DECIMALS: &[&str] = &[
