@@ -4,7 +4,8 @@
 //! rescale slope of 0) is far more common than a broken file. Each value the pipeline
 //! computes with is checked here, once, before any pixel is decoded, and a series that
 //! fails gets a skip reason that IT staff can act on, instead of a panic or silent
-//! garbage further down. Pure functions over headers.
+//! garbage further down. Pure functions over headers. Samples per pixel and frames are
+//! `series::select`'s own rules, checked there before these.
 
 use crate::dicom::InstanceHeader;
 
@@ -92,12 +93,7 @@ fn check_bits(h: &InstanceHeader) -> Result<(), String> {
             "Bits Stored {stored} does not fit in Bits Allocated {allocated}"
         ));
     }
-    match h.samples_per_pixel.unwrap_or(1) {
-        1 => Ok(()),
-        n => Err(format!(
-            "{n} samples per pixel: colour images are not CT slices"
-        )),
-    }
+    Ok(())
 }
 
 fn check_orientation(o: &[f64; 6]) -> Result<(), String> {
@@ -205,7 +201,6 @@ mod tests {
         assert!(reason(|h| h.columns = Some(65535)).contains("image size"));
         assert!(reason(|h| h.bits_allocated = Some(12)).contains("Bits Allocated 12"));
         assert!(reason(|h| h.bits_stored = Some(17)).contains("Bits Stored 17"));
-        assert!(reason(|h| h.samples_per_pixel = Some(3)).contains("colour"));
         assert!(reason(|h| h.slice_thickness = Some(-2.0)).contains("Slice Thickness -2"));
         assert!(reason(|h| h.image_position = Some([0.0, 0.0, 1e9])).contains("beyond"));
         assert!(

@@ -225,6 +225,10 @@ mod tests {
         no_pos[7].image_position = None;
         assert!(judge(&no_pos).unwrap_err().contains("Image Position"));
 
+        let mut colour = series(100);
+        colour[2].samples_per_pixel = Some(3);
+        assert!(judge(&colour).unwrap_err().contains("colour"));
+
         let mut zero_spacing = series(100);
         zero_spacing[4].pixel_spacing = Some([0.0, 0.0]);
         zero_spacing[4].instance_number = Some(5);
