@@ -7,6 +7,7 @@
 pub mod analysis;
 pub mod analyze;
 pub mod audit_export;
+pub mod calibrate;
 pub mod config;
 pub mod daemon;
 pub mod db;

@@ -96,6 +96,25 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Refit the pattern classifier on your own labelled series (the validate CSV; at
+    /// least 10 per class): cross-validated figures before and after, and a complete new
+    /// models folder in --out (the shipped models are never touched).
+    Calibrate {
+        labels: PathBuf,
+        /// A new (absent or empty) folder for the calibrated models.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        #[arg(long, value_name = "DIR")]
+        models: Option<PathBuf>,
+        /// Cross-validation folds (stratified, fixed seed).
+        #[arg(long, default_value_t = lungwatch::calibrate::DEFAULT_FOLDS)]
+        folds: usize,
+        /// Print the report as JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Check the config (and the TLS certificate, if set) and the models (checksums,
     /// loading) and say what is wrong.
     Check {
@@ -241,6 +260,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             slice_threshold_mm2,
             config.as_deref(),
         ),
+        Command::Calibrate {
+            labels,
+            out,
+            models,
+            folds,
+            json,
+            config,
+        } => calibrate_command(&labels, &out, models, folds, json, config.as_deref()),
         Command::Check { config, models } => {
             let config = Config::load_or_default(config.as_deref())?;
             println!(
@@ -390,6 +417,52 @@ fn validate_command(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn calibrate_command(
+    labels: &std::path::Path,
+    out: &std::path::Path,
+    models: Option<PathBuf>,
+    folds: usize,
+    json: bool,
+    config: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    let config = Config::load_or_default(config)?;
+    init_logging(&config);
+    let models = load_models(models.unwrap_or_else(|| config.models_dir()))?;
+    let analyzer = Analyzer::new(Arc::new(models), config.decode_threads());
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} series  {elapsed}  {msg}")
+            .expect("a valid template"),
+    );
+    let result = lungwatch::calibrate::calibrate(
+        labels,
+        out,
+        folds,
+        &config,
+        &analyzer,
+        |done, total, path| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+            bar.set_message(path.display().to_string());
+        },
+    );
+    bar.finish_and_clear();
+    match result {
+        Ok(report) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", lungwatch::calibrate::render_text(&report));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("lungwatch calibrate: {e:#}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 fn load_models(dir: PathBuf) -> anyhow::Result<ModelSet> {

@@ -31,10 +31,10 @@ use metrics::{CLASSES, Called, ClassReport, DiceSummary, Overlap, SliceReport};
 pub const DEFAULT_SLICE_THRESHOLD_MM2: f64 = 100.0;
 
 /// A labelled series whose files were found and judged analysable.
-struct Prepared {
-    label: LabelledSeries,
-    header: InstanceHeader,
-    paths: Vec<PathBuf>,
+pub(crate) struct Prepared {
+    pub(crate) label: LabelledSeries,
+    pub(crate) header: InstanceHeader,
+    pub(crate) paths: Vec<PathBuf>,
 }
 
 /// One series' row of the report.
@@ -71,7 +71,10 @@ pub struct Report {
 
 /// Checks every row: the labels themselves, one analysable series per folder, masks on
 /// its grid. All problems are returned together.
-fn prepare(rows: Vec<LabelledSeries>, config: &Config) -> Result<Vec<Prepared>, Vec<String>> {
+pub(crate) fn prepare(
+    rows: Vec<LabelledSeries>,
+    config: &Config,
+) -> Result<Vec<Prepared>, Vec<String>> {
     let mut prepared = Vec::new();
     let mut errors = Vec::new();
     for label in rows {

@@ -1,0 +1,448 @@
+//! `lungwatch calibrate`: refits the pattern classifier on a site's labelled series and
+//! writes a complete models folder beside the shipped one, never over it.
+//!
+//! The series and the labels file are those of `validate` (same reader, same checks); the
+//! features are the ones the pipeline computed for the shipped classifier, in the
+//! manifest's order, so the refitted model takes exactly the input the pipeline gives it.
+//! The figures are k-fold cross-validated (stratified, fixed seed): before = the shipped
+//! classifier's probabilities on each series, after = the refitted model's out-of-fold
+//! probabilities. `fit.rs` is the math, `onnx.rs` the export; this file does the I/O.
+
+pub mod fit;
+pub mod onnx;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::analysis::Analyzer;
+use crate::config::Config;
+use crate::pipeline;
+use crate::validate::metrics::{self, CLASSES, Called, ClassReport};
+use crate::validate::{self, labels};
+
+/// A class needs this many series before a refit is worth anything.
+pub const MIN_PER_CLASS: usize = 10;
+pub const DEFAULT_FOLDS: usize = 5;
+/// The L2 weight on standardised features: strong enough that a few dozen series cannot
+/// drive the weights to infinity, weak enough to let the data speak.
+pub const L2: f64 = 1e-2;
+const SEED: u64 = 0x6c75_6e67_7761_7463;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Figures {
+    pub accuracy: f64,
+    /// One-vs-rest AUC per class, in `CLASSES` order.
+    pub auc: [Option<f64>; 3],
+    pub brier: f64,
+    pub ece: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub labels_file: PathBuf,
+    pub labels_sha256: String,
+    pub cases_per_class: [usize; 3],
+    pub failed: Vec<String>,
+    pub folds: usize,
+    pub l2: f64,
+    pub before: Figures,
+    pub after: Figures,
+    pub shipped_version: String,
+    pub new_version: String,
+    pub out: PathBuf,
+}
+
+fn figures(r: &ClassReport) -> Figures {
+    Figures {
+        accuracy: r.accuracy,
+        auc: [0, 1, 2].map(|k| r.per_class[k].auc),
+        brier: r.brier,
+        ece: r.ece,
+    }
+}
+
+fn counts(classes: impl Iterator<Item = usize>) -> [usize; 3] {
+    let mut n = [0; 3];
+    classes.for_each(|c| n[c] += 1);
+    n
+}
+
+fn refuse_small(n: &[usize; 3], what: &str) -> anyhow::Result<()> {
+    for (k, &count) in n.iter().enumerate() {
+        if count < MIN_PER_CLASS {
+            bail!(
+                "class {} has {count} {what} series; calibration needs at least {MIN_PER_CLASS} \
+                 per class. Nothing was written.",
+                CLASSES[k]
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Stratified fold of each row: each class's rows shuffled (fixed seed) and dealt out.
+pub fn stratified_folds(y: &[usize], k: usize) -> Vec<usize> {
+    let mut state = SEED;
+    let mut next = || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let mut fold = vec![0; y.len()];
+    let mut dealt = 0;
+    for class in 0..3 {
+        let mut rows: Vec<usize> = (0..y.len()).filter(|&i| y[i] == class).collect();
+        for i in (1..rows.len()).rev() {
+            rows.swap(i, (next() % (i as u64 + 1)) as usize);
+        }
+        // Continue dealing where the previous class stopped, so folds stay even in size.
+        for r in rows {
+            fold[r] = dealt % k;
+            dealt += 1;
+        }
+    }
+    fold
+}
+
+/// Out-of-fold probabilities of the refitted model.
+pub fn cross_validate(x: &[Vec<f64>], y: &[usize], k: usize, l2: f64) -> Vec<[f64; 3]> {
+    let fold = stratified_folds(y, k);
+    let mut out = vec![[0.0; 3]; x.len()];
+    for f in 0..k {
+        let train: Vec<usize> = (0..x.len()).filter(|&i| fold[i] != f).collect();
+        let tx: Vec<Vec<f64>> = train.iter().map(|&i| x[i].clone()).collect();
+        let ty: Vec<usize> = train.iter().map(|&i| y[i]).collect();
+        let model = fit::fit(&tx, &ty, 3, l2);
+        for i in (0..x.len()).filter(|&i| fold[i] == f) {
+            let p = model.predict(&x[i]);
+            out[i] = [p[0], p[1], p[2]];
+        }
+    }
+    out
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `DIR` must not be the shipped models folder and must be absent or empty.
+fn check_out(out: &Path, models_dir: &Path) -> anyhow::Result<()> {
+    if let (Ok(a), Ok(b)) = (out.canonicalize(), models_dir.canonicalize()) {
+        if a == b {
+            bail!(
+                "--out {} is the models folder in use; give a new folder",
+                out.display()
+            );
+        }
+    }
+    if out.exists() {
+        let mut entries = std::fs::read_dir(out)
+            .with_context(|| format!("cannot read --out {}", out.display()))?;
+        if entries.next().is_some() {
+            bail!(
+                "--out {} is not empty; give a new or empty folder",
+                out.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Runs the calibration and writes the models folder. `progress` is told after each series.
+pub fn calibrate(
+    labels_file: &Path,
+    out: &Path,
+    folds: usize,
+    config: &Config,
+    analyzer: &Analyzer,
+    mut progress: impl FnMut(usize, usize, &Path),
+) -> anyhow::Result<Report> {
+    let models = analyzer.models();
+    check_out(out, &models.dir)?;
+    if folds < 2 {
+        bail!("--folds must be at least 2");
+    }
+    let problems = |errors: Vec<String>| {
+        anyhow::anyhow!(
+            "{}\n{} problem(s) in the labels; nothing was analysed or written",
+            errors.join("\n"),
+            errors.len()
+        )
+    };
+    let rows = labels::read(labels_file).map_err(problems)?;
+    refuse_small(&counts(rows.iter().map(|r| r.class)), "labelled")?;
+    let prepared = validate::prepare(rows, config).map_err(problems)?;
+
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    let mut before = Vec::new();
+    let mut failed = Vec::new();
+    let total = prepared.len();
+    for (done, p) in prepared.iter().enumerate() {
+        progress(done, total, &p.label.path);
+        match pipeline::analyse_files(
+            &p.paths,
+            &p.header,
+            analyzer,
+            config.decode_threads(),
+            false,
+        ) {
+            Ok(a) => {
+                let r = &a.report;
+                x.push(r.features.iter().map(|(_, v)| *v).collect::<Vec<f64>>());
+                y.push(p.label.class);
+                before.push(Called {
+                    truth: p.label.class,
+                    probabilities: [
+                        r.probabilities.covid19,
+                        r.probabilities.other_pneumonia,
+                        r.probabilities.normal,
+                    ],
+                });
+            }
+            Err(f) => failed.push(format!(
+                "line {} ({}): {}",
+                p.label.line,
+                p.label.path.display(),
+                f.message
+            )),
+        }
+    }
+    progress(total, total, Path::new(""));
+    let per_class = counts(y.iter().copied());
+    refuse_small(&per_class, "analysed")?;
+    if let Some(bad) = x.iter().position(|r| r.iter().any(|v| !v.is_finite())) {
+        bail!("series {bad} has a feature that is not finite; nothing was written");
+    }
+
+    let after: Vec<Called> = cross_validate(&x, &y, folds, L2)
+        .into_iter()
+        .zip(&y)
+        .map(|(probabilities, &truth)| Called {
+            truth,
+            probabilities,
+        })
+        .collect();
+    let before = figures(&metrics::class_report(&before).expect("at least 30 series"));
+    let after = figures(&metrics::class_report(&after).expect("at least 30 series"));
+    let model = fit::fit(&x, &y, 3, L2);
+
+    let entry = &models.classifier.entry;
+    let labels_sha256 = sha256_hex(
+        &std::fs::read(labels_file)
+            .with_context(|| format!("cannot read {}", labels_file.display()))?,
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let (da, _) = crate::objects::date_time_utc(now);
+    let date = format!("{}-{}-{}", &da[0..4], &da[4..6], &da[6..8]);
+    let new_version = format!("{}-site.{}", entry.version, da);
+    let report = Report {
+        labels_file: labels_file.to_path_buf(),
+        labels_sha256,
+        cases_per_class: per_class,
+        failed,
+        folds,
+        l2: L2,
+        before,
+        after,
+        shipped_version: entry.version.clone(),
+        new_version,
+        out: out.to_path_buf(),
+    };
+    write_models(&models.dir, out, &model, &report, &date)?;
+    Ok(report)
+}
+
+/// The shipped manifest with a new classifier entry; the segmentation models copied.
+fn write_models(
+    shipped: &Path,
+    out: &Path,
+    model: &fit::Fitted,
+    report: &Report,
+    date: &str,
+) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(shipped.join("manifest.toml"))?;
+    let mut manifest: toml::Table = text.parse()?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let models = manifest
+        .get_mut("models")
+        .and_then(|m| m.as_table_mut())
+        .context("the shipped manifest has no [models]")?;
+    for name in ["lung_seg", "lesion_seg"] {
+        let file = models[name]["file"]
+            .as_str()
+            .context("a model without file")?;
+        std::fs::copy(shipped.join(file), out.join(file))
+            .with_context(|| format!("cannot copy {file}"))?;
+    }
+    let classifier = models["classifier"]
+        .as_table_mut()
+        .context("the shipped manifest has no classifier")?;
+    // The tensor names the pipeline's manifest gives, so the new graph keeps the contract.
+    let name = |key: &str| {
+        classifier
+            .get(key)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let onnx_bytes = &onnx::encode(
+        model,
+        &name("input_name"),
+        &name("output_name"),
+        env!("CARGO_PKG_VERSION"),
+    );
+    let file = "classifier.onnx";
+    std::fs::write(out.join(file), onnx_bytes)?;
+    classifier.insert("file".into(), file.into());
+    classifier.insert("version".into(), report.new_version.clone().into());
+    classifier.insert("sha256".into(), sha256_hex(onnx_bytes).into());
+    let mut provenance = toml::Table::new();
+    provenance.insert("method".into(), format!(
+        "lungwatch calibrate {}: multinomial logistic regression, L2 {} on standardised features, \
+         refitted from classifier {}",
+        env!("CARGO_PKG_VERSION"), report.l2, report.shipped_version
+    ).into());
+    provenance.insert("date".into(), date.into());
+    provenance.insert("labels_sha256".into(), report.labels_sha256.clone().into());
+    for (k, n) in report.cases_per_class.iter().enumerate() {
+        provenance.insert(format!("cases_{}", CLASSES[k]), (*n as i64).into());
+    }
+    provenance.insert("cv_folds".into(), (report.folds as i64).into());
+    for (tag, f) in [("before", &report.before), ("after", &report.after)] {
+        provenance.insert(format!("cv_{tag}_accuracy"), f.accuracy.into());
+        provenance.insert(format!("cv_{tag}_brier"), f.brier.into());
+        provenance.insert(format!("cv_{tag}_ece"), f.ece.into());
+        for (k, auc) in f.auc.iter().enumerate() {
+            if let Some(a) = auc {
+                provenance.insert(format!("cv_{tag}_auc_{}", CLASSES[k]), (*a).into());
+            }
+        }
+    }
+    classifier.insert("provenance".into(), provenance.into());
+    let header = "# lungwatch model manifest, written by `lungwatch calibrate` from the shipped one:\n\
+                  # the segmentation models unchanged, the classifier refitted on this site's series.\n\n";
+    std::fs::write(
+        out.join("manifest.toml"),
+        format!("{header}{}", toml::to_string(&manifest)?),
+    )?;
+    Ok(())
+}
+
+fn fmt(v: Option<f64>) -> String {
+    v.map_or("-".to_string(), |v| format!("{v:.3}"))
+}
+
+/// The before/after table.
+pub fn render_text(r: &Report) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let _ = writeln!(o, "lungwatch calibrate: {}", r.labels_file.display());
+    let _ = writeln!(
+        o,
+        "series per class: covid19 {}, other_pneumonia {}, normal {}; {} failed",
+        r.cases_per_class[0],
+        r.cases_per_class[1],
+        r.cases_per_class[2],
+        r.failed.len()
+    );
+    for f in &r.failed {
+        let _ = writeln!(o, "  failed {f}");
+    }
+    let _ = writeln!(o, "\n{}-fold cross-validated, same series:", r.folds);
+    let _ = writeln!(
+        o,
+        "  {:<22} {:>14} {:>14}",
+        "",
+        format!("before {}", r.shipped_version),
+        "after (refit)"
+    );
+    let row = |o: &mut String, name: &str, a: String, b: String| {
+        let _ = writeln!(o, "  {name:<22} {a:>14} {b:>14}");
+    };
+    row(
+        &mut o,
+        "accuracy",
+        fmt(Some(r.before.accuracy)),
+        fmt(Some(r.after.accuracy)),
+    );
+    for k in 0..3 {
+        row(
+            &mut o,
+            &format!("AUC {}", CLASSES[k]),
+            fmt(r.before.auc[k]),
+            fmt(r.after.auc[k]),
+        );
+    }
+    row(
+        &mut o,
+        "Brier (lower better)",
+        format!("{:.4}", r.before.brier),
+        format!("{:.4}", r.after.brier),
+    );
+    row(
+        &mut o,
+        "ECE (lower better)",
+        format!("{:.4}", r.before.ece),
+        format!("{:.4}", r.after.ece),
+    );
+    let _ = writeln!(
+        o,
+        "\nwrote {} (classifier {}). Check it with `lungwatch check --models {}`, then point \
+         models.dir at it and send SIGHUP.\nDo not use lungwatch clinically before it has been \
+         validated on enough of your own studies.",
+        r.out.display(),
+        r.new_version,
+        r.out.display()
+    );
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folds_are_stratified_and_cover_every_row() {
+        let y: Vec<usize> = (0..37)
+            .map(|i| {
+                if i < 12 {
+                    0
+                } else if i < 25 {
+                    1
+                } else {
+                    2
+                }
+            })
+            .collect();
+        let f = stratified_folds(&y, 5);
+        for fold in 0..5 {
+            for class in 0..3 {
+                let n = (0..y.len())
+                    .filter(|&i| f[i] == fold && y[i] == class)
+                    .count();
+                assert!((2..=3).contains(&n), "fold {fold} class {class}: {n}");
+            }
+        }
+        assert_eq!(f, stratified_folds(&y, 5));
+    }
+
+    #[test]
+    fn too_few_names_the_class_and_count() {
+        let e = refuse_small(&[12, 9, 30], "labelled")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("other_pneumonia has 9"), "{e}");
+        assert!(refuse_small(&[10, 10, 10], "labelled").is_ok());
+    }
+}
