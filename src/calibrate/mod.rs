@@ -399,7 +399,7 @@ pub fn render_text(r: &Report) -> String {
     let _ = writeln!(
         o,
         "\nwrote {} (classifier {}). Check it with `lungwatch check --models {}`, then point \
-         models.dir at it and send SIGHUP.\nDo not use lungwatch clinically before it has been \
+         models.dir at it and restart lungwatch serve.\nDo not use lungwatch clinically before it has been \
          validated on enough of your own studies.",
         r.out.display(),
         r.new_version,
