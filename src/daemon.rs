@@ -310,7 +310,7 @@ fn start_dicom(
 }
 
 fn disk_full(data: &std::path::Path) -> bool {
-    web::disk_space(data).is_some_and(|(free, _)| free < MIN_FREE_BYTES)
+    crate::sys::disk_space(data).is_some_and(|(free, _)| free < MIN_FREE_BYTES)
 }
 
 /// SIGHUP: load the config again. Watch, series and selection settings apply at once and

@@ -21,6 +21,7 @@ pub mod pipeline;
 pub mod plausible;
 pub mod series;
 pub mod status;
+pub mod sys;
 pub mod validate;
 pub mod web;
 pub mod worker;

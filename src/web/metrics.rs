@@ -191,7 +191,7 @@ pub fn render(ctx: &Ctx, db: &Reader) -> db::Result<String> {
         hist.sum_ms as f64 / 1000.0,
         hist.count
     );
-    if let Some((free, _)) = super::status::disk_space(ctx.data_dir) {
+    if let Some((free, _)) = crate::sys::disk_space(ctx.data_dir) {
         metric(
             &mut o,
             "lungwatch_data_free_bytes",
@@ -200,7 +200,7 @@ pub fn render(ctx: &Ctx, db: &Reader) -> db::Result<String> {
         );
         let _ = writeln!(o, "lungwatch_data_free_bytes {free}");
     }
-    if let Some((free, _)) = super::status::disk_space(&ctx.state.incoming()) {
+    if let Some((free, _)) = crate::sys::disk_space(&ctx.state.incoming()) {
         metric(
             &mut o,
             "lungwatch_incoming_free_bytes",

@@ -53,7 +53,6 @@ mod url;
 pub use audit_page::day_start;
 pub use auth::hash_password;
 pub use html::fmt_days;
-pub use status::disk_space;
 pub use throttle::LoginCounts;
 
 use std::collections::BTreeMap;
