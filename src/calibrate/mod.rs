@@ -259,7 +259,25 @@ pub fn calibrate(
         new_version,
         out: out.to_path_buf(),
     };
-    write_models(&models.dir, out, &model, &report, &date)?;
+    // Written beside --out and renamed into place (onto an absent or empty folder), so a
+    // failure midway never leaves a partial models folder where one is expected.
+    let name = out
+        .file_name()
+        .with_context(|| format!("--out {} names no folder", out.display()))?;
+    let staging = out.with_file_name(format!(
+        ".{}.partial-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let written = write_models(&models.dir, &staging, &model, &report, &date)
+        .and_then(|()| {
+            std::fs::rename(&staging, out)
+                .with_context(|| format!("cannot move the models into {}", out.display()))
+        });
+    if written.is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    written?;
     Ok(report)
 }
 
