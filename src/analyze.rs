@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::analysis::{Analyzer, report::SeriesReport};
 use crate::config::Config;
 use crate::dicom::header::path_component;
-use crate::inspect::{self, RejectedFile, SeriesFiles};
+use crate::series::{RejectedFile, SeriesFiles, collect_series};
 use crate::{pipeline, series};
 
 /// What happened to each series found under the paths.
@@ -29,7 +29,7 @@ pub fn analyze(
     analyzer: &Analyzer,
     options: &AnalyzeOptions,
 ) -> anyhow::Result<AnalyzeOutcome> {
-    let (groups, rejected) = inspect::collect_series(paths, config)?;
+    let (groups, rejected) = collect_series(paths, config)?;
     let mut outcome = AnalyzeOutcome {
         analysed: Vec::new(),
         not_analysed: Vec::new(),

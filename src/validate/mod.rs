@@ -22,7 +22,7 @@ use crate::analysis::postprocess::{CONSOLIDATION, GROUND_GLASS};
 use crate::analysis::report::ModelRef;
 use crate::config::Config;
 use crate::dicom::InstanceHeader;
-use crate::{inspect, pipeline, series};
+use crate::{pipeline, series};
 use labels::LabelledSeries;
 use metrics::{CLASSES, Called, ClassReport, DiceSummary, Overlap, SliceReport};
 
@@ -79,7 +79,7 @@ pub(crate) fn prepare(
     let mut errors = Vec::new();
     for label in rows {
         let at = format!("line {} ({})", label.line, label.path.display());
-        let groups = match inspect::collect_series(std::slice::from_ref(&label.path), config) {
+        let groups = match crate::series::collect_series(std::slice::from_ref(&label.path), config) {
             Ok((groups, _rejected)) => groups,
             Err(e) => {
                 errors.push(format!("{at}: cannot read the folder: {e}"));

@@ -1,7 +1,13 @@
 //! Series assembly and selection: which complete series are chest CTs worth analysing.
 //!
-//! Pure functions over headers. The rules only need what is read before Pixel Data, so a
-//! series can be judged from the index alone, without decoding a single pixel.
+//! The rules are pure functions over headers. They only need what is read before Pixel
+//! Data, so a series can be judged from the index alone, without decoding a single pixel.
+//! `collect.rs` is the one part with I/O: it gathers files named on the command line into
+//! series for the commands that run without the store.
+
+mod collect;
+
+pub use collect::{RejectedFile, SeriesFiles, collect_series, expand_paths};
 
 use std::collections::BTreeMap;
 
