@@ -95,4 +95,3 @@ pub fn inspect(paths: &[PathBuf], config: &Config) -> std::io::Result<Report> {
         rejected,
     })
 }
-

@@ -359,6 +359,29 @@ fn open_reader(config: &Config) -> anyhow::Result<Reader> {
     Reader::open(&path).with_context(|| format!("cannot open {}", path.display()))
 }
 
+/// What `validate` and `calibrate` start with: the config (logging set up from it) and an
+/// analyzer on the models they name.
+fn labelled_run_setup(
+    config: Option<&std::path::Path>,
+    models: Option<PathBuf>,
+) -> anyhow::Result<(Config, Analyzer)> {
+    let config = Config::load_or_default(config)?;
+    init_logging(&config);
+    let models = load_models(models.unwrap_or_else(|| config.models_dir()))?;
+    let analyzer = Analyzer::new(Arc::new(models), config.decode_threads());
+    Ok((config, analyzer))
+}
+
+/// A bar of series done; indicatif draws only on a terminal, so piped output stays clean.
+fn series_progress_bar() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} series  {elapsed}  {msg}")
+            .expect("a valid template"),
+    );
+    bar
+}
+
 /// `lungwatch validate`: a progress bar on the terminal, then the tables or the JSON.
 fn validate_command(
     labels: &std::path::Path,
@@ -368,16 +391,8 @@ fn validate_command(
     slice_threshold_mm2: f64,
     config: Option<&std::path::Path>,
 ) -> anyhow::Result<ExitCode> {
-    let config = Config::load_or_default(config)?;
-    init_logging(&config);
-    let models = load_models(models.unwrap_or_else(|| config.models_dir()))?;
-    let analyzer = Analyzer::new(Arc::new(models), config.decode_threads());
-    // indicatif draws only on a terminal: piped output stays clean.
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} series  {elapsed}  {msg}")
-            .expect("a valid template"),
-    );
+    let (config, analyzer) = labelled_run_setup(config, models)?;
+    let bar = series_progress_bar();
     let result = lungwatch::validate::validate(
         labels,
         &config,
@@ -427,15 +442,8 @@ fn calibrate_command(
     json: bool,
     config: Option<&std::path::Path>,
 ) -> anyhow::Result<ExitCode> {
-    let config = Config::load_or_default(config)?;
-    init_logging(&config);
-    let models = load_models(models.unwrap_or_else(|| config.models_dir()))?;
-    let analyzer = Analyzer::new(Arc::new(models), config.decode_threads());
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} series  {elapsed}  {msg}")
-            .expect("a valid template"),
-    );
+    let (config, analyzer) = labelled_run_setup(config, models)?;
+    let bar = series_progress_bar();
     let result = lungwatch::calibrate::calibrate(
         labels,
         out,

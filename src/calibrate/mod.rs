@@ -15,13 +15,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::analysis::Analyzer;
 use crate::config::Config;
+use crate::dicom::header::{hex, sha256};
 use crate::pipeline;
 use crate::validate::metrics::{self, CLASSES, Called, ClassReport};
-use crate::validate::{self, labels};
+use crate::validate::{self, fmt, labels};
 
 /// A class needs this many series before a refit is worth anything.
 pub const MIN_PER_CLASS: usize = 10;
@@ -127,10 +127,7 @@ pub fn cross_validate(x: &[Vec<f64>], y: &[usize], k: usize, l2: f64) -> Vec<[f6
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&sha256(bytes))
 }
 
 /// `DIR` must not be the shipped models folder and must be absent or empty.
@@ -269,11 +266,10 @@ pub fn calibrate(
         name.to_string_lossy(),
         std::process::id()
     ));
-    let written = write_models(&models.dir, &staging, &model, &report, &date)
-        .and_then(|()| {
-            std::fs::rename(&staging, out)
-                .with_context(|| format!("cannot move the models into {}", out.display()))
-        });
+    let written = write_models(&models.dir, &staging, &model, &report, &date).and_then(|()| {
+        std::fs::rename(&staging, out)
+            .with_context(|| format!("cannot move the models into {}", out.display()))
+    });
     if written.is_err() {
         let _ = std::fs::remove_dir_all(&staging);
     }
@@ -355,10 +351,6 @@ fn write_models(
         format!("{header}{}", toml::to_string(&manifest)?),
     )?;
     Ok(())
-}
-
-fn fmt(v: Option<f64>) -> String {
-    v.map_or("-".to_string(), |v| format!("{v:.3}"))
 }
 
 /// The before/after table.

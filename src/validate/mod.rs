@@ -79,7 +79,8 @@ pub(crate) fn prepare(
     let mut errors = Vec::new();
     for label in rows {
         let at = format!("line {} ({})", label.line, label.path.display());
-        let groups = match crate::series::collect_series(std::slice::from_ref(&label.path), config) {
+        let groups = match crate::series::collect_series(std::slice::from_ref(&label.path), config)
+        {
             Ok((groups, _rejected)) => groups,
             Err(e) => {
                 errors.push(format!("{at}: cannot read the folder: {e}"));
@@ -300,7 +301,8 @@ pub fn write_outputs(report: &Report, dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-fn fmt(v: Option<f64>) -> String {
+/// A figure to three decimals, `-` when it cannot be computed.
+pub(crate) fn fmt(v: Option<f64>) -> String {
     v.map_or("-".to_string(), |v| format!("{v:.3}"))
 }
 
