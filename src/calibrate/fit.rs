@@ -247,15 +247,11 @@ pub fn fit(x: &[Vec<f64>], y: &[usize], classes: usize, l2: f64) -> Fitted {
 mod tests {
     use super::*;
 
-    /// splitmix64: a fixed-seed generator, so the tests are reproducible.
-    struct Rng(u64);
+    /// Uniform and normal draws from the crate's fixed-seed splitmix64.
+    struct Rng(crate::validate::metrics::SplitMix);
     impl Rng {
         fn next(&mut self) -> f64 {
-            self.0 = self.0.wrapping_add(0x9e3779b97f4a7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
-            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+            (self.0.next() >> 11) as f64 / (1u64 << 53) as f64
         }
         fn normal(&mut self) -> f64 {
             let (u, v) = (self.next().max(1e-300), self.next());
@@ -298,7 +294,7 @@ mod tests {
             classes: 3,
             iterations: 0,
         };
-        let mut rng = Rng(12);
+        let mut rng = Rng(crate::validate::metrics::SplitMix(12));
         let (x, y) = draw(&truth, 20_000, &mut rng);
         let fitted = fit(&x, &y, 3, 1e-6);
         // Only differences between classes are identified: compare centred columns.
@@ -345,7 +341,7 @@ mod tests {
 
     #[test]
     fn gradient_matches_finite_differences() {
-        let mut rng = Rng(7);
+        let mut rng = Rng(crate::validate::metrics::SplitMix(7));
         let z: Vec<Vec<f64>> = (0..40)
             .map(|_| (0..4).map(|_| rng.normal()).collect())
             .collect();
@@ -382,7 +378,7 @@ mod tests {
 
     #[test]
     fn the_minimum_has_zero_gradient() {
-        let mut rng = Rng(3);
+        let mut rng = Rng(crate::validate::metrics::SplitMix(3));
         let x: Vec<Vec<f64>> = (0..60)
             .map(|_| (0..5).map(|_| rng.normal()).collect())
             .collect();

@@ -85,14 +85,8 @@ fn refuse_small(n: &[usize; 3], what: &str) -> anyhow::Result<()> {
 
 /// Stratified fold of each row: each class's rows shuffled (fixed seed) and dealt out.
 pub fn stratified_folds(y: &[usize], k: usize) -> Vec<usize> {
-    let mut state = SEED;
-    let mut next = || {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    };
+    let mut rng = metrics::SplitMix(SEED);
+    let mut next = || rng.next();
     let mut fold = vec![0; y.len()];
     let mut dealt = 0;
     for class in 0..3 {

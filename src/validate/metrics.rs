@@ -180,11 +180,12 @@ fn calibration(called: &[Called]) -> (f64, Vec<ReliabilityBin>) {
     (ece, reliability)
 }
 
-/// splitmix64: the bootstrap's resampling, the same on every machine.
-struct SplitMix(u64);
+/// splitmix64: fixed-seed randomness that is the same on every machine (the bootstrap's
+/// resampling, calibrate's folds).
+pub(crate) struct SplitMix(pub(crate) u64);
 
 impl SplitMix {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
