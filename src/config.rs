@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The documented default configuration, as shipped.
 pub const DEFAULT_TOML: &str = include_str!("../config/lungwatch.toml");
@@ -39,10 +39,47 @@ pub struct Config {
     pub web: WebConfig,
     pub audit: AuditConfig,
     pub dicom: DicomConfig,
-    /// DICOM nodes lungwatch talks to as a client (`lungwatch echo NAME`).
+    /// DICOM nodes lungwatch sends its objects to (and `lungwatch echo NAME` checks).
     #[serde(default)]
     pub destinations: Vec<Destination>,
+    pub outbox: OutboxConfig,
 }
+
+/// The kinds of object lungwatch writes for an analysed series, as destinations name them.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectKind {
+    /// The binary Segmentation.
+    Seg,
+    /// The TID 1500 Measurement Report.
+    Sr,
+    /// The Secondary Capture key images and summary image.
+    Sc,
+}
+
+impl ObjectKind {
+    pub const ALL: [ObjectKind; 3] = [ObjectKind::Seg, ObjectKind::Sr, ObjectKind::Sc];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectKind::Seg => "seg",
+            ObjectKind::Sr => "sr",
+            ObjectKind::Sc => "sc",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ObjectKind> {
+        ObjectKind::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+fn all_object_kinds() -> Vec<ObjectKind> {
+    ObjectKind::ALL.to_vec()
+}
+
+/// The name the folder outbox (`outbox.folder`) has in the outbox table, beside the
+/// `[[destinations]]`; no destination may take it.
+pub const FOLDER_DESTINATION: &str = "folder";
 
 /// A DICOM node lungwatch associates with as a client.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -54,6 +91,38 @@ pub struct Destination {
     pub ae_title: String,
     pub host: String,
     pub port: u16,
+    /// What is sent to it; all kinds when left out.
+    #[serde(default = "all_object_kinds")]
+    pub objects: Vec<ObjectKind>,
+}
+
+/// Delivery of the objects: the folder outbox and the retry back-off.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxConfig {
+    /// A folder that receives a copy of every object (one sub-folder per study), for sites
+    /// that import files; absent: none.
+    #[serde(default)]
+    pub folder: Option<PathBuf>,
+    /// What the folder receives; all kinds when left out.
+    #[serde(default = "all_object_kinds")]
+    pub folder_objects: Vec<ObjectKind>,
+    /// The wait after a first failed attempt; it doubles with each further one…
+    pub retry_min_secs: u64,
+    /// …up to this.
+    pub retry_max_secs: u64,
+}
+
+impl OutboxConfig {
+    /// How long to wait before the next attempt after `attempts` failed ones (at least 1).
+    pub fn retry_after(&self, attempts: u32) -> Duration {
+        let doublings = attempts.saturating_sub(1).min(30);
+        let secs = self
+            .retry_min_secs
+            .saturating_mul(1u64 << doublings)
+            .min(self.retry_max_secs);
+        Duration::from_secs(secs)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -657,6 +726,29 @@ impl Config {
                     format!("of {:?} must be between 1 and 65535", d.name),
                 ));
             }
+            if d.name == FOLDER_DESTINATION {
+                return Err(invalid(
+                    "destinations.name",
+                    format!("{FOLDER_DESTINATION:?} is the folder outbox's name (outbox.folder)"),
+                ));
+            }
+        }
+        if let Some(folder) = &self.outbox.folder
+            && folder.as_os_str().is_empty()
+        {
+            return Err(invalid(
+                "outbox.folder",
+                "must not be empty (leave it out instead)",
+            ));
+        }
+        if self.outbox.retry_min_secs == 0 {
+            return Err(invalid("outbox.retry_min_secs", "must be at least 1"));
+        }
+        if self.outbox.retry_max_secs < self.outbox.retry_min_secs {
+            return Err(invalid(
+                "outbox.retry_max_secs",
+                "must be at least outbox.retry_min_secs",
+            ));
         }
         if !["error", "warn", "info", "debug", "trace"].contains(&self.log.level.as_str()) {
             return Err(invalid(
@@ -985,18 +1077,53 @@ mod tests {
         let one = "[[destinations]]\nname = \"pacs\"\nae_title = \"ORTHANC\"\nhost = \"127.0.0.1\"\nport = 4242\n";
         let c = Config::from_toml(&format!("{base}{one}"), Path::new("t.toml")).unwrap();
         assert_eq!(c.destinations[0].port, 4242);
+        assert_eq!(c.destinations[0].objects, ObjectKind::ALL.to_vec());
+        let only_sr = format!("{base}{one}objects = [\"sr\"]\n");
+        let c = Config::from_toml(&only_sr, Path::new("t.toml")).unwrap();
+        assert_eq!(c.destinations[0].objects, vec![ObjectKind::Sr]);
         for (toml, key) in [
             (format!("{one}{one}"), "destinations.name"),
             (one.replace("ORTHANC", ""), "destinations.ae_title"),
             (one.replace("127.0.0.1", " "), "destinations.host"),
             (one.replace("4242", "0"), "destinations.port"),
-            (format!("{one}objects = [\"sr\"]\n"), "objects"),
+            (one.replace("\"pacs\"", "\"folder\""), "destinations.name"),
+            (format!("{one}objects = [\"nifti\"]\n"), "objects"),
+            (
+                "[outbox]\nretry_min_secs = 0\n".to_string(),
+                "outbox.retry_min_secs",
+            ),
+            (
+                "[outbox]\nretry_max_secs = 1\n".to_string(),
+                "outbox.retry_max_secs",
+            ),
+            ("[outbox]\nfolder = \"\"\n".to_string(), "outbox.folder"),
         ] {
             let err = Config::from_toml(&format!("{base}{toml}"), Path::new("t.toml"))
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(key), "{err} should name {key}");
         }
+    }
+
+    #[test]
+    fn outbox_back_off_doubles_up_to_its_limit() {
+        let outbox = Config::default().outbox;
+        assert_eq!(outbox.folder, None);
+        let waits: Vec<u64> = (1..=12).map(|a| outbox.retry_after(a).as_secs()).collect();
+        assert_eq!(
+            waits[..3],
+            [
+                outbox.retry_min_secs,
+                2 * outbox.retry_min_secs,
+                4 * outbox.retry_min_secs
+            ]
+        );
+        assert!(waits.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(*waits.last().unwrap(), outbox.retry_max_secs);
+        assert_eq!(
+            outbox.retry_after(u32::MAX).as_secs(),
+            outbox.retry_max_secs
+        );
     }
 
     #[test]

@@ -23,6 +23,7 @@ use crate::dicom::InstanceHeader;
 use crate::dimse;
 use crate::ingest::stability::StabilityTracker;
 use crate::ingest::{self, Dirs, Outcome, store, watcher};
+use crate::outbox;
 use crate::series;
 use crate::web::{self, WebState};
 use crate::worker;
@@ -82,6 +83,10 @@ pub fn prepare(config: &Config) -> anyhow::Result<(Database, Dirs)> {
             ),
         );
     }
+    match db.requeue_interrupted_deliveries(db::now_secs())? {
+        0 => {}
+        n => info!("{n} objects were being sent when lungwatch stopped; they are due again"),
+    }
     match worker::sweep_orphan_artifacts(&db, &config.paths.data) {
         Ok(0) => {}
         Ok(n) => info!("removed {n} result folders that no stored result points at"),
@@ -129,15 +134,20 @@ pub fn serve(config: Config, config_path: Option<PathBuf>, signals: Signals) -> 
     let mut web_handle = Some(web_handle);
     let analyzer = Arc::new(Analyzer::new(Arc::new(models), config.decode_threads()));
     let mut config = Arc::new(config);
+    let routes = outbox::Routes::new(config.clone());
     let worker_stop = Arc::new(AtomicBool::new(false));
     let paused = Arc::new(AtomicBool::new(false));
     let worker = worker::spawn(
         config.clone(),
+        routes.clone(),
         analyzer.clone(),
         worker_stop.clone(),
         paused.clone(),
     )
     .context("cannot start the analysis worker")?;
+    let outbox_stop = Arc::new(AtomicBool::new(false));
+    let outbox = outbox::spawn(config.database_path(), routes.clone(), outbox_stop.clone())
+        .context("cannot start the outbox")?;
     let scp = start_dicom(&config, &dirs, &paused)?;
     let (tx, rx) = mpsc::channel::<PathBuf>();
     let _watcher = match watcher::watch(&config.paths.incoming, tx) {
@@ -174,9 +184,18 @@ pub fn serve(config: Config, config_path: Option<PathBuf>, signals: Signals) -> 
                 &db,
             );
             tracker = StabilityTracker::new(config.stable_after());
+            routes.update(config.clone());
         }
         if now >= next_disk_check {
             check_worker(&db, &config, &worker, &state);
+            state.set_problem(
+                "outbox",
+                outbox.is_finished().then(|| {
+                    "the outbox has stopped: no results will be sent to destinations until \
+                     lungwatch is restarted (see the log)"
+                        .to_string()
+                }),
+            );
             let full = disk_full(&config.paths.data);
             if full != paused.load(Ordering::SeqCst) {
                 if full {
@@ -249,6 +268,12 @@ pub fn serve(config: Config, config_path: Option<PathBuf>, signals: Signals) -> 
         error!("the analysis worker panicked");
     }
     info!("analysis worker stopped");
+    // After the worker: a result it stored while stopping is queued, and sent next time.
+    outbox_stop.store(true, Ordering::SeqCst);
+    if outbox.join().is_err() {
+        error!("the outbox panicked");
+    }
+    info!("outbox stopped");
     if let Some(handle) = web_handle {
         handle.stop();
     }

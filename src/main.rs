@@ -130,6 +130,16 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Send a study's DICOM objects (SEG, SR, key images) again: to every configured
+    /// destination, or to NAME only ("folder": the folder outbox). Prints each object's
+    /// outcome; what fails for a transient reason is retried by `serve`.
+    Send {
+        study_uid: String,
+        /// A destination's name.
+        name: Option<String>,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Show counts of instances, series, jobs and quarantined files, and the last errors.
     Status {
         #[arg(long, short)]
@@ -315,6 +325,36 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 took.as_millis()
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Send {
+            study_uid,
+            name,
+            config,
+        } => {
+            let config = Config::load_or_default(config.as_deref())?;
+            let rows = lungwatch::send::send_study(&config, &study_uid, name.as_deref())?;
+            let mut all_sent = true;
+            for row in &rows {
+                let outcome = match row.state.as_str() {
+                    "sent" => "sent".to_string(),
+                    "sending" => "being sent by the running serve".to_string(),
+                    state => {
+                        all_sent = false;
+                        format!("{state}: {}", row.last_error.as_deref().unwrap_or(""))
+                    }
+                };
+                println!(
+                    "{:<10} {:<3} {}  {outcome}",
+                    row.destination, row.kind, row.sop_instance_uid
+                );
+            }
+            let sent = rows.iter().filter(|r| r.state == "sent").count();
+            println!("{sent} of {} objects sent", rows.len());
+            Ok(if all_sent {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Status { config, json } => {
             let config = Config::load_or_default(config.as_deref())?;

@@ -2,7 +2,9 @@
 
 use serde::Serialize;
 
-use crate::db::{EventEntry, QuarantineEntry, ReadQueries, Reader, SkippedSeries, StatusCounts};
+use crate::db::{
+    EventEntry, OutboxCounts, QuarantineEntry, ReadQueries, Reader, SkippedSeries, StatusCounts,
+};
 
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -10,6 +12,7 @@ pub struct Status {
     pub recent_errors: Vec<EventEntry>,
     pub recent_quarantine: Vec<QuarantineEntry>,
     pub recent_skipped: Vec<SkippedSeries>,
+    pub outbox: Vec<OutboxCounts>,
 }
 
 pub fn collect(db: &Reader) -> rusqlite::Result<Status> {
@@ -18,6 +21,7 @@ pub fn collect(db: &Reader) -> rusqlite::Result<Status> {
         recent_errors: db.recent_events(10)?,
         recent_quarantine: db.recent_quarantine(10)?,
         recent_skipped: db.recent_skipped(10)?,
+        outbox: db.outbox_counts()?,
     })
 }
 
@@ -37,6 +41,12 @@ pub fn render_text(s: &Status) -> String {
         c.jobs_failed,
         c.quarantined
     );
+    for o in &s.outbox {
+        out.push_str(&format!(
+            "outbox      {}: {} pending, {} sending, {} sent, {} failed\n",
+            o.destination, o.pending, o.sending, o.sent, o.failed
+        ));
+    }
     if !s.recent_errors.is_empty() {
         out.push_str("\nlast errors:\n");
         for e in &s.recent_errors {

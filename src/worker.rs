@@ -20,6 +20,7 @@ use log::{error, info, warn};
 use crate::analysis::Analyzer;
 use crate::config::Config;
 use crate::db::{self, Database, FailureKind, Job, ReadQueries};
+use crate::outbox::{self, Routes};
 use crate::pipeline::{self, Failure};
 
 /// How long an idle worker sleeps before looking for a job again.
@@ -40,6 +41,7 @@ const ERROR_BACKOFF: Duration = Duration::from_secs(5);
 /// and database errors (a locked or briefly unavailable file) are retried.
 pub fn run(
     config: &Config,
+    routes: &Routes,
     analyzer: &Analyzer,
     shutdown: &AtomicBool,
     paused: &AtomicBool,
@@ -63,7 +65,7 @@ pub fn run(
             }
         };
         let started = Instant::now();
-        let outcome = process(&mut db, config, analyzer, &job);
+        let outcome = process(&mut db, config, routes, analyzer, &job);
         if let Err(e) = record(&db, &job, outcome, started) {
             // The job stays `running`; start-up requeues it (and counts the attempt).
             error!("cannot record the end of job {}: {e}", job.id);
@@ -120,7 +122,13 @@ fn record(db: &Database, job: &Job, outcome: Outcome, started: Instant) -> rusql
 }
 
 /// Analyses one job's series and stores its result.
-fn process(db: &mut Database, config: &Config, analyzer: &Analyzer, job: &Job) -> Outcome {
+fn process(
+    db: &mut Database,
+    config: &Config,
+    routes: &Routes,
+    analyzer: &Analyzer,
+    job: &Job,
+) -> Outcome {
     let started = Instant::now();
     let instances = match db.series_instances(&job.series_uid) {
         Ok(instances) if !instances.is_empty() => instances,
@@ -160,17 +168,26 @@ fn process(db: &mut Database, config: &Config, analyzer: &Analyzer, job: &Job) -
     // The DICOM objects are an extra for PACS viewers: without them (e.g. a source without
     // a Study Instance UID) the analysis still stands, with the reason in the events.
     let objects_started = Instant::now();
-    if let Err(e) = write_dicom_objects(config, &analysis, &instances, job, &folder) {
-        let message = format!("job {}: DICOM objects not written: {e:#}", job.id);
-        warn!("{message}");
-        let _ = db.log_event("warn", &message, db::now_secs());
-    } else {
-        log::debug!(
-            "job {}: DICOM objects written in {} ms",
-            job.id,
-            objects_started.elapsed().as_millis()
-        );
-    }
+    let written = write_dicom_objects(config, &analysis, &instances, job, &folder)
+        .and_then(|()| outbox::objects_in(&config.paths.data, &relative.to_string_lossy()));
+    let deliveries = match written {
+        Ok(objects) => {
+            log::debug!(
+                "job {}: {} DICOM objects written in {} ms",
+                job.id,
+                objects.len(),
+                objects_started.elapsed().as_millis()
+            );
+            // Routed by the config of this moment: a destination added by SIGHUP counts.
+            outbox::deliveries_for(&routes.current(), &objects, None)
+        }
+        Err(e) => {
+            let message = format!("job {}: DICOM objects not written: {e:#}", job.id);
+            warn!("{message}");
+            let _ = db.log_event("warn", &message, db::now_secs());
+            Vec::new()
+        }
+    };
     // The stored processing time covers everything from claim to result.
     analysis.report.timings_ms.total = analysis
         .report
@@ -181,6 +198,7 @@ fn process(db: &mut Database, config: &Config, analyzer: &Analyzer, job: &Job) -
         job.id,
         &analysis.report,
         &relative.to_string_lossy(),
+        &deliveries,
         db::now_secs(),
     ) {
         Ok(true) => Outcome::Done,
@@ -319,11 +337,17 @@ fn write_dicom_objects(
         number,
         db::now_secs(),
     ));
+    // Durable before the result row commits: the outbox will send them from here.
     for (name, bytes) in files {
         let tmp = dir.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, &bytes)?;
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, &bytes)?;
+            f.sync_all()?;
+        }
         std::fs::rename(&tmp, dir.join(&name))?;
     }
+    crate::ingest::store::sync_dir(&dir)?;
     Ok(())
 }
 
@@ -336,6 +360,7 @@ fn remove_quietly(dir: &Path) {
 /// Starts the worker thread. Errors that stop it (the database is gone) are logged.
 pub fn spawn(
     config: Arc<Config>,
+    routes: Routes,
     analyzer: Arc<Analyzer>,
     shutdown: Arc<AtomicBool>,
     paused: Arc<AtomicBool>,
@@ -343,7 +368,7 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("worker".into())
         .spawn(move || {
-            if let Err(e) = run(&config, &analyzer, &shutdown, &paused) {
+            if let Err(e) = run(&config, &routes, &analyzer, &shutdown, &paused) {
                 error!("the analysis worker stopped: {e:#}");
             }
         })

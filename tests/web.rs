@@ -174,7 +174,7 @@ fn analysed(db: &mut Database, s: &Study, artifacts_dir: &str) {
     let job = db.claim_job(now).unwrap().unwrap();
     assert_eq!(job.series_uid, s.series);
     assert!(
-        db.finish_job_with_result(job.id, &report(s), artifacts_dir, now)
+        db.finish_job_with_result(job.id, &report(s), artifacts_dir, &[], now)
             .unwrap()
     );
 }

@@ -5,6 +5,7 @@
 
 mod associations;
 mod audit;
+mod outbox;
 mod reads;
 mod results;
 mod schema;
@@ -12,6 +13,7 @@ mod stored;
 
 pub use associations::AssociationRecord;
 pub use audit::{AuditEvent, AuditFilter, AuditRecord, AuditWriter};
+pub use outbox::{Delivery, NewDelivery, OutboxCounts};
 pub use reads::{
     FailedJob, ProcessingHistogram, QueuedJob, ReadQueries, Reader, ResultRow, StudyFilter,
 };

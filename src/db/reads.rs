@@ -555,6 +555,26 @@ pub trait ReadQueries: Connected {
         let mut stmt = self.conn().prepare("SELECT job_id FROM results")?;
         stmt.query_map([], |r| r.get(0))?.collect()
     }
+    /// The outbox counted by destination and state.
+    fn outbox_counts(&self) -> Result<Vec<super::OutboxCounts>> {
+        super::outbox::counts(self.conn())
+    }
+
+    /// Failed deliveries and those waiting to be retried, newest first.
+    fn outbox_problems(&self, limit: i64) -> Result<Vec<super::Delivery>> {
+        super::outbox::problems(self.conn(), limit)
+    }
+
+    /// Every delivery of a study's objects.
+    fn study_deliveries(&self, study_uid: &str) -> Result<Vec<super::Delivery>> {
+        super::outbox::of_study(self.conn(), study_uid)
+    }
+
+    /// The outbox rows with these ids.
+    fn outbox_rows(&self, ids: &[i64]) -> Result<Vec<super::Delivery>> {
+        super::outbox::by_ids(self.conn(), ids)
+    }
+
     /// The newest associations first.
     fn recent_associations(&self, limit: i64) -> Result<Vec<AssociationRecord>> {
         let mut stmt = self.conn().prepare(

@@ -18,14 +18,16 @@ pub struct StoredResult {
 }
 
 impl Database {
-    /// Records the result and marks the job done, atomically. Returns false (and writes
-    /// nothing) when the job is no longer `running`: it was withdrawn or already finished,
-    /// so a result would be a duplicate.
+    /// Records the result, queues its DICOM objects' `deliveries` in the outbox and marks
+    /// the job done, atomically. Returns false (and writes nothing) when the job is no
+    /// longer `running`: it was withdrawn or already finished, so a result would be a
+    /// duplicate.
     pub fn finish_job_with_result(
         &mut self,
         job_id: i64,
         report: &SeriesReport,
         artifacts_dir: &str,
+        deliveries: &[super::NewDelivery],
         now: i64,
     ) -> Result<bool> {
         let json = super::stored::to_json(report)
@@ -65,6 +67,7 @@ impl Database {
                 now,
             ],
         )?;
+        super::outbox::upsert_deliveries(&tx, job_id, deliveries, now)?;
         tx.commit()?;
         Ok(true)
     }

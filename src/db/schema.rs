@@ -123,6 +123,27 @@ const MIGRATIONS: &[&str] = &[
          outcome     TEXT NOT NULL
      );
      CREATE INDEX associations_started ON associations (started_at);",
+    // 6: the outbox (issue 13): one row per DICOM object and destination, inserted in the
+    // transaction that stores the job's result. `path` is relative to `paths.data`.
+    "CREATE TABLE outbox (
+         id               INTEGER PRIMARY KEY,
+         job_id           INTEGER NOT NULL REFERENCES jobs (id),
+         destination      TEXT NOT NULL,
+         path             TEXT NOT NULL,
+         kind             TEXT NOT NULL CHECK (kind IN ('seg', 'sr', 'sc')),
+         sop_class_uid    TEXT NOT NULL,
+         sop_instance_uid TEXT NOT NULL,
+         study_uid        TEXT,
+         state            TEXT NOT NULL CHECK (state IN ('pending', 'sending', 'sent', 'failed')),
+         attempts         INTEGER NOT NULL DEFAULT 0,
+         last_error       TEXT,
+         next_attempt_at  INTEGER NOT NULL,
+         created_at       INTEGER NOT NULL,
+         sent_at          INTEGER,
+         UNIQUE (job_id, destination, path)
+     );
+     CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
+     CREATE INDEX outbox_study ON outbox (study_uid);",
 ];
 
 /// The schema version this build writes and reads.

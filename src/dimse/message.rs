@@ -86,6 +86,43 @@ pub fn parse_command(bytes: &[u8]) -> Result<Command, String> {
     })
 }
 
+/// Command Data Set Type: a data set follows (any value but 0101).
+const DATA_SET_FOLLOWS: u16 = 0x0000;
+/// Priority: medium.
+const PRIORITY_MEDIUM: u16 = 0x0000;
+
+/// A C-STORE-RQ with `message_id` for one instance; its data set follows in data PDVs.
+pub fn store_request(message_id: u16, sop_class_uid: &str, sop_instance_uid: &str) -> Vec<u8> {
+    encode(vec![
+        uid(tags::AFFECTED_SOP_CLASS_UID, sop_class_uid),
+        us(tags::COMMAND_FIELD, C_STORE_RQ),
+        us(tags::MESSAGE_ID, message_id),
+        us(tags::PRIORITY, PRIORITY_MEDIUM),
+        us(tags::COMMAND_DATA_SET_TYPE, DATA_SET_FOLLOWS),
+        uid(tags::AFFECTED_SOP_INSTANCE_UID, sop_instance_uid),
+    ])
+}
+
+/// What a C-STORE response status means for the sender (PS3.4 B.2.3, PS3.7 C).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreVerdict {
+    /// Success, or a warning (coercion, elements discarded): the instance is stored.
+    Stored,
+    /// Out of resources (A7xx) or a resource limitation (0213): try again later.
+    Transient,
+    /// Anything else (SOP class not supported, data set mismatch, cannot understand…):
+    /// sending the same object again gives the same answer.
+    Refused,
+}
+
+pub fn store_verdict(status: u16) -> StoreVerdict {
+    match status {
+        0x0000 | 0x0001 | 0x0107 | 0x0116 | 0xB000..=0xBFFF => StoreVerdict::Stored,
+        0xA700..=0xA7FF | 0x0213 => StoreVerdict::Transient,
+        _ => StoreVerdict::Refused,
+    }
+}
+
 /// A C-ECHO-RQ with `message_id`.
 pub fn echo_request(message_id: u16) -> Vec<u8> {
     encode(vec![
@@ -211,6 +248,34 @@ mod tests {
             .to_int::<u32>()
             .unwrap();
         assert_eq!(group_length as usize, bytes.len() - 12);
+    }
+
+    #[test]
+    fn a_store_request_reads_back_and_statuses_have_verdicts() {
+        let rq = parse_command(&super::store_request(
+            3,
+            "1.2.840.10008.5.1.4.1.1.66.4",
+            "2.25.9",
+        ))
+        .unwrap();
+        assert_eq!((rq.field, rq.message_id), (C_STORE_RQ, 3));
+        assert_eq!(rq.affected_sop_class_uid, "1.2.840.10008.5.1.4.1.1.66.4");
+        assert_eq!(rq.affected_sop_instance_uid, "2.25.9");
+        assert!(rq.has_data_set);
+        for (status, verdict) in [
+            (0x0000, StoreVerdict::Stored),
+            (0xB000, StoreVerdict::Stored),
+            (0xB007, StoreVerdict::Stored),
+            (0xA700, StoreVerdict::Transient),
+            (0xA7FF, StoreVerdict::Transient),
+            (0x0213, StoreVerdict::Transient),
+            (0x0122, StoreVerdict::Refused),
+            (0xA900, StoreVerdict::Refused),
+            (0xC000, StoreVerdict::Refused),
+            (0x0110, StoreVerdict::Refused),
+        ] {
+            assert_eq!(store_verdict(status), verdict, "status {status:04X}");
+        }
     }
 
     #[test]

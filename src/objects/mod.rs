@@ -20,6 +20,17 @@ use dicom_object::mem::InMemElement;
 use dicom_object::{DefaultDicomObject, FileMetaTableBuilder, InMemDicomObject};
 use sha2::{Digest, Sha256};
 
+/// Which of lungwatch's kinds an object of `sop_class_uid` is (None: not one it writes).
+pub fn kind_of(sop_class_uid: &str) -> Option<crate::config::ObjectKind> {
+    use crate::config::ObjectKind;
+    match sop_class_uid {
+        seg::SOP_CLASS_UID => Some(ObjectKind::Seg),
+        sr::SOP_CLASS_UID => Some(ObjectKind::Sr),
+        sc::SOP_CLASS_UID => Some(ObjectKind::Sc),
+        _ => None,
+    }
+}
+
 /// The key images and the summary image of one analysis, as (file name, Part 10 bytes),
 /// in a new series of the source study. `sources[z]` is the source instance of the analysis's slice `z` (its
 /// trained orientation, `analysis.volume.files[z]`).

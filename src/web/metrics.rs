@@ -191,6 +191,29 @@ pub fn render(ctx: &Ctx, db: &Reader) -> db::Result<String> {
         hist.sum_ms as f64 / 1000.0,
         hist.count
     );
+    let outbox = db.outbox_counts()?;
+    if !outbox.is_empty() {
+        metric(
+            &mut o,
+            "lungwatch_outbox_objects",
+            "gauge",
+            "DICOM objects in the outbox by destination and state (pending, sending, sent, failed).",
+        );
+        for c in &outbox {
+            let d = escape_label(&c.destination);
+            for (state, n) in [
+                ("pending", c.pending),
+                ("sending", c.sending),
+                ("sent", c.sent),
+                ("failed", c.failed),
+            ] {
+                let _ = writeln!(
+                    o,
+                    "lungwatch_outbox_objects{{destination=\"{d}\",state=\"{state}\"}} {n}"
+                );
+            }
+        }
+    }
     if let Some((free, _)) = crate::sys::disk_space(ctx.data_dir) {
         metric(
             &mut o,

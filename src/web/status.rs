@@ -9,8 +9,8 @@ use super::html::{self, esc, fmt_bytes, fmt_duration, fmt_ms, fmt_time};
 use super::server::Ctx;
 use crate::analysis::report::ModelRef;
 use crate::db::{
-    self, AssociationRecord, EventEntry, FailedJob, QuarantineEntry, QueuedJob, ReadQueries,
-    Reader, SkippedSeries, StatusCounts,
+    self, AssociationRecord, Delivery, EventEntry, FailedJob, OutboxCounts, QuarantineEntry,
+    QueuedJob, ReadQueries, Reader, SkippedSeries, StatusCounts,
 };
 
 /// How many processing times the median and p95 are taken over.
@@ -74,6 +74,10 @@ pub struct StatusView {
     pub logins: super::LoginCounts,
     /// The DICOM receiver's newest associations (empty when it is off or unused).
     pub recent_associations: Vec<AssociationRecord>,
+    /// The outbox by destination: objects pending, being sent, sent and failed.
+    pub outbox: Vec<OutboxCounts>,
+    /// Failed deliveries and those waiting to be retried, with their reasons.
+    pub outbox_problems: Vec<Delivery>,
 }
 
 fn folder(path: &Path) -> FolderSpace {
@@ -167,6 +171,8 @@ pub fn collect(ctx: &Ctx, db: &Reader) -> db::Result<StatusView> {
         https: ctx.config.tls_configured(),
         logins: ctx.state.login_counts(),
         recent_associations: db.recent_associations(LIST_LIMIT)?,
+        outbox: db.outbox_counts()?,
+        outbox_problems: db.outbox_problems(LIST_LIMIT)?,
         counts,
     })
 }
@@ -393,7 +399,68 @@ pub fn render(v: &StatusView) -> String {
     }
     b.push_str("</div></div>");
     render_associations(&mut b, &v.recent_associations);
+    render_outbox(&mut b, &v.outbox, &v.outbox_problems);
     html::layout("Status", html::Nav::Status, &b)
+}
+
+/// What was sent to each destination, and what is waiting or failed with its reason;
+/// nothing when no object was ever queued.
+fn render_outbox(b: &mut String, counts: &[OutboxCounts], problems: &[Delivery]) {
+    if counts.is_empty() {
+        return;
+    }
+    b.push_str(
+        "<div class=\"card\"><h2>Outbox</h2><table><tr><th>Destination</th>\
+         <th class=\"num\">Pending</th><th class=\"num\">Sending</th>\
+         <th class=\"num\">Sent</th><th class=\"num\">Failed</th></tr>",
+    );
+    for c in counts {
+        let failed = if c.failed > 0 {
+            format!("<span class=\"badge bad\">{}</span>", c.failed)
+        } else {
+            "0".to_string()
+        };
+        let _ = write!(
+            b,
+            "<tr><td class=\"mono\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td><td class=\"num\">{failed}</td></tr>",
+            esc(&c.destination),
+            c.pending,
+            c.sending,
+            c.sent
+        );
+    }
+    b.push_str("</table>");
+    if !problems.is_empty() {
+        b.push_str(
+            "<h3>Failed or waiting to be retried</h3><table><tr><th>Destination</th>\
+             <th>Object</th><th>Study</th><th>State</th><th class=\"num\">Attempts</th>\
+             <th>Next attempt</th><th>Last error</th></tr>",
+        );
+        for d in problems {
+            let (badge, next) = if d.state == "failed" {
+                ("bad", "never (send it again by hand)".to_string())
+            } else {
+                ("warn", fmt_time(d.next_attempt_at))
+            };
+            let _ = write!(
+                b,
+                "<tr><td class=\"mono\">{}</td><td class=\"mono\">{} {}</td>\
+                 <td class=\"mono\">{}</td><td><span class=\"badge {badge}\">{}</span></td>\
+                 <td class=\"num\">{}</td><td class=\"nowrap\">{}</td><td>{}</td></tr>",
+                esc(&d.destination),
+                esc(&d.kind),
+                esc(&d.sop_instance_uid),
+                esc(d.study_uid.as_deref().unwrap_or("")),
+                esc(&d.state),
+                d.attempts,
+                esc(&next),
+                esc(d.last_error.as_deref().unwrap_or(""))
+            );
+        }
+        b.push_str("</table>");
+    }
+    b.push_str("</div>");
 }
 
 /// The DICOM receiver's association log; nothing when it has never been used.
