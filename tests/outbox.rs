@@ -543,3 +543,52 @@ fn orthanc_sends_a_series_and_gets_seg_sr_and_sc_back_once() {
         "the source slices and each object once"
     );
 }
+
+#[test]
+fn objects_routed_back_are_stored_and_never_analysed_or_sent_again() {
+    // lungwatch is its own destination: the PACS that routes everything it receives back.
+    let port = free_port();
+    let mut d = Daemon::new(&format!(
+        "[dicom]\nlisten = \"127.0.0.1:{port}\"\nae_title = \"LUNGWATCH\"\n{}{}",
+        fast_retry(""),
+        destination("self", "LUNGWATCH", port)
+    ));
+    d.start();
+    let study = drop_phantom(&d, 3);
+    let rows = wait_rows(
+        &d,
+        &study,
+        120,
+        "the objects sent back to lungwatch",
+        all_sent,
+    );
+    let mut kinds: Vec<&str> = rows.iter().map(|r| r.kind.as_str()).collect();
+    kinds.dedup();
+    assert_eq!(kinds, ["sc", "seg", "sr"], "{rows:#?}");
+    // Every object came back and was stored: the phantom's 16 slices and each object.
+    let counts = d.wait_for(30, "the objects stored and their series judged", |c| {
+        c.instances == 16 + rows.len() as i64 && c.series_receiving == 0
+    });
+    assert_eq!(
+        counts.quarantined, 0,
+        "nothing of lungwatch's own is quarantined"
+    );
+    assert_eq!(
+        counts.jobs_done + counts.jobs_pending + counts.jobs_running,
+        1,
+        "only the source is analysed"
+    );
+    let skipped = d.db().recent_skipped(10).unwrap();
+    assert_eq!(skipped.len(), 3, "the SC, SR and SEG series: {skipped:#?}");
+    assert!(
+        skipped
+            .iter()
+            .all(|s| s.reason.contains("lungwatch's own result objects"))
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        deliveries(&d, &study).len(),
+        rows.len(),
+        "nothing more is sent"
+    );
+}

@@ -3,10 +3,15 @@
 
 /// Image storage SOP classes a PACS sends with a chest CT study: the CT images (classic,
 /// enhanced and legacy-converted multi-frame), the secondary captures that travel with them
-/// (dose screens, reformats exported as images) and PET of a PET/CT. Non-image objects
-/// (SR, PDF, presentation states) are not accepted: the peer learns that at association
-/// time instead of getting a failure per instance.
+/// (dose screens, reformats exported as images) and PET of a PET/CT; and the Segmentation
+/// and Comprehensive SR classes of lungwatch's own objects, so that a PACS routing
+/// everything back has them stored (and never analysed) rather than refused. Other
+/// non-image objects (PDF, presentation states, other SR classes) are not accepted: the
+/// peer learns that at association time instead of getting a failure per instance; a
+/// foreign SR without Pixel Data is quarantined as `missing-pixel-data`.
 pub const STORAGE_SOP_CLASSES: &[(&str, &str)] = &[
+    ("1.2.840.10008.5.1.4.1.1.66.4", "Segmentation Storage"),
+    ("1.2.840.10008.5.1.4.1.1.88.33", "Comprehensive SR Storage"),
     ("1.2.840.10008.5.1.4.1.1.2", "CT Image Storage"),
     ("1.2.840.10008.5.1.4.1.1.2.1", "Enhanced CT Image Storage"),
     (

@@ -87,11 +87,23 @@ pub fn examine(bytes: &[u8]) -> Result<InstanceHeader, Rejection> {
     }
 
     let full = read::parse(bytes, Extent::Full).map_err(parse_rejection)?;
-    let pixel_data = full
-        .element_opt(tags::PIXEL_DATA)
-        .ok()
-        .flatten()
-        .ok_or_else(|| Rejection::new("missing-pixel-data", "the file has no Pixel Data"))?;
+    let Some(pixel_data) = full.element_opt(tags::PIXEL_DATA).ok().flatten() else {
+        // lungwatch's own measurement report, routed back by a PACS: kept and indexed like
+        // its images, so that selection skips its series with the reason.
+        if header.manufacturer.as_deref() == Some(crate::objects::MANUFACTURER)
+            && header
+                .sop_class_uid
+                .as_deref()
+                .and_then(crate::objects::kind_of)
+                .is_some()
+        {
+            return Ok(header);
+        }
+        return Err(Rejection::new(
+            "missing-pixel-data",
+            "the file has no Pixel Data",
+        ));
+    };
     match pixel_data.value() {
         DicomValue::Primitive(p) => {
             let needed = expected_native_bytes(&header);
