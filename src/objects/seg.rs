@@ -338,6 +338,9 @@ fn frame_item(segment: u16, slice_index: u32, s: &SegSlice) -> InMemDicomObject 
             "Source image for image processing operation",
         )))],
     ));
+    // Each frame is its source slice's own grid, pixel for pixel: readers (highdicom) map
+    // frames to source images only when this says so.
+    source.put(element(tags::SPATIAL_LOCATIONS_PRESERVED, VR::CS, "YES"));
     InMemDicomObject::from_element_iter([
         sequence(
             tags::FRAME_CONTENT_SEQUENCE,
