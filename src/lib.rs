@@ -19,6 +19,7 @@ pub mod objects;
 pub mod passwd;
 pub mod pipeline;
 pub mod plausible;
+pub mod report;
 pub mod series;
 pub mod status;
 pub mod sys;
