@@ -15,6 +15,7 @@ pub mod dicom;
 pub mod dimse;
 pub mod ingest;
 pub mod inspect;
+pub mod labelled;
 pub mod objects;
 pub mod passwd;
 pub mod pipeline;
