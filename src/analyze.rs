@@ -3,9 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::analysis::{Analyzer, report::SeriesReport};
+use crate::analysis::Analyzer;
 use crate::config::Config;
 use crate::dicom::header::path_component;
+use crate::report::SeriesReport;
 use crate::series::{RejectedFile, SeriesFiles, collect_series};
 use crate::{pipeline, series};
 

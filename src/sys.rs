@@ -1,5 +1,8 @@
 //! Probes of the machine that several stages need (the daemon's disk-full pause, the
 //! status page and `/metrics`), so none of them reaches into another for it.
+//!
+//! SHA-256 is not here: it is `dicom::header::sha256`, because `dicom` needs it (derived
+//! UIDs, `path_component`) and may import nothing of the crate.
 
 use std::path::Path;
 

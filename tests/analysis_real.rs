@@ -7,7 +7,7 @@ mod common;
 
 use std::process::Command;
 
-use lungwatch::analysis::report::SeriesReport;
+use lungwatch::report::SeriesReport;
 
 /// Lung and lesion volumes (mL) and severity from the Python reference pipeline on the
 /// same models and false-positive rules (MODEL_CARD.md, "Volumes from the full pipeline";

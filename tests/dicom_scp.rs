@@ -446,11 +446,7 @@ fn a_series_sent_by_storescu_is_indexed_and_analysed_as_when_dropped() {
 /// The segmentation: dciodvfy finds no error of ours; each frame lies exactly on the
 /// source slice it references (position, orientation, spacing); the voxels of each segment
 /// add up to the report's volumes.
-fn check_segmentation(
-    path: &Path,
-    report: &lungwatch::analysis::report::SeriesReport,
-    db: &Database,
-) {
+fn check_segmentation(path: &Path, report: &lungwatch::report::SeriesReport, db: &Database) {
     use dicom_dictionary_std::tags;
     let bytes = std::fs::read(path).unwrap();
     let obj = lungwatch::dicom::read::parse(&bytes, lungwatch::dicom::read::Extent::Full).unwrap();

@@ -7,12 +7,12 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use lungwatch::analysis::report::{
-    AffectedRatio, BelowThreshold, ModelRef, Probabilities, SeriesReport, Sides, Timings, Zones,
-};
 use lungwatch::config::{AuditConfig, Role, WebConfig, WebUser};
 use lungwatch::db::{Database, FailureKind, NewInstance, now_secs};
 use lungwatch::dicom::InstanceHeader;
+use lungwatch::report::{
+    AffectedRatio, BelowThreshold, ModelRef, Probabilities, SeriesReport, Sides, Timings, Zones,
+};
 use lungwatch::web::{self, WebHandle, WebState};
 
 const EVIL_NAME: &str = "<script>alert(1)</script>^Eve";

@@ -12,9 +12,12 @@ pub mod orient;
 pub mod postprocess;
 pub mod preview;
 pub mod quantify;
-pub mod report;
 pub mod resample;
 pub mod segment;
+
+/// The report types moved to the tract-free [`crate::report`]; this path stays for callers
+/// written before the move. New code names `crate::report`.
+pub use crate::report;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -25,12 +28,12 @@ use rayon::prelude::*;
 
 use crate::dicom::InstanceHeader;
 use crate::dicom::volume::Volume;
+use crate::report::{
+    AffectedRatio, BelowThreshold, Probabilities, SeriesReport, Sides, SliceFigures, Timings, Zones,
+};
 use models::ModelSet;
 use morphology::Dims;
 use quantify::Quantities;
-use report::{
-    AffectedRatio, BelowThreshold, Probabilities, SeriesReport, Sides, SliceFigures, Timings, Zones,
-};
 use resample::Grid;
 use segment::{CtSlices, StageClock, Window};
 

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use tract_onnx::prelude::*;
 
 use super::manifest::{Manifest, ManifestError, ModelEntry, Preprocessing};
-use super::report::ModelRef;
 use crate::dicom::header::{hex, sha256};
+use crate::report::ModelRef;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {

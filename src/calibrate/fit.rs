@@ -248,7 +248,7 @@ mod tests {
     use super::*;
 
     /// Uniform and normal draws from the crate's fixed-seed splitmix64.
-    struct Rng(crate::validate::metrics::SplitMix);
+    struct Rng(crate::labelled::metrics::SplitMix);
     impl Rng {
         fn next(&mut self) -> f64 {
             (self.0.next() >> 11) as f64 / (1u64 << 53) as f64
@@ -294,7 +294,7 @@ mod tests {
             classes: 3,
             iterations: 0,
         };
-        let mut rng = Rng(crate::validate::metrics::SplitMix(12));
+        let mut rng = Rng(crate::labelled::metrics::SplitMix(12));
         let (x, y) = draw(&truth, 20_000, &mut rng);
         let fitted = fit(&x, &y, 3, 1e-6);
         // Only differences between classes are identified: compare centred columns.
@@ -341,7 +341,7 @@ mod tests {
 
     #[test]
     fn gradient_matches_finite_differences() {
-        let mut rng = Rng(crate::validate::metrics::SplitMix(7));
+        let mut rng = Rng(crate::labelled::metrics::SplitMix(7));
         let z: Vec<Vec<f64>> = (0..40)
             .map(|_| (0..4).map(|_| rng.normal()).collect())
             .collect();
@@ -378,7 +378,7 @@ mod tests {
 
     #[test]
     fn the_minimum_has_zero_gradient() {
-        let mut rng = Rng(crate::validate::metrics::SplitMix(3));
+        let mut rng = Rng(crate::labelled::metrics::SplitMix(3));
         let x: Vec<Vec<f64>> = (0..60)
             .map(|_| (0..5).map(|_| rng.normal()).collect())
             .collect();

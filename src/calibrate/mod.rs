@@ -1,9 +1,10 @@
 //! `lungwatch calibrate`: refits the pattern classifier on a site's labelled series and
 //! writes a complete models folder beside the shipped one, never over it.
 //!
-//! The series and the labels file are those of `validate` (same reader, same checks); the
-//! features are the ones the pipeline computed for the shipped classifier, in the
-//! manifest's order, so the refitted model takes exactly the input the pipeline gives it.
+//! The series and the labels file are those of `validate` (the same reader and checks, in
+//! `crate::labelled`); the features are the ones the pipeline computed for the shipped
+//! classifier, in the manifest's order, so the refitted model takes exactly the input the
+//! pipeline gives it.
 //! The figures are k-fold cross-validated (stratified, fixed seed): before = the shipped
 //! classifier's probabilities on each series, after = the refitted model's out-of-fold
 //! probabilities. `fit.rs` is the math, `onnx.rs` the export; this file does the I/O.
@@ -19,9 +20,9 @@ use serde::Serialize;
 use crate::analysis::Analyzer;
 use crate::config::Config;
 use crate::dicom::header::{hex, sha256};
+use crate::labelled::metrics::{self, CLASSES, Called, ClassReport};
+use crate::labelled::{self, fmt, labels};
 use crate::pipeline;
-use crate::validate::metrics::{self, CLASSES, Called, ClassReport};
-use crate::validate::{self, fmt, labels};
 
 /// A class needs this many series before a refit is worth anything.
 pub const MIN_PER_CLASS: usize = 10;
@@ -170,7 +171,7 @@ pub fn calibrate(
     };
     let rows = labels::read(labels_file).map_err(problems)?;
     refuse_small(&counts(rows.iter().map(|r| r.class)), "labelled")?;
-    let prepared = validate::prepare(rows, config).map_err(problems)?;
+    let prepared = labelled::prepare(rows, config).map_err(problems)?;
 
     let mut x = Vec::new();
     let mut y = Vec::new();

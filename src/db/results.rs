@@ -4,7 +4,7 @@
 use rusqlite::params;
 
 use super::{Database, Result};
-use crate::analysis::report::SeriesReport;
+use crate::report::SeriesReport;
 
 /// A stored result row: the report plus where its previews and masks are.
 #[derive(Debug, Clone)]

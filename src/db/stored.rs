@@ -3,12 +3,42 @@
 //! a row written by a newer lungwatch is refused with a clear reason instead of being
 //! misread, and a reader can tell which layout it has. Rows written before the field
 //! existed have the first layout and read as format 1.
+//!
+//! Only the types declared here as a [`Document`] can be stored, each with its own
+//! version: what the database keeps is an explicit list, not whatever happens to be
+//! serialisable. The report is `crate::report::SeriesReport` (plain data, no tract), the
+//! header `crate::dicom::InstanceHeader`.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-/// The layout version this build writes for every stored document.
-pub const FORMAT: u32 = 1;
+use crate::dicom::InstanceHeader;
+use crate::report::SeriesReport;
+
+/// A type kept as JSON in a column, and the version of the layout this build writes.
+///
+/// Raise `FORMAT` when a change to the type changes its JSON (a field renamed, removed,
+/// or added without `#[serde(default)]`): the pinned-layout tests below fail then. The
+/// older formats must still read (`from_json` sees the version first), so every row
+/// already written keeps its meaning.
+pub trait Document: Serialize + DeserializeOwned {
+    /// Where it is stored, for messages.
+    const COLUMN: &'static str;
+    /// The layout version this build writes.
+    const FORMAT: u32;
+}
+
+/// `instances.header_json`.
+impl Document for InstanceHeader {
+    const COLUMN: &'static str = "instances.header_json";
+    const FORMAT: u32 = 1;
+}
+
+/// `results.report_json`: the report of `analyze --json`, with `format` first.
+impl Document for SeriesReport {
+    const COLUMN: &'static str = "results.report_json";
+    const FORMAT: u32 = 1;
+}
 
 fn first_format() -> u32 {
     1
@@ -28,27 +58,37 @@ struct Version {
     format: u32,
 }
 
-/// `value` as stored JSON, with the current format.
-pub fn to_json<T: Serialize>(value: &T) -> serde_json::Result<String> {
+/// `value` as stored JSON, with its current format.
+pub fn to_json<T: Document>(value: &T) -> serde_json::Result<String> {
     serde_json::to_string(&Outgoing {
-        format: FORMAT,
+        format: T::FORMAT,
         body: value,
     })
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
-    #[error("stored by a newer lungwatch (format {0}, this build reads up to {FORMAT})")]
-    Newer(u32),
+    #[error(
+        "stored by a newer lungwatch (format {found}, this build reads {column} up to {reads})"
+    )]
+    Newer {
+        column: &'static str,
+        found: u32,
+        reads: u32,
+    },
     #[error("not a readable document: {0}")]
     Json(#[from] serde_json::Error),
 }
 
 /// Reads stored JSON of any format up to the current one.
-pub fn from_json<T: DeserializeOwned>(text: &str) -> Result<T, ReadError> {
+pub fn from_json<T: Document>(text: &str) -> Result<T, ReadError> {
     let version: Version = serde_json::from_str(text)?;
-    if version.format > FORMAT {
-        return Err(ReadError::Newer(version.format));
+    if version.format > T::FORMAT {
+        return Err(ReadError::Newer {
+            column: T::COLUMN,
+            found: version.format,
+            reads: T::FORMAT,
+        });
     }
     // `format` itself is an unknown field to the body's type, which ignores it.
     Ok(serde_json::from_str(text)?)
@@ -62,7 +102,6 @@ pub fn column_error(column: usize, e: ReadError) -> rusqlite::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dicom::InstanceHeader;
 
     #[test]
     fn round_trip_and_legacy_rows() {
@@ -85,5 +124,124 @@ mod tests {
         let e = from_json::<InstanceHeader>(newer).unwrap_err();
         assert!(e.to_string().contains("newer lungwatch (format 7"), "{e}");
         assert!(from_json::<InstanceHeader>("{not json").is_err());
+    }
+
+    /// A report as this build stores it.
+    fn sample_report() -> SeriesReport {
+        use crate::report::*;
+        SeriesReport {
+            series_instance_uid: "1.2.3".into(),
+            study_instance_uid: Some("1.2".into()),
+            patient_id: Some("P1".into()),
+            patient_name: Some("Doe^Jane".into()),
+            study_date: Some("20240131".into()),
+            accession_number: None,
+            series_description: Some("Chest".into()),
+            slice_count: 3,
+            spacing_mm: [0.75, 0.75, 2.5],
+            probabilities: Probabilities {
+                covid19: 0.5,
+                other_pneumonia: 0.25,
+                normal: 0.25,
+            },
+            top_class: "covid19".into(),
+            lung_volume_ml: Sides {
+                left: 1800.0,
+                right: 2100.5,
+            },
+            lesion_volume_ml: 3.5,
+            ggo_volume_ml: 1.5,
+            consolidation_volume_ml: 2.0,
+            affected_ratio: AffectedRatio {
+                total: 0.125,
+                left: 0.0625,
+                right: 0.25,
+            },
+            ggo_share: 0.375,
+            consolidation_share: 0.625,
+            bilateral: true,
+            peripheral_share: 0.5,
+            peripheral_mm: 20.0,
+            zones: Zones {
+                right_upper: 0.0,
+                right_middle: 0.5,
+                right_lower: 0.25,
+                left_upper: 0.0,
+                left_middle: 0.0,
+                left_lower: 0.125,
+            },
+            severity_score: 5,
+            below_threshold: BelowThreshold {
+                lesion_ml: 0.5,
+                components: 2,
+                min_component_ml: 0.25,
+                zones: 1,
+                zone_min_ratio: 0.01,
+            },
+            features: vec![("affected_ratio".into(), 0.125)],
+            models: vec![ModelRef {
+                name: "lung_seg".into(),
+                version: "1".into(),
+                sha256: "ab".into(),
+            }],
+            timings_ms: Timings {
+                decode: 1,
+                preprocess: 2,
+                inference: 3,
+                postprocess: 4,
+                total: 10,
+            },
+            warnings: vec!["a gap".into()],
+            per_slice: Some(vec![SliceFigures {
+                instance_number: Some(7),
+                z_mm: -12.5,
+                lung_mm2: 100.0,
+                lesion_mm2: 0.0,
+            }]),
+        }
+    }
+
+    /// `results.report_json` exactly as this build writes it (format 1). If this test
+    /// fails, the report's JSON changed: raise `SeriesReport`'s `FORMAT` and keep this row
+    /// (and the older ones) reading as they did.
+    const REPORT_ROW_FORMAT_1: &str = concat!(
+        r#"{"format":1,"series_instance_uid":"1.2.3","study_instance_uid":"1.2","#,
+        r#""patient_id":"P1","patient_name":"Doe^Jane","study_date":"20240131","#,
+        r#""accession_number":null,"series_description":"Chest","slice_count":3,"#,
+        r#""spacing_mm":[0.75,0.75,2.5],"#,
+        r#""probabilities":{"covid19":0.5,"other_pneumonia":0.25,"normal":0.25},"#,
+        r#""top_class":"covid19","lung_volume_ml":{"left":1800.0,"right":2100.5},"#,
+        r#""lesion_volume_ml":3.5,"ggo_volume_ml":1.5,"consolidation_volume_ml":2.0,"#,
+        r#""affected_ratio":{"total":0.125,"left":0.0625,"right":0.25},"#,
+        r#""ggo_share":0.375,"consolidation_share":0.625,"bilateral":true,"#,
+        r#""peripheral_share":0.5,"peripheral_mm":20.0,"#,
+        r#""zones":{"right_upper":0.0,"right_middle":0.5,"right_lower":0.25,"#,
+        r#""left_upper":0.0,"left_middle":0.0,"left_lower":0.125},"#,
+        r#""severity_score":5,"below_threshold":{"lesion_ml":0.5,"components":2,"#,
+        r#""min_component_ml":0.25,"zones":1,"zone_min_ratio":0.01},"#,
+        r#""features":[["affected_ratio",0.125]],"#,
+        r#""models":[{"name":"lung_seg","version":"1","sha256":"ab"}],"#,
+        r#""timings_ms":{"decode":1,"preprocess":2,"inference":3,"postprocess":4,"total":10},"#,
+        r#""warnings":["a gap"],"#,
+        r#""slices":[{"instance_number":7,"z_mm":-12.5,"lung_mm2":100.0,"lesion_mm2":0.0}]}"#,
+    );
+
+    #[test]
+    fn a_report_row_of_the_current_format_still_reads() {
+        let read: SeriesReport = from_json(REPORT_ROW_FORMAT_1).unwrap();
+        assert_eq!(read, sample_report());
+    }
+
+    #[test]
+    fn the_report_layout_is_pinned() {
+        assert_eq!(<SeriesReport as Document>::FORMAT, 1);
+        assert_eq!(to_json(&sample_report()).unwrap(), REPORT_ROW_FORMAT_1);
+    }
+
+    #[test]
+    fn a_newer_report_row_is_refused_naming_its_column() {
+        let newer = REPORT_ROW_FORMAT_1.replacen("\"format\":1", "\"format\":2", 1);
+        let e = from_json::<SeriesReport>(&newer).unwrap_err();
+        assert!(e.to_string().contains("results.report_json up to 1"), "{e}");
     }
 }

@@ -150,10 +150,15 @@ pub fn derived_uid(sha256: &[u8; 32]) -> String {
     format!("2.25.{}", u128::from_be_bytes(first) >> 6)
 }
 
+/// The crate's one SHA-256 of a byte string: instance identity and `path_component` here,
+/// store paths, model and labels checksums, the web page's credential digests. It lives in
+/// `dicom` rather than `sys` because `dicom` depends on nothing in the crate and needs it
+/// itself; every other module may import `dicom` (ARCHITECTURE.md).
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
+/// Lower-case hex, as `sha256sum` prints a digest.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

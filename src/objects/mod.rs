@@ -77,7 +77,7 @@ pub fn key_images_of(
 /// series of the source study. `library` is every source instance; `now` the Unix time
 /// it is written at (content date and time, in UTC).
 pub fn measurement_report_of(
-    report: &crate::analysis::report::SeriesReport,
+    report: &crate::report::SeriesReport,
     library: &[SourceRef],
     study: &PatientStudy,
     uids: &UidMaker,

@@ -19,7 +19,7 @@ use dicom_object::mem::InMemElement;
 
 use super::sc::ResultSeries;
 use super::{DISCLAIMER, PatientStudy, SourceRef, element, equipment, to_part10};
-use crate::analysis::report::SeriesReport;
+use crate::report::SeriesReport;
 
 /// Comprehensive SR Storage.
 pub const SOP_CLASS_UID: &str = "1.2.840.10008.5.1.4.1.1.88.33";
@@ -509,8 +509,8 @@ fn decimal_string(v: f64) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::analysis::report::{AffectedRatio, ModelRef, Probabilities, Sides, Timings, Zones};
     use crate::objects::UidMaker;
+    use crate::report::{AffectedRatio, ModelRef, Probabilities, Sides, Timings, Zones};
 
     pub(crate) fn sample_report() -> SeriesReport {
         SeriesReport {

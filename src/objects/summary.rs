@@ -3,7 +3,7 @@
 
 use super::font;
 use crate::analysis::preview::Rgb;
-use crate::analysis::report::SeriesReport;
+use crate::report::SeriesReport;
 
 const WIDTH: usize = 1024;
 const HEIGHT: usize = 576;

@@ -8,9 +8,6 @@
 //! is analysed or written. A series that then fails to analyse is reported and the rest
 //! go on.
 
-pub mod labels;
-pub mod mask;
-pub mod metrics;
 mod plot;
 
 use std::path::{Path, PathBuf};
@@ -19,23 +16,17 @@ use serde::Serialize;
 
 use crate::analysis::Analyzer;
 use crate::analysis::postprocess::{CONSOLIDATION, GROUND_GLASS};
-use crate::analysis::report::ModelRef;
 use crate::config::Config;
-use crate::dicom::InstanceHeader;
-use crate::{pipeline, series};
-use labels::LabelledSeries;
-use metrics::{CLASSES, Called, ClassReport, DiceSummary, Overlap, SliceReport};
+use crate::labelled::metrics::{
+    self, CLASSES, Called, ClassReport, DiceSummary, Overlap, SliceReport,
+};
+use crate::labelled::{Prepared, fmt, labels, mask, prepare};
+use crate::pipeline;
+use crate::report::ModelRef;
 
 /// Slices are called infected at this lesion area: the threshold `eval_series.py` fixed
 /// before any evaluation, so the two agree.
 pub const DEFAULT_SLICE_THRESHOLD_MM2: f64 = 100.0;
-
-/// A labelled series whose files were found and judged analysable.
-pub(crate) struct Prepared {
-    pub(crate) label: LabelledSeries,
-    pub(crate) header: InstanceHeader,
-    pub(crate) paths: Vec<PathBuf>,
-}
 
 /// One series' row of the report.
 #[derive(Debug, Clone, Serialize)]
@@ -67,97 +58,6 @@ pub struct Report {
     pub lesion_dice: Option<DiceSummary>,
     pub ggo_dice: Option<DiceSummary>,
     pub consolidation_dice: Option<DiceSummary>,
-}
-
-/// Checks every row: the labels themselves, one analysable series per folder, masks on
-/// its grid. All problems are returned together.
-pub(crate) fn prepare(
-    rows: Vec<LabelledSeries>,
-    config: &Config,
-) -> Result<Vec<Prepared>, Vec<String>> {
-    let mut prepared = Vec::new();
-    let mut errors = Vec::new();
-    for label in rows {
-        let at = format!("line {} ({})", label.line, label.path.display());
-        let groups = match crate::series::collect_series(std::slice::from_ref(&label.path), config)
-        {
-            Ok((groups, _rejected)) => groups,
-            Err(e) => {
-                errors.push(format!("{at}: cannot read the folder: {e}"));
-                continue;
-            }
-        };
-        let mut usable: Vec<_> = groups
-            .into_iter()
-            .filter(|g| {
-                let refs: Vec<_> = g.headers.iter().collect();
-                series::select(&refs, &config.selection).is_ok()
-            })
-            .collect();
-        let group = match usable.len() {
-            1 => usable.remove(0),
-            0 => {
-                errors.push(format!(
-                    "{at}: no series there passes selection (see `lungwatch inspect {}`)",
-                    label.path.display()
-                ));
-                continue;
-            }
-            n => {
-                errors.push(format!(
-                    "{at}: {n} analysable series in one folder; give each its own row and folder"
-                ));
-                continue;
-            }
-        };
-        let (rows_, columns) = (
-            group.headers[0].rows.unwrap_or(0) as usize,
-            group.headers[0].columns.unwrap_or(0) as usize,
-        );
-        if let Some(path) = &label.mask {
-            match mask::read(path) {
-                Ok(m) if m.dims != [columns, rows_, group.headers.len()] => errors.push(format!(
-                    "{at}: mask {} is {} × {} × {} voxels, the series {columns} × {rows_} × {} \
-                     (columns × rows × slices)",
-                    path.display(),
-                    m.dims[0],
-                    m.dims[1],
-                    m.dims[2],
-                    group.headers.len()
-                )),
-                Ok(_) => {}
-                Err(e) => errors.push(format!("{at}: mask: {e}")),
-            }
-        }
-        if let Some(slices) = &label.slice_labels {
-            let numbers: std::collections::BTreeSet<i64> = group
-                .headers
-                .iter()
-                .filter_map(|h| h.instance_number)
-                .collect();
-            let unknown: Vec<i64> = slices
-                .keys()
-                .filter(|n| !numbers.contains(n))
-                .copied()
-                .collect();
-            if !unknown.is_empty() {
-                errors.push(format!(
-                    "{at}: slice labels name instance numbers the series does not have: {:?}",
-                    &unknown[..unknown.len().min(10)]
-                ));
-            }
-        }
-        prepared.push(Prepared {
-            header: group.headers[0].clone(),
-            paths: group.paths,
-            label,
-        });
-    }
-    if errors.is_empty() {
-        Ok(prepared)
-    } else {
-        Err(errors)
-    }
 }
 
 /// What one analysed series adds to the pooled figures.
@@ -299,11 +199,6 @@ pub fn write_outputs(report: &Report, dir: &Path) -> std::io::Result<()> {
         std::fs::write(dir.join("reliability.png"), png)?;
     }
     Ok(())
-}
-
-/// A figure to three decimals, `-` when it cannot be computed.
-pub(crate) fn fmt(v: Option<f64>) -> String {
-    v.map_or("-".to_string(), |v| format!("{v:.3}"))
 }
 
 /// The report as text tables.

@@ -2,7 +2,7 @@
 //! right calls in it), the bin's mean confidence as a dark tick, and the diagonal of a
 //! perfectly calibrated model. Axes run 0–1 both ways; the figures are in the report.
 
-use super::metrics::ReliabilityBin;
+use crate::labelled::metrics::ReliabilityBin;
 
 const SIZE: usize = 320;
 const MARGIN: usize = 20;

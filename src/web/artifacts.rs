@@ -5,13 +5,13 @@
 use std::path::{Component, Path};
 
 use super::server::Reply;
-use crate::analysis::report::{CORONAL_PREVIEW, LABELS_FILE, axial_preview_name};
 use crate::db::{ReadQueries, Reader};
+use crate::report::{CORONAL_PREVIEW, LABELS_FILE, axial_preview_name};
 
 /// At most this many axial previews are looked for.
 const MAX_AXIAL: usize = 64;
 
-/// Whether `file` is one of the artifact names of `analysis::report`.
+/// Whether `file` is one of the artifact names of `crate::report`.
 pub fn allowed_name(file: &str) -> bool {
     if file == LABELS_FILE || file == CORONAL_PREVIEW {
         return true;

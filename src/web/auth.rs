@@ -10,6 +10,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use sha2::{Digest, Sha256};
 
 use crate::config::{Role, WebConfig};
+use crate::dicom::header::sha256;
 
 /// The user name the audit trail records for requests authenticated by `web.token`.
 pub const TOKEN_USER: &str = "token";
@@ -22,10 +23,6 @@ const CACHE_MAX: usize = 1024;
 /// Constant-time equality of two digests.
 fn digest_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
 }
 
 /// Standard base64 (RFC 4648, with or without padding); None on any invalid character.

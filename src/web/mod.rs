@@ -33,7 +33,7 @@
 //!   key replaced on disk under unchanged keys is noticed by
 //!   [`WebHandle::tls_files_changed`]: restart then too.
 //! * Artifacts are served from `data_dir` joined with `results.artifacts_dir`, and only the
-//!   file names of `analysis::report` (`labels.nii.gz`, `coronal.png`, `axial-<k>.png`).
+//!   file names of `crate::report` (`labels.nii.gz`, `coronal.png`, `axial-<k>.png`).
 
 mod artifacts;
 mod audit;
@@ -63,10 +63,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::analysis::report::ModelRef;
 use crate::config::{AuditConfig, WebConfig};
 #[cfg(doc)]
 use crate::db::Reader;
+use crate::report::ModelRef;
 
 /// Request-handling threads. The pages are a few SQLite reads each; four threads keep a
 /// slow client from blocking the others without competing with analysis for the CPU.

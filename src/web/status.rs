@@ -7,11 +7,11 @@ use serde::Serialize;
 
 use super::html::{self, esc, fmt_bytes, fmt_duration, fmt_ms, fmt_time};
 use super::server::Ctx;
-use crate::analysis::report::ModelRef;
 use crate::db::{
     self, AssociationRecord, Delivery, EventEntry, FailedJob, OutboxCounts, QuarantineEntry,
     QueuedJob, ReadQueries, Reader, SkippedSeries, StatusCounts,
 };
+use crate::report::ModelRef;
 
 /// How many processing times the median and p95 are taken over.
 pub const PROCESSING_WINDOW: i64 = 1000;

@@ -12,8 +12,8 @@ use super::html::{
 };
 use super::server::Ctx;
 use super::url::{Target, encode_segment};
-use crate::analysis::report::SeriesReport;
 use crate::db::{self, ReadQueries, Reader, ResultRow, StudyFilter};
+use crate::report::SeriesReport;
 
 /// Most series results read for one list page, and most studies shown.
 const MAX_ROWS: i64 = 5000;
@@ -305,7 +305,7 @@ pub fn collect_study(ctx: &Ctx, db: &Reader, uid: &str) -> db::Result<Option<Stu
                 analysed_at: r.created_at,
                 labels_url: files
                     .iter()
-                    .find(|f| f.as_str() == crate::analysis::report::LABELS_FILE)
+                    .find(|f| f.as_str() == crate::report::LABELS_FILE)
                     .map(|f| url(f)),
                 previews: files
                     .iter()
@@ -495,7 +495,7 @@ fn render_series(b: &mut String, s: &SeriesResult) {
              <div class=\"previews\">",
         );
         for p in &s.previews {
-            let caption = if p.file == crate::analysis::report::CORONAL_PREVIEW {
+            let caption = if p.file == crate::report::CORONAL_PREVIEW {
                 "coronal".to_string()
             } else {
                 p.file.trim_end_matches(".png").replace('-', " ")
@@ -516,7 +516,7 @@ fn render_series(b: &mut String, s: &SeriesResult) {
             b,
             "<p><a href=\"{}\">Download the label mask (NIfTI, {})</a></p>",
             esc(u),
-            esc(crate::analysis::report::LABELS_FILE)
+            esc(crate::report::LABELS_FILE)
         );
     }
     b.push_str("</div>");

@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::auth::base64_decode;
 use crate::config::WebConfig;
+use crate::dicom::header::sha256;
 
 /// The PEM bytes of a certificate chain and its key, as loaded.
 pub struct TlsFiles {
@@ -44,7 +45,7 @@ fn pem_blocks(pem: &[u8], label: &str) -> Vec<Vec<u8>> {
 /// SHA-256 of a DER certificate, as `AB:CD:...` (what `openssl x509 -fingerprint -sha256`
 /// and browsers show).
 pub fn fingerprint(der: &[u8]) -> String {
-    Sha256::digest(der)
+    sha256(der)
         .iter()
         .map(|b| format!("{b:02X}"))
         .collect::<Vec<_>>()

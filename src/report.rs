@@ -1,5 +1,9 @@
 //! The result of analysing one series: what `lungwatch analyze --json` prints, what the
 //! worker stores (as JSON, in `results.report_json`) and what the web page renders.
+//!
+//! Plain data and serde, nothing else: `analysis` fills it in, and `db`, `web`, `objects`
+//! and the commands read it without pulling in the analysis (tract). The stored layout
+//! is versioned by `db::stored` (`Document for SeriesReport`), whose tests pin it.
 
 use serde::{Deserialize, Serialize};
 
