@@ -12,23 +12,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, files_under};
-use dicom_core::{DataElement, PrimitiveValue, VR};
-use dicom_dictionary_std::tags;
+use common::{Daemon, Identity, files_under, reidentify};
 use lungwatch::db::ReadQueries;
-use lungwatch::dicom::read::{Extent, parse};
 
 const SERIES: usize = 20;
 const TIMELINE_PATIENT: &str = "LW-FOLLOWUP-1";
-
-/// Who a copied series claims to be.
-struct Identity {
-    patient_id: String,
-    study_date: &'static str,
-    study_uid: String,
-    series_uid: String,
-    accession: String,
-}
 
 /// The copies: the first three are one patient's normal, COVID-19 and CAP scans on three
 /// dates (written in reverse date order, so ordering comes from the dates); the other
@@ -58,26 +46,6 @@ fn plan() -> Vec<(&'static str, Identity)> {
         .collect()
 }
 
-/// Writes `source`'s slices re-identified as `who` into `out`; returns the file count.
-fn relabel_series(source: &Path, who: &Identity, out: &Path) -> usize {
-    std::fs::create_dir_all(out).unwrap();
-    let files = files_under(source);
-    for (k, file) in files.iter().enumerate() {
-        let mut obj = parse(&std::fs::read(file).unwrap(), Extent::Full).unwrap();
-        let sop_uid = format!("{}.{}", who.series_uid, k + 1);
-        let text = |tag, vr, value: &str| DataElement::new(tag, vr, PrimitiveValue::from(value));
-        obj.put(text(tags::PATIENT_ID, VR::LO, &who.patient_id));
-        obj.put(text(tags::STUDY_DATE, VR::DA, who.study_date));
-        obj.put(text(tags::STUDY_INSTANCE_UID, VR::UI, &who.study_uid));
-        obj.put(text(tags::SERIES_INSTANCE_UID, VR::UI, &who.series_uid));
-        obj.put(text(tags::SOP_INSTANCE_UID, VR::UI, &sop_uid));
-        obj.put(text(tags::ACCESSION_NUMBER, VR::SH, &who.accession));
-        obj.update_meta(|m| m.media_storage_sop_instance_uid = sop_uid.clone());
-        obj.write_to_file(out.join(format!("{k:04}.dcm"))).unwrap();
-    }
-    files.len()
-}
-
 /// Resident and peak resident memory of a process, in MiB, from /proc.
 fn memory_mib(pid: u32) -> (f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -104,7 +72,11 @@ fn twenty_series_dropped_at_once_complete_and_build_a_timeline() {
     let mut total_slices = 0i64;
     for (i, (source, who)) in plan.iter().enumerate() {
         let src = data.join("covid-ct-md").join(source);
-        total_slices += relabel_series(&src, who, &staging.join(format!("series{i:02}"))) as i64;
+        total_slices += reidentify(
+            &files_under(&src),
+            who,
+            &staging.join(format!("series{i:02}")),
+        ) as i64;
     }
     d.start();
     d.web_address(); // models loaded, page up: the daemon is idle and ready

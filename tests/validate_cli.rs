@@ -10,21 +10,14 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use common::lungwatch;
 
 const SERIES: [(&str, &str); 3] = [
     ("covid19-P002", "covid19"),
     ("cap-cap002", "other_pneumonia"),
     ("normal-normal002", "normal"),
 ];
-
-fn lungwatch(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_lungwatch"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
-}
 
 /// instance number → infected, per series folder, from slices.csv (blank = not labelled).
 fn slice_labels(data: &Path) -> BTreeMap<String, BTreeMap<i64, bool>> {

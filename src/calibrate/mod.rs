@@ -7,7 +7,9 @@
 //! pipeline gives it.
 //! The figures are k-fold cross-validated (stratified, fixed seed): before = the shipped
 //! classifier's probabilities on each series, after = the refitted model's out-of-fold
-//! probabilities. `fit.rs` is the math, `onnx.rs` the export; this file does the I/O.
+//! probabilities. Accuracy and the AUCs carry 95 % bootstrap intervals from
+//! `labelled::metrics`, as validate's do (fixed seed, so before and after are resampled
+//! alike). `fit.rs` is the math, `onnx.rs` the export; this file does the I/O.
 
 pub mod fit;
 pub mod onnx;
@@ -20,7 +22,7 @@ use serde::Serialize;
 use crate::analysis::Analyzer;
 use crate::config::Config;
 use crate::dicom::header::{hex, sha256};
-use crate::labelled::metrics::{self, CLASSES, Called, ClassReport};
+use crate::labelled::metrics::{self, CLASSES, Called};
 use crate::labelled::{self, fmt, labels};
 use crate::pipeline;
 
@@ -35,8 +37,12 @@ const SEED: u64 = 0x6c75_6e67_7761_7463;
 #[derive(Debug, Clone, Serialize)]
 pub struct Figures {
     pub accuracy: f64,
+    /// 95 % bootstrap interval of the accuracy.
+    pub accuracy_ci95: Option<[f64; 2]>,
     /// One-vs-rest AUC per class, in `CLASSES` order.
     pub auc: [Option<f64>; 3],
+    /// 95 % bootstrap interval of each AUC, in `CLASSES` order.
+    pub auc_ci95: [Option<[f64; 2]>; 3],
     pub brier: f64,
     pub ece: f64,
 }
@@ -56,13 +62,17 @@ pub struct Report {
     pub out: PathBuf,
 }
 
-fn figures(r: &ClassReport) -> Figures {
-    Figures {
+/// The table's figures of one column; None without any series.
+fn figures(called: &[Called]) -> Option<Figures> {
+    let r = metrics::class_report(called)?;
+    Some(Figures {
         accuracy: r.accuracy,
+        accuracy_ci95: metrics::bootstrap_accuracy(called),
         auc: [0, 1, 2].map(|k| r.per_class[k].auc),
+        auc_ci95: [0, 1, 2].map(|k| r.per_class[k].auc_ci95),
         brier: r.brier,
         ece: r.ece,
-    }
+    })
 }
 
 fn counts(classes: impl Iterator<Item = usize>) -> [usize; 3] {
@@ -223,8 +233,8 @@ pub fn calibrate(
             probabilities,
         })
         .collect();
-    let before = figures(&metrics::class_report(&before).expect("at least 30 series"));
-    let after = figures(&metrics::class_report(&after).expect("at least 30 series"));
+    let before = figures(&before).expect("at least 30 series");
+    let after = figures(&after).expect("at least 30 series");
     let model = fit::fit(&x, &y, 3, L2);
 
     let entry = &models.classifier.entry;
@@ -330,11 +340,17 @@ fn write_models(
     provenance.insert("cv_folds".into(), (report.folds as i64).into());
     for (tag, f) in [("before", &report.before), ("after", &report.after)] {
         provenance.insert(format!("cv_{tag}_accuracy"), f.accuracy.into());
+        if let Some(ci) = f.accuracy_ci95 {
+            provenance.insert(format!("cv_{tag}_accuracy_ci95"), ci95_toml(ci));
+        }
         provenance.insert(format!("cv_{tag}_brier"), f.brier.into());
         provenance.insert(format!("cv_{tag}_ece"), f.ece.into());
         for (k, auc) in f.auc.iter().enumerate() {
             if let Some(a) = auc {
                 provenance.insert(format!("cv_{tag}_auc_{}", CLASSES[k]), (*a).into());
+            }
+            if let Some(ci) = f.auc_ci95[k] {
+                provenance.insert(format!("cv_{tag}_auc_{}_ci95", CLASSES[k]), ci95_toml(ci));
             }
         }
     }
@@ -346,6 +362,18 @@ fn write_models(
         format!("{header}{}", toml::to_string(&manifest)?),
     )?;
     Ok(())
+}
+
+fn ci95_toml([lo, hi]: [f64; 2]) -> toml::Value {
+    toml::Value::Array(vec![lo.into(), hi.into()])
+}
+
+/// A figure and its 95 % interval, as the table shows them: `0.733 (0.600–0.867)`.
+fn with_ci(v: Option<f64>, ci: Option<[f64; 2]>) -> String {
+    match (v, ci) {
+        (Some(_), Some([lo, hi])) => format!("{} ({lo:.3}–{hi:.3})", fmt(v)),
+        _ => fmt(v),
+    }
 }
 
 /// The before/after table.
@@ -364,29 +392,33 @@ pub fn render_text(r: &Report) -> String {
     for f in &r.failed {
         let _ = writeln!(o, "  failed {f}");
     }
-    let _ = writeln!(o, "\n{}-fold cross-validated, same series:", r.folds);
     let _ = writeln!(
         o,
-        "  {:<22} {:>14} {:>14}",
+        "\n{}-fold cross-validated, same series (in parentheses: 95 % bootstrap interval):",
+        r.folds
+    );
+    let _ = writeln!(
+        o,
+        "  {:<22} {:>21} {:>21}",
         "",
         format!("before {}", r.shipped_version),
         "after (refit)"
     );
     let row = |o: &mut String, name: &str, a: String, b: String| {
-        let _ = writeln!(o, "  {name:<22} {a:>14} {b:>14}");
+        let _ = writeln!(o, "  {name:<22} {a:>21} {b:>21}");
     };
     row(
         &mut o,
         "accuracy",
-        fmt(Some(r.before.accuracy)),
-        fmt(Some(r.after.accuracy)),
+        with_ci(Some(r.before.accuracy), r.before.accuracy_ci95),
+        with_ci(Some(r.after.accuracy), r.after.accuracy_ci95),
     );
     for k in 0..3 {
         row(
             &mut o,
             &format!("AUC {}", CLASSES[k]),
-            fmt(r.before.auc[k]),
-            fmt(r.after.auc[k]),
+            with_ci(r.before.auc[k], r.before.auc_ci95[k]),
+            with_ci(r.after.auc[k], r.after.auc_ci95[k]),
         );
     }
     row(
@@ -440,6 +472,112 @@ mod tests {
             }
         }
         assert_eq!(f, stratified_folds(&y, 5));
+    }
+
+    /// 30 series, 10 per class; the first `wrong` of each class called as the next class.
+    fn called(wrong: usize) -> Vec<Called> {
+        (0..30)
+            .map(|i| {
+                let truth = i % 3;
+                let mut probabilities = [0.1; 3];
+                let call = if i / 3 < wrong {
+                    (truth + 1) % 3
+                } else {
+                    truth
+                };
+                probabilities[call] = 0.8;
+                Called {
+                    truth,
+                    probabilities,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn figures_carry_the_bootstrap_intervals_of_validate() {
+        let right = called(0);
+        let f = figures(&right).unwrap();
+        assert_eq!(f.accuracy, 1.0);
+        assert_eq!(f.accuracy_ci95, Some([1.0, 1.0]));
+        assert_eq!(f.auc_ci95, [Some([1.0, 1.0]); 3]);
+
+        let some_wrong = called(3);
+        let f = figures(&some_wrong).unwrap();
+        assert!((f.accuracy - 0.7).abs() < 1e-12);
+        let [lo, hi] = f.accuracy_ci95.unwrap();
+        assert!(lo < 0.7 && 0.7 < hi && lo > 0.4 && hi < 0.95, "{lo}–{hi}");
+        assert_eq!(f.accuracy_ci95, metrics::bootstrap_accuracy(&some_wrong));
+        let report = metrics::class_report(&some_wrong).unwrap();
+        for k in 0..3 {
+            let [lo, hi] = f.auc_ci95[k].unwrap();
+            let auc = f.auc[k].unwrap();
+            assert!(
+                lo <= auc && auc <= hi && lo < hi,
+                "{k}: {lo}–{hi} around {auc}"
+            );
+            assert_eq!(f.auc_ci95[k], report.per_class[k].auc_ci95);
+        }
+        assert!(figures(&[]).is_none());
+    }
+
+    #[test]
+    fn the_table_shows_both_columns_with_intervals() {
+        let before = figures(&called(3)).unwrap();
+        let mut after = figures(&called(1)).unwrap();
+        after.auc[2] = None;
+        after.auc_ci95[2] = None;
+        let report = Report {
+            labels_file: "labels.csv".into(),
+            labels_sha256: String::new(),
+            cases_per_class: [10, 10, 10],
+            failed: vec![],
+            folds: 5,
+            l2: L2,
+            before: before.clone(),
+            after: after.clone(),
+            shipped_version: "0.2.0".into(),
+            new_version: "0.2.0-site.20260101".into(),
+            out: "site".into(),
+        };
+        let text = render_text(&report);
+        let header = text.lines().find(|l| l.contains("before 0.2.0")).unwrap();
+        assert!(header.contains("after (refit)"), "{text}");
+        let line = |name: &str| {
+            text.lines()
+                .find(|l| l.trim_start().starts_with(name))
+                .unwrap_or_else(|| panic!("no {name} row in\n{text}"))
+                .to_string()
+        };
+        let [b0, b1] = before.accuracy_ci95.unwrap();
+        let [a0, a1] = after.accuracy_ci95.unwrap();
+        let accuracy = line("accuracy");
+        assert!(
+            accuracy.contains(&format!("0.700 ({b0:.3}–{b1:.3})"))
+                && accuracy.contains(&format!("0.900 ({a0:.3}–{a1:.3})")),
+            "{accuracy}"
+        );
+        let [c0, c1] = before.auc_ci95[0].unwrap();
+        let covid = line("AUC covid19");
+        assert!(
+            covid.contains(&format!("{} ({c0:.3}–{c1:.3})", fmt(before.auc[0]))),
+            "{covid}"
+        );
+        // No AUC, no interval: a dash.
+        assert!(line("AUC normal").trim_end().ends_with(" -"), "{text}");
+        // Columns line up: every row of the table is as wide as the header.
+        for name in [
+            "accuracy",
+            "AUC covid19",
+            "AUC other_pneumonia",
+            "AUC normal",
+        ] {
+            assert_eq!(
+                line(name).chars().count(),
+                header.chars().count(),
+                "{name}:\n{text}"
+            );
+        }
     }
 
     #[test]

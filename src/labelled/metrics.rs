@@ -194,24 +194,25 @@ impl SplitMix {
     }
 }
 
-/// The 2.5th and 97.5th percentiles of the AUC over resamples (with replacement) of the
-/// series; resamples without both classes are left out.
-pub fn bootstrap_auc(scores: &[f64], positive: &[bool]) -> Option<[f64; 2]> {
-    auc(scores, positive)?;
-    let n = scores.len();
+/// The 2.5th and 97.5th percentiles of `statistic` over `BOOTSTRAP_RESAMPLES` resamples
+/// (with replacement, fixed seed) of `n` items; `statistic` is given each resample's
+/// indices, and resamples where it is None are left out. Every bootstrap interval in the
+/// reports comes from here, so they all draw the same resamples.
+pub fn bootstrap_ci95(
+    n: usize,
+    mut statistic: impl FnMut(&[usize]) -> Option<f64>,
+) -> Option<[f64; 2]> {
+    if n == 0 {
+        return None;
+    }
     let mut rng = SplitMix(BOOTSTRAP_SEED);
     let mut values = Vec::with_capacity(BOOTSTRAP_RESAMPLES);
-    let (mut s, mut p) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut picked = Vec::with_capacity(n);
     for _ in 0..BOOTSTRAP_RESAMPLES {
-        s.clear();
-        p.clear();
-        for _ in 0..n {
-            let i = (rng.next() % n as u64) as usize;
-            s.push(scores[i]);
-            p.push(positive[i]);
-        }
-        if let Some(a) = auc(&s, &p) {
-            values.push(a);
+        picked.clear();
+        picked.extend((0..n).map(|_| (rng.next() % n as u64) as usize));
+        if let Some(v) = statistic(&picked) {
+            values.push(v);
         }
     }
     if values.is_empty() {
@@ -220,6 +221,34 @@ pub fn bootstrap_auc(scores: &[f64], positive: &[bool]) -> Option<[f64; 2]> {
     values.sort_by(f64::total_cmp);
     let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
     Some([at(0.025), at(0.975)])
+}
+
+/// The 95 % bootstrap interval of the AUC: resamples without both classes are left out.
+pub fn bootstrap_auc(scores: &[f64], positive: &[bool]) -> Option<[f64; 2]> {
+    auc(scores, positive)?;
+    let n = scores.len();
+    let (mut s, mut p) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    bootstrap_ci95(n, |picked| {
+        s.clear();
+        p.clear();
+        s.extend(picked.iter().map(|&i| scores[i]));
+        p.extend(picked.iter().map(|&i| positive[i]));
+        auc(&s, &p)
+    })
+}
+
+/// The share of right calls among `picked`.
+fn accuracy_of(called: &[Called], picked: &[usize]) -> f64 {
+    let right = picked
+        .iter()
+        .filter(|&&i| called[i].call() == called[i].truth)
+        .count();
+    right as f64 / picked.len() as f64
+}
+
+/// The 95 % bootstrap interval of the accuracy (share of right calls); None when empty.
+pub fn bootstrap_accuracy(called: &[Called]) -> Option<[f64; 2]> {
+    bootstrap_ci95(called.len(), |picked| Some(accuracy_of(called, picked)))
 }
 
 /// Detection on labelled slices: a slice is called infected when its lesion area is at
@@ -405,6 +434,88 @@ mod tests {
         assert_eq!(r.confusion, [[3, 0, 0], [3, 0, 0], [3, 0, 0]]);
         assert_eq!(r.per_class[0].sensitivity, Some(1.0));
         assert_eq!(r.per_class[0].specificity, Some(0.0));
+    }
+
+    /// The AUC interval as it was computed before the resampling moved into
+    /// `bootstrap_ci95`: the two must agree exactly (same seed, same draws).
+    fn bootstrap_auc_by_hand(scores: &[f64], positive: &[bool]) -> Option<[f64; 2]> {
+        auc(scores, positive)?;
+        let n = scores.len();
+        let mut rng = SplitMix(BOOTSTRAP_SEED);
+        let mut values = Vec::new();
+        for _ in 0..BOOTSTRAP_RESAMPLES {
+            let (mut s, mut p) = (Vec::new(), Vec::new());
+            for _ in 0..n {
+                let i = (rng.next() % n as u64) as usize;
+                s.push(scores[i]);
+                p.push(positive[i]);
+            }
+            if let Some(a) = auc(&s, &p) {
+                values.push(a);
+            }
+        }
+        values.sort_by(f64::total_cmp);
+        let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+        Some([at(0.025), at(0.975)])
+    }
+
+    #[test]
+    fn auc_interval_is_the_shared_bootstrap() {
+        let mut rng = SplitMix(7);
+        let scores: Vec<f64> = (0..40).map(|_| (rng.next() % 100) as f64).collect();
+        let positive: Vec<bool> = (0..40).map(|i| (i * 7) % 3 == 0).collect();
+        let ci = bootstrap_auc(&scores, &positive).unwrap();
+        assert_eq!(Some(ci), bootstrap_auc_by_hand(&scores, &positive));
+        let a = auc(&scores, &positive).unwrap();
+        assert!(ci[0] <= a && a <= ci[1], "{ci:?} around {a}");
+        assert!(ci[0] < ci[1]);
+        assert_eq!(bootstrap_auc(&scores, &[true; 40]), None);
+    }
+
+    fn half_right(n: usize) -> Vec<Called> {
+        (0..n)
+            .map(|i| Called {
+                truth: if i % 2 == 0 { 0 } else { 1 },
+                probabilities: [0.6, 0.3, 0.1],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn accuracy_interval_matches_the_binomial_spread() {
+        // 400 series, half right: the interval is close to 0.5 ± 1.96·√(0.25/400) = ±0.049.
+        let called = half_right(400);
+        let [lo, hi] = bootstrap_accuracy(&called).unwrap();
+        assert!((lo - 0.451).abs() < 0.012, "lower {lo}");
+        assert!((hi - 0.549).abs() < 0.012, "upper {hi}");
+        // Fewer series, wider interval; the same series, the same interval.
+        let [lo40, hi40] = bootstrap_accuracy(&half_right(40)).unwrap();
+        assert!(
+            hi40 - lo40 > 2.5 * (hi - lo),
+            "{lo40}–{hi40} against {lo}–{hi}"
+        );
+        assert_eq!(bootstrap_accuracy(&called), Some([lo, hi]));
+        assert_eq!(bootstrap_accuracy(&[]), None);
+
+        let mut all_right = half_right(30);
+        all_right.iter_mut().for_each(|c| c.truth = 0);
+        assert_eq!(bootstrap_accuracy(&all_right), Some([1.0, 1.0]));
+    }
+
+    #[test]
+    fn bootstrap_of_a_mean_has_the_standard_error() {
+        // 0..200: mean 99.5, standard deviation 57.7, standard error 4.08; ±1.96 se = ±8.0.
+        let values: Vec<f64> = (0..200).map(f64::from).collect();
+        let [lo, hi] = bootstrap_ci95(values.len(), |picked| {
+            Some(picked.iter().map(|&i| values[i]).sum::<f64>() / picked.len() as f64)
+        })
+        .unwrap();
+        assert!(
+            (lo - 91.5).abs() < 1.5 && (hi - 107.5).abs() < 1.5,
+            "{lo}–{hi}"
+        );
+        assert_eq!(bootstrap_ci95(5, |_| None), None);
+        assert_eq!(bootstrap_ci95(0, |_| Some(1.0)), None);
     }
 
     #[test]

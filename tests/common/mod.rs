@@ -5,6 +5,15 @@ pub mod phantom;
 
 use std::path::PathBuf;
 
+/// Runs the real `lungwatch` binary with `args` (warnings only in its log) and waits.
+pub fn lungwatch(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_lungwatch"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
 /// `../shared/data`, or None (with a message saying the test is skipped) when absent:
 /// a user's fresh clone does not have the shared data.
 pub fn shared_data(test: &str) -> Option<PathBuf> {
@@ -23,7 +32,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use dicom_core::{DataElement, PrimitiveValue, VR};
+use dicom_dictionary_std::tags;
 use lungwatch::db::{Database, ReadQueries, StatusCounts};
+use lungwatch::dicom::read::{Extent, parse};
 
 /// A daemon under test with its own folders and config.
 pub struct Daemon {
@@ -276,4 +288,34 @@ pub fn drop_file(src: &Path, incoming: &Path, name: &str) {
     let tmp = incoming.join(format!("{name}.part"));
     std::fs::copy(src, &tmp).unwrap();
     std::fs::rename(&tmp, incoming.join(name)).unwrap();
+}
+
+/// Who a re-identified copy of a series claims to be.
+pub struct Identity {
+    pub patient_id: String,
+    pub study_date: &'static str,
+    pub study_uid: String,
+    pub series_uid: String,
+    pub accession: String,
+}
+
+/// Writes `files` (slices of one real series) re-identified as `who` into `out`, as
+/// `0000.dcm`, `0001.dcm`, …: new patient, study, series and SOP Instance UIDs, date and
+/// accession, pixels untouched. Returns the file count.
+pub fn reidentify(files: &[PathBuf], who: &Identity, out: &Path) -> usize {
+    std::fs::create_dir_all(out).unwrap();
+    for (k, file) in files.iter().enumerate() {
+        let mut obj = parse(&std::fs::read(file).unwrap(), Extent::Full).unwrap();
+        let sop_uid = format!("{}.{}", who.series_uid, k + 1);
+        let text = |tag, vr, value: &str| DataElement::new(tag, vr, PrimitiveValue::from(value));
+        obj.put(text(tags::PATIENT_ID, VR::LO, &who.patient_id));
+        obj.put(text(tags::STUDY_DATE, VR::DA, who.study_date));
+        obj.put(text(tags::STUDY_INSTANCE_UID, VR::UI, &who.study_uid));
+        obj.put(text(tags::SERIES_INSTANCE_UID, VR::UI, &who.series_uid));
+        obj.put(text(tags::SOP_INSTANCE_UID, VR::UI, &sop_uid));
+        obj.put(text(tags::ACCESSION_NUMBER, VR::SH, &who.accession));
+        obj.update_meta(|m| m.media_storage_sop_instance_uid = sop_uid.clone());
+        obj.write_to_file(out.join(format!("{k:04}.dcm"))).unwrap();
+    }
+    files.len()
 }
