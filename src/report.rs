@@ -108,6 +108,31 @@ pub struct Probabilities {
     pub normal: f64,
 }
 
+impl Probabilities {
+    /// The probability of `class` as the report names it ("covid19", "other_pneumonia",
+    /// anything else: "normal").
+    pub fn of(&self, class: &str) -> f64 {
+        match class {
+            "covid19" => self.covid19,
+            "other_pneumonia" => self.other_pneumonia,
+            _ => self.normal,
+        }
+    }
+}
+
+/// The 0–4 score of one zone from its affected ratio, as the severity score (0–24) adds
+/// them up; a zone under `min_ratio` (the manifest's `zone_min_ratio`) scores 0. The one
+/// definition: the analysis scores with it and the study page shows it.
+pub fn zone_score(ratio: f64, min_ratio: f64) -> u8 {
+    match ratio {
+        r if r <= 0.0 || r < min_ratio => 0,
+        r if r < 0.25 => 1,
+        r if r < 0.5 => 2,
+        r if r < 0.75 => 3,
+        _ => 4,
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 pub struct Sides {
     pub left: f64,
@@ -169,6 +194,24 @@ pub fn axial_preview_name(k: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zone_scores_follow_the_severity_rule_and_classes_name_their_probability() {
+        assert_eq!(
+            [0.0, 0.01, 0.25, 0.49, 0.5, 0.75, 1.0].map(|r| zone_score(r, 0.0)),
+            [0, 1, 2, 2, 3, 4, 4]
+        );
+        assert_eq!([0.004, 0.01].map(|r| zone_score(r, 0.01)), [0, 1]);
+        let p = Probabilities {
+            covid19: 0.1,
+            other_pneumonia: 0.2,
+            normal: 0.7,
+        };
+        assert_eq!(
+            ["covid19", "other_pneumonia", "normal"].map(|c| p.of(c)),
+            [0.1, 0.2, 0.7]
+        );
+    }
 
     #[test]
     fn below_threshold_findings_get_one_line() {

@@ -6,6 +6,7 @@ use rayon::prelude::*;
 
 use super::morphology::{Dims, components, distance_to_outside};
 use super::postprocess::{CONSOLIDATION, GROUND_GLASS, LEFT_LUNG, RIGHT_LUNG};
+use crate::report::zone_score;
 
 /// Lesion within this in-plane distance of a non-lung pixel counts as peripheral.
 pub const PERIPHERAL_MM: f64 = 20.0;
@@ -81,18 +82,6 @@ fn side_index(lung_label: u8) -> Option<usize> {
         RIGHT_LUNG => Some(0),
         LEFT_LUNG => Some(1),
         _ => None,
-    }
-}
-
-/// The 0–4 score of one zone from its affected ratio; a zone under `min_ratio` (the
-/// manifest's `zone_min_ratio`) scores 0.
-pub fn zone_score(ratio: f64, min_ratio: f64) -> u8 {
-    match ratio {
-        r if r <= 0.0 || r < min_ratio => 0,
-        r if r < 0.25 => 1,
-        r if r < 0.5 => 2,
-        r if r < 0.75 => 3,
-        _ => 4,
     }
 }
 

@@ -85,13 +85,7 @@ pub fn collect(db: &Reader, patient_id: &str) -> db::Result<Option<PatientView>>
         .find_map(|r| r.report.patient_name.clone());
     let mut studies: Vec<TimelineEntry> = Vec::with_capacity(groups.len());
     for (study_uid, g) in groups {
-        let key = g
-            .iter()
-            .max_by(|a, b| {
-                (a.report.affected_ratio.total, a.id)
-                    .partial_cmp(&(b.report.affected_ratio.total, b.id))
-                    .unwrap_or(std::cmp::Ordering::Equal)
-            })
+        let key = super::studies::key_series(&g, |r| (r.report.affected_ratio.total, r.id))
             .expect("groups are non-empty");
         let ratio = key.report.affected_ratio.total;
         let change_pp = studies

@@ -13,7 +13,7 @@ use super::html::{
 use super::server::Ctx;
 use super::url::{Target, encode_segment};
 use crate::db::{self, ReadQueries, Reader, ResultRow, StudyFilter};
-use crate::report::SeriesReport;
+use crate::report::{Probabilities, SeriesReport, zone_score};
 
 /// Most series results read for one list page, and most studies shown.
 const MAX_ROWS: i64 = 5000;
@@ -72,17 +72,15 @@ fn date_digits(term: &str) -> Result<String, String> {
     }
 }
 
-fn top_probability(class: &str, p_covid: f64, p_other: f64, p_normal: f64) -> f64 {
-    match class {
-        "covid19" => p_covid,
-        "other_pneumonia" => p_other,
-        _ => p_normal,
-    }
-}
-
-/// The key row of a study: largest affected ratio, then newest.
-fn is_better(a: &ResultRow, b: &ResultRow) -> bool {
-    (a.affected_ratio, a.result_id) > (b.affected_ratio, b.result_id)
+/// The key series of a study, the one its list row and the patient's timeline show: the
+/// largest affected ratio, then the newest result. `rank` gives (affected ratio, result
+/// id) of an item; None for no items.
+pub(super) fn key_series<T>(items: &[T], rank: impl Fn(&T) -> (f64, i64)) -> Option<&T> {
+    items.iter().max_by(|a, b| {
+        let (ra, ia) = rank(a);
+        let (rb, ib) = rank(b);
+        ra.total_cmp(&rb).then(ia.cmp(&ib))
+    })
 }
 
 pub fn collect_list(ctx: &Ctx, db: &Reader, t: &Target) -> db::Result<StudiesView> {
@@ -123,9 +121,8 @@ pub fn collect_list(ctx: &Ctx, db: &Reader, t: &Target) -> db::Result<StudiesVie
         .take(MAX_STUDIES)
         .map(|key| {
             let rows = &groups[&key];
-            let best = rows
-                .iter()
-                .fold(&rows[0], |b, r| if is_better(r, b) { r } else { b });
+            let best = key_series(rows, |r| (r.affected_ratio, r.result_id))
+                .expect("groups are non-empty");
             StudySummary {
                 study_uid: key.clone(),
                 patient_id: if masked {
@@ -143,12 +140,12 @@ pub fn collect_list(ctx: &Ctx, db: &Reader, t: &Target) -> db::Result<StudiesVie
                 series_analysed: rows.len(),
                 key_series_uid: best.series_uid.clone(),
                 top_class: best.top_class.clone(),
-                top_probability: top_probability(
-                    &best.top_class,
-                    best.p_covid19,
-                    best.p_other,
-                    best.p_normal,
-                ),
+                top_probability: Probabilities {
+                    covid19: best.p_covid19,
+                    other_pneumonia: best.p_other,
+                    normal: best.p_normal,
+                }
+                .of(&best.top_class),
                 affected_ratio: best.affected_ratio,
                 severity_score: best.severity_score,
                 analysed_at: rows.iter().map(|r| r.created_at).max().unwrap_or(0),
@@ -329,18 +326,6 @@ pub fn collect_study(ctx: &Ctx, db: &Reader, uid: &str) -> db::Result<Option<Stu
     }))
 }
 
-/// The 0-4 score of one zone, as the severity score defines it; a zone under the
-/// report's `zone_min_ratio` scores 0.
-pub fn zone_score(ratio: f64, min_ratio: f64) -> u8 {
-    match ratio {
-        r if r <= 0.0 || r < min_ratio => 0,
-        r if r < 0.25 => 1,
-        r if r < 0.50 => 2,
-        r if r < 0.75 => 3,
-        _ => 4,
-    }
-}
-
 fn ml(v: f64) -> String {
     format!("{v:.0} mL")
 }
@@ -362,11 +347,7 @@ fn render_series(b: &mut String, s: &SeriesResult) {
         r.spacing_mm[2],
         fmt_time(s.analysed_at)
     );
-    let top_p = match r.top_class.as_str() {
-        "covid19" => p.covid19,
-        "other_pneumonia" => p.other_pneumonia,
-        _ => p.normal,
-    };
+    let top_p = p.of(&r.top_class);
     let _ = write!(
         b,
         "<div class=\"tiles\">\
@@ -566,14 +547,5 @@ mod tests {
         assert_eq!(date_digits("2020").unwrap(), "2020");
         assert!(date_digits("March").is_err());
         assert!(date_digits("20-3").is_err());
-    }
-
-    #[test]
-    fn zone_scores_follow_the_severity_rule() {
-        assert_eq!(
-            [0.0, 0.01, 0.25, 0.49, 0.5, 0.75, 1.0].map(|r| zone_score(r, 0.0)),
-            [0, 1, 2, 2, 3, 4, 4]
-        );
-        assert_eq!([0.004, 0.01].map(|r| zone_score(r, 0.01)), [0, 1]);
     }
 }
