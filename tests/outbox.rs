@@ -228,6 +228,12 @@ fn results_reach_a_dcmtk_peer_and_the_folder_once_and_again_by_hand() {
         )),
         "{metrics}"
     );
+    // The study page says where its objects went.
+    let (code, study_page) = d.http_get(&format!("/studies/{study}"));
+    assert_eq!(code, 200);
+    assert!(study_page.contains("Sent to PACS"), "{study_page}");
+    let n = to_peer.len();
+    assert!(study_page.contains(&format!("{n} of {n}")), "{study_page}");
     // A restart sends nothing again.
     assert!(d.stop_with(libc_sigterm()));
     d.start();

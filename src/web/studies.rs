@@ -269,6 +269,53 @@ pub struct StudyView {
     pub study_date: Option<String>,
     pub accession_number: Option<String>,
     pub series: Vec<SeriesResult>,
+    /// Where the DICOM objects of these results went, by destination (empty: none
+    /// configured, or nothing queued).
+    pub deliveries: Vec<StudyDelivery>,
+}
+
+/// The objects of a study's shown results for one destination, by state.
+#[derive(Debug, Default, PartialEq, Serialize)]
+pub struct StudyDelivery {
+    pub destination: String,
+    pub sent: usize,
+    /// Pending or being sent.
+    pub waiting: usize,
+    pub failed: usize,
+    pub last_sent_at: Option<i64>,
+    /// The newest error of an object not sent.
+    pub last_error: Option<String>,
+}
+
+/// Sums the outbox rows of the jobs shown, destination by destination in name order.
+fn summarise_deliveries(rows: &[db::Delivery], job_ids: &[i64]) -> Vec<StudyDelivery> {
+    let mut out: Vec<StudyDelivery> = Vec::new();
+    for r in rows.iter().filter(|r| job_ids.contains(&r.job_id)) {
+        let at = match out.iter().position(|d| d.destination == r.destination) {
+            Some(at) => at,
+            None => {
+                out.push(StudyDelivery {
+                    destination: r.destination.clone(),
+                    ..Default::default()
+                });
+                out.len() - 1
+            }
+        };
+        let d = &mut out[at];
+        match r.state.as_str() {
+            "sent" => {
+                d.sent += 1;
+                d.last_sent_at = d.last_sent_at.max(r.sent_at);
+            }
+            "failed" => d.failed += 1,
+            _ => d.waiting += 1,
+        }
+        if r.state != "sent" && r.last_error.is_some() {
+            d.last_error = r.last_error.clone();
+        }
+    }
+    out.sort_by(|a, b| a.destination.cmp(&b.destination));
+    out
 }
 
 /// The study's newest result per series; None when nothing is known under `uid` (a study
@@ -291,6 +338,11 @@ pub fn collect_study(ctx: &Ctx, db: &Reader, uid: &str) -> db::Result<Option<Stu
         r0.study_date.clone(),
         r0.accession_number.clone(),
     );
+    let job_ids: Vec<i64> = results.iter().map(|r| r.job_id).collect();
+    let deliveries = match &r0.study_instance_uid {
+        Some(study) => summarise_deliveries(&db.study_deliveries(study)?, &job_ids),
+        None => Vec::new(),
+    };
     let series = results
         .into_iter()
         .map(|r| {
@@ -323,6 +375,7 @@ pub fn collect_study(ctx: &Ctx, db: &Reader, uid: &str) -> db::Result<Option<Stu
         study_date,
         accession_number,
         series,
+        deliveries,
     }))
 }
 
@@ -530,15 +583,92 @@ pub fn render_study(v: &StudyView) -> String {
         esc(&v.study_uid),
         v.series.len()
     );
+    render_deliveries(&mut b, &v.deliveries);
     for s in &v.series {
         render_series(&mut b, s);
     }
     html::layout("Study", html::Nav::Studies, &b)
 }
 
+/// Where the study's SEG, SR and key images went; nothing when no destination has them.
+fn render_deliveries(b: &mut String, deliveries: &[StudyDelivery]) {
+    if deliveries.is_empty() {
+        return;
+    }
+    b.push_str(
+        "<div class=\"card\"><h2>Sent to PACS</h2><table><tr><th>Destination</th>\
+         <th class=\"num\">Objects sent</th><th class=\"num\">Waiting</th>\
+         <th class=\"num\">Failed</th><th>Last sent</th><th>Last error</th></tr>",
+    );
+    for d in deliveries {
+        let badge = if d.failed > 0 {
+            "bad"
+        } else if d.waiting > 0 {
+            "warn"
+        } else {
+            "good"
+        };
+        let _ = write!(
+            b,
+            "<tr><td class=\"mono\">{}</td><td class=\"num\"><span class=\"badge {badge}\">{} of {}</span></td>\
+             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"nowrap\">{}</td><td>{}</td></tr>",
+            esc(&d.destination),
+            d.sent,
+            d.sent + d.waiting + d.failed,
+            d.waiting,
+            d.failed,
+            d.last_sent_at.map(fmt_time).unwrap_or_else(|| "—".into()),
+            esc(d.last_error.as_deref().unwrap_or(""))
+        );
+    }
+    b.push_str("</table></div>");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(job_id: i64, destination: &str, state: &str, error: Option<&str>) -> db::Delivery {
+        db::Delivery {
+            id: 0,
+            job_id,
+            destination: destination.into(),
+            path: "p".into(),
+            kind: "sr".into(),
+            sop_class_uid: "1.2".into(),
+            sop_instance_uid: "2.25.1".into(),
+            study_uid: Some("1.2.3".into()),
+            state: state.into(),
+            attempts: 1,
+            last_error: error.map(String::from),
+            next_attempt_at: 0,
+            created_at: 0,
+            sent_at: (state == "sent").then_some(50),
+        }
+    }
+
+    #[test]
+    fn deliveries_are_summed_per_destination_for_the_results_shown() {
+        let rows = [
+            row(1, "pacs", "sent", None),
+            row(1, "pacs", "pending", Some("no association with pacs")),
+            row(1, "folder", "sent", None),
+            row(2, "pacs", "failed", Some("an older analysis")),
+        ];
+        let d = summarise_deliveries(&rows, &[1]);
+        assert_eq!(d.len(), 2);
+        assert_eq!((d[0].destination.as_str(), d[0].sent), ("folder", 1));
+        assert_eq!((d[1].sent, d[1].waiting, d[1].failed), (1, 1, 0));
+        assert_eq!(d[1].last_error.as_deref(), Some("no association with pacs"));
+        assert_eq!(d[1].last_sent_at, Some(50));
+        let html = {
+            let mut b = String::new();
+            render_deliveries(&mut b, &d);
+            b
+        };
+        assert!(html.contains("1 of 2") && html.contains("no association with pacs"));
+        assert!(summarise_deliveries(&rows, &[]).is_empty());
+    }
 
     #[test]
     fn date_terms() {
