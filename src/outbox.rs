@@ -184,13 +184,23 @@ pub fn deliver(db: &Database, config: &Config, batch: &[Delivery]) -> anyhow::Re
                 ),
             }
         };
+        let mut retried: Option<(usize, String, u64)> = None;
         for (row, outcome) in rows.iter().zip(outcomes) {
-            record(db, config, row, &outcome)?;
+            let wait = record(db, config, row, &outcome)?;
             match outcome {
                 StoreOutcome::Stored => tally.sent += 1,
-                StoreOutcome::Retry(_) => tally.retried += 1,
+                StoreOutcome::Retry(why) => {
+                    tally.retried += 1;
+                    let r = retried.get_or_insert((0, why, wait));
+                    r.0 += 1;
+                }
                 StoreOutcome::Refused(_) => tally.failed += 1,
             }
+        }
+        // One line per destination and attempt, not one per object: a PACS down for a
+        // night would otherwise fill the log.
+        if let Some((n, why, wait)) = retried {
+            warn!("{n} object(s) not sent to {name}: {why}; next try in {wait} s");
         }
     }
     Ok(tally)
@@ -202,32 +212,27 @@ fn refuse_all(rows: &[&Delivery], why: &str) -> Vec<StoreOutcome> {
         .collect()
 }
 
+/// Records a row's outcome; returns the wait before its next attempt (0 unless retried).
 fn record(
     db: &Database,
     config: &Config,
     row: &Delivery,
     outcome: &StoreOutcome,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<u64> {
     let now = db::now_secs();
     match outcome {
-        StoreOutcome::Stored => db.delivery_sent(row.id, now),
+        StoreOutcome::Stored => db.delivery_sent(row.id, now).map(|()| 0),
         StoreOutcome::Retry(why) => {
-            let wait = config.outbox.retry_after(row.attempts as u32 + 1);
-            warn!(
-                "{} not sent to {} (attempt {}): {why}; next try in {} s",
-                row.sop_instance_uid,
-                row.destination,
-                row.attempts + 1,
-                wait.as_secs()
-            );
-            db.delivery_retry(row.id, why, now + wait.as_secs() as i64)
+            let wait = config.outbox.retry_after(row.attempts as u32 + 1).as_secs();
+            db.delivery_retry(row.id, why, now + wait as i64)
+                .map(|()| wait)
         }
         StoreOutcome::Refused(why) => {
             error!(
                 "{} not sent to {}: {why}",
                 row.sop_instance_uid, row.destination
             );
-            db.delivery_failed(row.id, why)
+            db.delivery_failed(row.id, why).map(|()| 0)
         }
     }
 }
