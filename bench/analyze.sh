@@ -32,7 +32,7 @@ echo "|---|---|---|---|---|---|---|"
 stages=""
 for s in "$data/covid19-P002" "$data/cap-cap002" "$data/normal-normal002" "$long"; do
   name=$(basename "$s")
-  n=$(ls "$s" | grep -c '\.dcm$')
+  n=$(find "$s" -maxdepth 1 -name '*.dcm' | wc -l)
   read -r lw lr < <(timed "$work/lw.json" "$bin" analyze "$s" --json)
   read -r pw pr < <(timed "$work/py.json" "$PYTHON" bench/reference_pipeline.py "$s")
   printf "| %s | %d | %.2f | %d | %.2f | %d | %.2f |\n" "$name" "$n" "$lw" "$lr" "$pw" "$pr" "$(echo "$lw / $pw" | bc -l)"

@@ -12,7 +12,7 @@ data=../shared/data/covid-ct-md
 bin=${LUNGWATCH_BIN:-}
 if [ -z "$bin" ]; then cargo build --release -q; bin=./target/release/lungwatch; fi
 work=$(mktemp -d); trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
-total=$(ls "$data"/covid19-P002 "$data"/cap-cap002 "$data"/normal-normal002 | grep -c dcm)
+total=$(find "$data"/covid19-P002 "$data"/cap-cap002 "$data"/normal-normal002 -maxdepth 1 -name '*.dcm' | wc -l)
 
 mkconf() { # threads stable quiet
   cat > "$work/c$1.toml" <<TOML
@@ -40,10 +40,10 @@ echo "| run                                          | slices | wall s | slices/
 echo "|----------------------------------------------|--------|--------|----------|---------|"
 for t in 1 2; do
   mkconf $t 0 3600
-  run_timed "inspect covid19-P002, $t decode thread(s)" 133 $bin inspect --json --config "$work/c$t.toml" "$data/covid19-P002"
+  run_timed "inspect covid19-P002, $t decode thread(s)" 133 "$bin" inspect --json --config "$work/c$t.toml" "$data/covid19-P002"
 done
 for t in 1 2; do
-  run_timed "inspect all three series, $t decode thread(s)" "$total" $bin inspect --json --config "$work/c$t.toml" "$data/covid19-P002" "$data/cap-cap002" "$data/normal-normal002"
+  run_timed "inspect all three series, $t decode thread(s)" "$total" "$bin" inspect --json --config "$work/c$t.toml" "$data/covid19-P002" "$data/cap-cap002" "$data/normal-normal002"
 done
 
 # serve: drop everything, then time until the index holds every slice.
@@ -53,7 +53,7 @@ for s in cap-cap002 normal-normal002; do for f in "$data/$s"/*.dcm; do cp "$f" "
 for f in "$data"/covid19-P002/*.dcm; do mv "$work/in/$(basename "$f")" "$work/in/P002-$(basename "$f")"; done
 start=$(date +%s.%N)
 $bin serve --config "$work/c2.toml" 2>"$work/serve.log" & pid=$!
-until [ "$($bin status --json --config "$work/c2.toml" 2>/dev/null | grep -o '"instances": [0-9]*' | grep -o '[0-9]*$' || echo 0)" = "$total" ]; do sleep 0.1; done
+until [ "$("$bin" status --json --config "$work/c2.toml" 2>/dev/null | grep -o '"instances": [0-9]*' | grep -o '[0-9]*$' || echo 0)" = "$total" ]; do sleep 0.1; done
 end=$(date +%s.%N)
 rss_kb=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
 kill -TERM $pid; wait $pid || true

@@ -7,11 +7,11 @@ like the source.
     python bench/make_long_series.py SRC_DIR DST_DIR [--slices 300]
 """
 import argparse
-import warnings
 import copy
 import os
 import shutil
 import subprocess
+import warnings
 
 import numpy as np
 import pydicom

@@ -14,8 +14,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "models", "train"))
 
-import common as C  # noqa: E402
-import pipeline as P  # noqa: E402
+import common as C
+import pipeline as P
 
 
 def main():

@@ -11,8 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 series=../shared/data/covid-ct-md/normal-normal002
 [ -d "$series" ] || { echo "SKIPPED: $series not present"; exit 0; }
-command -v storescu >/dev/null && command -v dcmodify >/dev/null ||
-  { echo "SKIPPED: storescu/dcmodify not installed (apt-get install dcmtk)"; exit 0; }
+if ! command -v storescu >/dev/null || ! command -v dcmodify >/dev/null; then
+  echo "SKIPPED: storescu/dcmodify not installed (apt-get install dcmtk)"; exit 0
+fi
 bin=${LUNGWATCH_BIN:-}
 if [ -z "$bin" ]; then cargo build --release -q; bin=./target/release/lungwatch; fi
 work=$(mktemp -d); pid=""
@@ -20,7 +21,7 @@ trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$work"' EXIT
 mkdir -p "$work/series"; cp "$series"/*.dcm "$work/series/"; chmod u+w "$work/series"/*.dcm
 dcmodify -q -nb -gin "$work/series"/*.dcm
 series=$work/series
-n=$(ls "$series" | grep -c dcm)
+n=$(find "$series" -maxdepth 1 -name '*.dcm' | wc -l)
 runs=${RUNS:-3}
 
 cat > "$work/c.toml" <<TOML

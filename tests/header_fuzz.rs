@@ -113,10 +113,10 @@ fn every_decodable_conformance_file_passes_the_completeness_check() {
         }
         let bytes = std::fs::read(&path).unwrap();
         if decode(&bytes).is_some() {
-            if let Err(r) = examine(&bytes) {
-                if r.code == "truncated" {
-                    wrongly_truncated.push(format!("{}: {r}", path.display()));
-                }
+            if let Err(r) = examine(&bytes)
+                && r.code == "truncated"
+            {
+                wrongly_truncated.push(format!("{}: {r}", path.display()));
             }
             checked += 1;
         }

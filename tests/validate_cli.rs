@@ -25,12 +25,12 @@ fn slice_labels(data: &Path) -> BTreeMap<String, BTreeMap<i64, bool>> {
     let mut out: BTreeMap<String, BTreeMap<i64, bool>> = BTreeMap::new();
     for line in text.lines().skip(1) {
         let f: Vec<&str> = line.split(',').collect();
-        if let (Some(folder), Some(n), Some(v)) = (f.first(), f.get(2), f.get(5)) {
-            if let (Ok(n), "0" | "1") = (n.parse::<i64>(), v.trim()) {
-                out.entry(folder.to_string())
-                    .or_default()
-                    .insert(n, v.trim() == "1");
-            }
+        if let (Some(folder), Some(n), Some(v)) = (f.first(), f.get(2), f.get(5))
+            && let (Ok(n), "0" | "1") = (n.parse::<i64>(), v.trim())
+        {
+            out.entry(folder.to_string())
+                .or_default()
+                .insert(n, v.trim() == "1");
         }
     }
     out

@@ -165,7 +165,7 @@ def classical_lung_mask(vol, spacing, thr=-400.0):
     3. left/right split: if one component holds both lungs, erode until it splits, then
        grow the seeds back inside the mask (watershed on distance).
     4. per slice hole filling of each lung and a small closing (vessels, nodules)."""
-    Z, H, W = vol.shape
+    Z = vol.shape[0]
     body = np.zeros(vol.shape, bool)
     for z in range(Z):
         b = vol[z] > thr
@@ -278,7 +278,7 @@ def _assign_rest(out, rest):
 # ---------------------------------------------------------------- networks
 def unet(in_ch=1, n_cls=3, base=8, depth=4):
     import torch
-    import torch.nn as nn
+    from torch import nn
 
     def block(i, o):
         return nn.Sequential(nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True),

@@ -44,7 +44,7 @@ def main():
     models = P.Models(a.models)
     files = sorted(glob.glob(os.path.join(a.images, "*")), key=lambda p: (len(os.path.basename(p)), p))
     dices, g_d, c_d = [], [], []
-    tot = dict(tp=0, fp=0, fn=0)
+    tot = {"tp": 0, "fp": 0, "fn": 0}
     for f in files:
         stem = os.path.splitext(os.path.basename(f))[0]
         mp = [p for p in glob.glob(os.path.join(a.masks, stem + ".*"))]

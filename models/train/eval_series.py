@@ -70,9 +70,10 @@ def main():
     series = a.series or sorted(d for d in glob.glob(os.path.join(a.root, "*")) if glob.glob(os.path.join(d, "*.dcm")))
     lab = {}
     if a.labels and os.path.exists(a.labels):
-        for r in csv.DictReader(open(a.labels)):
-            v = r.get("slice_infection", "").strip()
-            lab[(r["series_folder"], r["file"])] = int(v) if v != "" else None
+        with open(a.labels) as f:
+            for r in csv.DictReader(f):
+                v = r.get("slice_infection", "").strip()
+                lab[(r["series_folder"], r["file"])] = int(v) if v != "" else None
     models = P.Models(a.models)
     all_s, all_y = [], []
     all_s_n, all_y_n = [], []
@@ -112,13 +113,14 @@ def main():
             print(f"   slices labelled: {len(ys)} ({int(ys.sum())} infected); TP {tp} FN {fn_} TN {tn} FP {fp}; "
                   f"AUC {auc(ss, ys):.3f}")
             all_s += list(ss); all_y += list(ys)
-        results[name] = dict(measurements=m, features=f, probs=None if p is None else [float(x) for x in p],
-                             lesion_area_mm2_per_slice=[float(x) for x in area])
+        results[name] = {"measurements": m, "features": f, "probs": None if p is None else [float(x) for x in p],
+                         "lesion_area_mm2_per_slice": [float(x) for x in area]}
         if a.png:
             os.makedirs(a.png, exist_ok=True)
             overlay_png(vol, r["lung"], r["lesion"], os.path.join(a.png, name + "_overlay.png"))
     if a.json:
-        json.dump(results, open(a.json, "w"), indent=1)
+        with open(a.json, "w") as f:
+            json.dump(results, f, indent=1)
     if all_y:
         s, y = np.array(all_s), np.array(all_y)
         pr = s >= a.min_area_mm2

@@ -126,15 +126,15 @@ def features_from_components(comps, lung_ml, lung_split, zone_share):
     ratio = tot / lung_ml
     r = zl.sum(1) / lung_side
     zr = zl / zone_lung
-    f = dict(affected_ratio=ratio, log_affected_pct=np.log10(100 * ratio + 0.1),
-             bilateral_balance=(r.min() / r.max()) if r.max() > 0 else 0.0,
-             peripheral_share=per / tot if tot else 0.0, ggo_share=ggo / tot if tot else 0.0,
-             lower_zone_share=zl[:, 0].sum() / tot if tot else 0.0,
-             zones_involved=float((zr >= 0.01).sum()) / 6.0,
-             largest_component_share=0.0, largest_component_consolidation_share=0.0,
-             lesion_components_log=np.log10(1 + n_side[0] + n_side[1]),
-             bilateral_components_log=np.log10(1 + min(n_side)),
-             lung_base_ratio=zl[:, 0].sum() / zone_lung[:, 0].sum())
+    f = {"affected_ratio": ratio, "log_affected_pct": np.log10(100 * ratio + 0.1),
+         "bilateral_balance": (r.min() / r.max()) if r.max() > 0 else 0.0,
+         "peripheral_share": per / tot if tot else 0.0, "ggo_share": ggo / tot if tot else 0.0,
+         "lower_zone_share": zl[:, 0].sum() / tot if tot else 0.0,
+         "zones_involved": float((zr >= 0.01).sum()) / 6.0,
+         "largest_component_share": 0.0, "largest_component_consolidation_share": 0.0,
+         "lesion_components_log": np.log10(1 + n_side[0] + n_side[1]),
+         "bilateral_components_log": np.log10(1 + min(n_side)),
+         "lung_base_ratio": zl[:, 0].sum() / zone_lung[:, 0].sum()}
     if comps:
         big = max(comps, key=lambda c: c[2])
         f["largest_component_share"] = big[2] / tot

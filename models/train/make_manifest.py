@@ -6,7 +6,6 @@
 import argparse
 import os
 
-import numpy as np
 import onnx
 
 import common as C
@@ -127,8 +126,10 @@ def main():
             pass
         fx += [f"[{name}]", f'input = "{name}.input.bin"', f"input_shape = {toml_list(ins[0][1])}",
                f'output = "{name}.output.bin"', f"output_shape = {toml_list(outs[0][1])}", ""]
-    open(os.path.join(md, "manifest.toml"), "w").write("\n".join(L))
-    open(os.path.join(md, "fixtures", "fixtures.toml"), "w").write("\n".join(fx))
+    with open(os.path.join(md, "manifest.toml"), "w") as f:
+        f.write("\n".join(L))
+    with open(os.path.join(md, "fixtures", "fixtures.toml"), "w") as f:
+        f.write("\n".join(fx))
     print("\n".join(L))
 
 

@@ -70,9 +70,10 @@ def main():
     # real lesions: covid19-P002 and cap-cap002 slices labelled infected
     models = P.Models(threads=1)
     lab = {}
-    for r in csv.DictReader(open(os.path.join(a.data, "covid-ct-md/slices.csv"))):
-        if r.get("slice_infection", "").strip() == "1":
-            lab.setdefault(r["series_folder"], set()).add(r["file"])
+    with open(os.path.join(a.data, "covid-ct-md/slices.csv")) as f:
+        for r in csv.DictReader(f):
+            if r.get("slice_infection", "").strip() == "1":
+                lab.setdefault(r["series_folder"], set()).add(r["file"])
     tiles = []
     for s in ("covid19-P002", "cap-cap002"):
         vol, sp, files = C.load_dicom_series(os.path.join(a.data, "covid-ct-md", s), return_files=True)

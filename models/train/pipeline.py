@@ -46,11 +46,14 @@ def load_rules(models_dir):
     with open(os.path.join(models_dir, "manifest.toml"), "rb") as f:
         m = tomllib.load(f)
     pp = m["models"]["lesion_seg"]["postprocessing"]
-    return dict(min_component_ml=float(pp["min_component_ml"]), zone_min_ratio=float(pp["zone_min_ratio"]))
+    return {"min_component_ml": float(pp["min_component_ml"]), "zone_min_ratio": float(pp["zone_min_ratio"])}
+
+
+MODELS_DIR = os.path.join(C.HERE, "..")
 
 
 class Models:
-    def __init__(self, models_dir=os.path.join(C.HERE, ".."), threads=2, rules=None):
+    def __init__(self, models_dir=MODELS_DIR, threads=2, rules=None):
         import onnxruntime as ort
         self.rules = rules if rules is not None else load_rules(models_dir)
         so = ort.SessionOptions()
@@ -131,7 +134,7 @@ def remove_gas_pockets(lab, vol, spacing, aer_hu=-500.0, keep_frac=0.1, pocket_m
         return lab
     pockets = np.isin(cc, np.where(small)[0] + 1)
     dense = lung & ~aer
-    dc, dn = ndi.label(dense)
+    dc, _ = ndi.label(dense)
     touch = np.unique(dc[ndi.binary_dilation(pockets) & dense])
     touch = touch[touch > 0]
     out = lab.copy()
@@ -164,7 +167,7 @@ def suppress_small_components(les, spacing, min_ml):
     smaller than min_ml. Returns (les, removed voxels, removed components)."""
     if min_ml <= 0 or not les.any():
         return les, 0, 0
-    cc, n = ndi.label(les > 0)
+    cc, _ = ndi.label(les > 0)
     sizes = np.bincount(cc.ravel())
     vml = spacing[0] * spacing[1] * spacing[2] / 1000.0
     small = np.where(sizes * vml < min_ml)[0]
@@ -174,7 +177,7 @@ def suppress_small_components(les, spacing, min_ml):
     drop = np.isin(cc, small)
     out = les.copy()
     out[drop] = 0
-    return out, int(drop.sum()), int(len(small))
+    return out, int(drop.sum()), len(small)
 
 
 def zone_score(zr, zone_min_ratio):
@@ -239,7 +242,7 @@ def features(lung, les, spacing, zone_min_ratio=0.0):
     f["lung_base_ratio"] = lower / lower_lung if lower_lung else 0.0
     ncomp = [0, 0]
     if n_les:
-        cc, n = ndi.label(les_any)
+        cc, _ = ndi.label(les_any)
         sizes = np.bincount(cc.ravel())
         sizes[0] = 0
         big = int(np.argmax(sizes))
@@ -273,7 +276,7 @@ def analyse(models, vol, spacing):
     if "classifier" in models.sess:
         x = np.array([[f[k] for k in FEATURES]], np.float32)
         probs = models.run("classifier", x)[0]
-    return dict(lung=lung, lesion=les, box=box, measurements=meas, features=f, probs=probs)
+    return {"lung": lung, "lesion": les, "box": box, "measurements": meas, "features": f, "probs": probs}
 
 
 def main():
@@ -294,11 +297,11 @@ def main():
     models = Models(a.models, threads=a.threads)
     r = analyse(models, vol, sp)
     m, f, p = r["measurements"], r["features"], r["probs"]
-    out = dict(series=a.series, slices=int(vol.shape[0]), spacing=[float(x) for x in sp], rules=models.rules,
-               affected_ratio=f["affected_ratio"], severity=m["severity_score_0_24"],
-               measurements={k: (float(v) if np.isscalar(v) else v) for k, v in m.items()}, features={k: float(v) for k, v in f.items()},
-               probabilities=None if p is None else dict(zip(["covid19", "common_pneumonia", "normal_other"],
-                                                              [float(x) for x in p])))
+    out = {"series": a.series, "slices": int(vol.shape[0]), "spacing": [float(x) for x in sp], "rules": models.rules,
+           "affected_ratio": f["affected_ratio"], "severity": m["severity_score_0_24"],
+           "measurements": {k: (float(v) if np.isscalar(v) else v) for k, v in m.items()}, "features": {k: float(v) for k, v in f.items()},
+           "probabilities": None if p is None else dict(zip(["covid19", "common_pneumonia", "normal_other"],
+                                                          [float(x) for x in p]))}
     print(json.dumps(out, indent=1))
     if a.png:
         from eval_series import overlay_png

@@ -46,7 +46,7 @@ def load_training_volumes(data, cache, les_n=None, names=None, lung_model=False)
             np.savez_compressed(p, vol=vol.astype(np.int16), lab=lab, spacing=np.array(sp))
         lung_slices = np.where((lab > 0).reshape(lab.shape[0], -1).sum(1) * sp[1] * sp[2] > 300)[0]
         box = C.lesion_box(lab > 0, sp[1:], les_n)
-        vols.append(dict(name=stem, vol=vol, lab=lab, sp=sp, lung_slices=lung_slices, box=box))
+        vols.append({"name": stem, "vol": vol, "lab": lab, "sp": sp, "lung_slices": lung_slices, "box": box})
         print(f"loaded {stem} {vol.shape} lung slices {len(lung_slices)}", flush=True)
     return vols
 

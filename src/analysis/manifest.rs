@@ -147,7 +147,7 @@ impl Manifest {
             if entry.labels != classes {
                 return Err(format!("models.{name}.labels must be {classes:?}"));
             }
-            if !(n >= 16 && n <= 1024) || p.hu_clip[0] >= p.hu_clip[1] {
+            if !(16..=1024).contains(&n) || p.hu_clip[0] >= p.hu_clip[1] {
                 return Err(format!(
                     "models.{name}.preprocessing: size or hu_clip out of range"
                 ));

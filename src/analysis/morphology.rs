@@ -34,6 +34,9 @@ pub struct Run {
 }
 
 impl Run {
+    /// Voxels in the run. A run always holds at least one (`components` only makes
+    /// non-empty ones), so an `is_empty` would always be false.
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> u64 {
         (self.c1 - self.c0) as u64
     }
@@ -146,8 +149,8 @@ pub fn components(dims: Dims, selected: impl Fn(usize) -> bool + Sync) -> Compon
     let mut line_start = vec![0usize; lines + 1];
     {
         let mut k = 0;
-        for line in 0..lines {
-            line_start[line] = k;
+        for (line, start) in line_start[..lines].iter_mut().enumerate() {
+            *start = k;
             while k < runs.len()
                 && (runs[k].slice as usize * dims.rows + runs[k].row as usize) == line
             {
@@ -229,12 +232,12 @@ fn distance_1d(f: &[f64], step: f64, out: &mut [f64], v: &mut [usize], z: &mut [
         }
     }
     k = 0;
-    for q in 0..n {
+    for (q, o) in out[..n].iter_mut().enumerate() {
         while z[k + 1] < pos(q) {
             k += 1;
         }
         let d = pos(q) - pos(v[k]);
-        out[q] = d * d + f[v[k]];
+        *o = d * d + f[v[k]];
     }
 }
 

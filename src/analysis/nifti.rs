@@ -56,8 +56,8 @@ fn header(dims: Dims, place: &Placement) -> Vec<u8> {
     let flip = [-1.0, -1.0, 1.0];
     let axes = [place.column_axis, place.row_axis, place.slice_axis];
     for row in 0..3 {
-        for col in 0..3 {
-            let v = flip[row] * axes[col][row] * place.steps_mm[col];
+        for (col, axis) in axes.iter().enumerate() {
+            let v = flip[row] * axis[row] * place.steps_mm[col];
             put_f32(&mut h, 280 + 16 * row + 4 * col, v as f32);
         }
         put_f32(

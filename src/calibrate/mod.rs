@@ -137,13 +137,13 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 /// `DIR` must not be the shipped models folder and must be absent or empty.
 fn check_out(out: &Path, models_dir: &Path) -> anyhow::Result<()> {
-    if let (Ok(a), Ok(b)) = (out.canonicalize(), models_dir.canonicalize()) {
-        if a == b {
-            bail!(
-                "--out {} is the models folder in use; give a new folder",
-                out.display()
-            );
-        }
+    if let (Ok(a), Ok(b)) = (out.canonicalize(), models_dir.canonicalize())
+        && a == b
+    {
+        bail!(
+            "--out {} is the models folder in use; give a new folder",
+            out.display()
+        );
     }
     if out.exists() {
         let mut entries = std::fs::read_dir(out)
@@ -413,10 +413,10 @@ pub fn render_text(r: &Report) -> String {
         with_ci(Some(r.before.accuracy), r.before.accuracy_ci95),
         with_ci(Some(r.after.accuracy), r.after.accuracy_ci95),
     );
-    for k in 0..3 {
+    for (k, class) in CLASSES.iter().enumerate() {
         row(
             &mut o,
-            &format!("AUC {}", CLASSES[k]),
+            &format!("AUC {class}"),
             with_ci(r.before.auc[k], r.before.auc_ci95[k]),
             with_ci(r.after.auc[k], r.after.auc_ci95[k]),
         );

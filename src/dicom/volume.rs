@@ -325,10 +325,10 @@ fn assemble(slices: Vec<DecodedSlice>) -> Result<Volume, VolumeError> {
         .collect::<Result<_, _>>()?;
     let (order, positions) = order_slices(&geometry)?;
     let spacing = analyse_spacing(&positions);
-    if let Some(report) = &spacing {
-        if report.duplicate_positions > 0 {
-            return Err(GeometryError::DuplicatePositions(report.duplicate_positions).into());
-        }
+    if let Some(report) = &spacing
+        && report.duplicate_positions > 0
+    {
+        return Err(GeometryError::DuplicatePositions(report.duplicate_positions).into());
     }
     let first = &geometry[order[0]];
     let slice_step = spacing

@@ -16,10 +16,10 @@ use crate::dicom::header::{hex, sha256};
 /// If `dest` already holds exactly these bytes (a crash after the rename, before indexing),
 /// nothing is written.
 pub fn place_atomically(bytes: &[u8], staging: &Path, dest: &Path) -> std::io::Result<()> {
-    if let Ok(existing) = fs::read(dest) {
-        if existing == bytes {
-            return Ok(());
-        }
+    if let Ok(existing) = fs::read(dest)
+        && existing == bytes
+    {
+        return Ok(());
     }
     let parent = dest
         .parent()

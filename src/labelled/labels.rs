@@ -227,7 +227,7 @@ mod tests {
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].path, dir.path().join("s1"));
         assert_eq!(rows[0].class, 0);
-        assert_eq!(rows[0].slice_labels.as_ref().unwrap()[&2], true);
+        assert!(rows[0].slice_labels.as_ref().unwrap()[&2]);
         assert_eq!(rows[0].mask, Some(dir.path().join("m.nii")));
         assert_eq!((rows[1].line, rows[1].class), (3, 2));
     }

@@ -185,13 +185,12 @@ pub fn lay_on(mask: &Mask, volume: &Volume) -> Result<Vec<u8>, String> {
         for r in 0..volume.rows {
             for c in 0..volume.columns {
                 // DICOM patient position (LPS) of the voxel, then RAS.
-                let mut p = [0.0; 3];
-                for k in 0..3 {
-                    p[k] = volume.origin[k]
+                let p: [f64; 3] = std::array::from_fn(|k| {
+                    volume.origin[k]
                         + c as f64 * col_mm * volume.row_direction[k]
                         + r as f64 * row_mm * volume.column_direction[k]
-                        + along * volume.normal[k];
-                }
+                        + along * volume.normal[k]
+                });
                 let ras = [-p[0], -p[1], p[2]];
                 let mut index = [0usize; 3];
                 let mut inside = true;
@@ -242,8 +241,8 @@ fn invert(m: &[[f64; 4]; 3]) -> Option<[[f64; 4]; 3]> {
             inv[r][c] = sign * minor / det;
         }
     }
-    for r in 0..3 {
-        inv[r][3] = -(0..3).map(|c| inv[r][c] * m[c][3]).sum::<f64>();
+    for row in &mut inv {
+        row[3] = -(0..3).map(|c| row[c] * m[c][3]).sum::<f64>();
     }
     Some(inv)
 }

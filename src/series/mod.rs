@@ -16,14 +16,12 @@ use crate::dicom::InstanceHeader;
 use crate::dicom::volume::{SliceGeometry, analyse_spacing, order_slices};
 use crate::plausible;
 
+/// Instances, each header with what it was read from.
+pub type Instances<T> = Vec<(InstanceHeader, T)>;
+
 /// Groups headers by Series Instance UID; headers without one are returned apart.
-pub fn group_by_series<T>(
-    items: Vec<(InstanceHeader, T)>,
-) -> (
-    BTreeMap<String, Vec<(InstanceHeader, T)>>,
-    Vec<(InstanceHeader, T)>,
-) {
-    let mut groups: BTreeMap<String, Vec<(InstanceHeader, T)>> = BTreeMap::new();
+pub fn group_by_series<T>(items: Instances<T>) -> (BTreeMap<String, Instances<T>>, Instances<T>) {
+    let mut groups: BTreeMap<String, Instances<T>> = BTreeMap::new();
     let mut orphans = Vec::new();
     for (header, item) in items {
         match header.series_instance_uid.clone() {
@@ -127,13 +125,13 @@ pub fn select(headers: &[&InstanceHeader], rules: &Selection) -> Result<(), Stri
     }
 
     let spacing = analyse_spacing(&positions);
-    if let Some(s) = &spacing {
-        if s.duplicate_positions > 0 {
-            return Err(format!(
-                "{} slices share a position with another (several acquisitions in one series?)",
-                s.duplicate_positions
-            ));
-        }
+    if let Some(s) = &spacing
+        && s.duplicate_positions > 0
+    {
+        return Err(format!(
+            "{} slices share a position with another (several acquisitions in one series?)",
+            s.duplicate_positions
+        ));
     }
 
     if headers.len() < rules.min_slices {
