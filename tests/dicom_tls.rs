@@ -416,6 +416,19 @@ fn echo_and_the_outbox_reach_a_tls_storescp() {
     let anonymous = Daemon::new(&tls_destination("peer", "PEER", port, &pki.ca));
     let refused = lungwatch_echo(&anonymous.config, "peer");
     assert!(!refused.status.success(), "{}", text(&refused));
+    // The destination's certificate must name its host: it names 127.0.0.1, not 127.0.0.2.
+    let other_name = Daemon::new(&format!(
+        "[dicom]\n{}{}",
+        identity_keys(&pki.node),
+        tls_destination("peer", "PEER", port, &pki.ca).replace("127.0.0.1", "127.0.0.2")
+    ));
+    let mismatch = lungwatch_echo(&other_name.config, "peer");
+    assert!(!mismatch.status.success(), "{}", text(&mismatch));
+    assert!(
+        text(&mismatch).contains("not valid for name \"127.0.0.2\""),
+        "{}",
+        text(&mismatch)
+    );
 
     // The outbox: a phantom series' SEG, SR and SC, sent over TLS once each.
     d.start();

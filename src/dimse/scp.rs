@@ -272,12 +272,86 @@ fn serve_association(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     for (uid, _) in TRANSFER_SYNTAXES {
         options = options.with_transfer_syntax(*uid);
     }
+    if let Err(why) = first_bytes(&stream, shared.tls.is_some(), config.idle_timeout()) {
+        let mut tally = tally;
+        tally.record.outcome = format!("not established: {why}");
+        finish(&db, tally);
+        return;
+    }
     match &shared.tls {
         Some(config) => {
             let established = options.tls_config(config.clone()).establish_tls(stream);
             run(established, &gate, shared, db, tally);
         }
         None => run(options.establish(stream), &gate, shared, db, tally),
+    }
+}
+
+/// Waits (up to `timeout`) until the peer's first message is there to read: the first
+/// byte of an A-ASSOCIATE-RQ on plain TCP, the whole first TLS record (the ClientHello) on
+/// TLS. dicom-ul 0.10 with its TLS feature spins forever on a connection that ends before
+/// them (its TLS acceptor reads an exhausted stream in a loop), so nothing reaches it
+/// without them; a TLS client on the plain port and a plain one on the TLS port are told
+/// apart here too.
+fn first_bytes(stream: &TcpStream, tls: bool, timeout: Duration) -> Result<(), String> {
+    const TLS_HANDSHAKE: u8 = 0x16;
+    const A_ASSOCIATE_RQ: u8 = 0x01;
+    let deadline = Instant::now() + timeout;
+    let mut buf = vec![0u8; 5 + (1 << 14) + 2048];
+    let mut needed = if tls { 5 } else { 1 };
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!(
+                "nothing complete received for dicom.idle_timeout_secs ({} s)",
+                timeout.as_secs()
+            ));
+        }
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(|e| e.to_string())?;
+        let n = match stream.peek(&mut buf) {
+            Ok(0) => return Err("connection closed before a PDU".into()),
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        match (tls, buf[0]) {
+            (false, A_ASSOCIATE_RQ) => return Ok(()),
+            (false, TLS_HANDSHAKE) => {
+                return Err("a TLS client on a receiver without dicom.tls_cert".into());
+            }
+            (false, b) => {
+                return Err(format!(
+                    "the first PDU (type 0x{b:02X}) is not an A-ASSOCIATE-RQ"
+                ));
+            }
+            (true, TLS_HANDSHAKE) => {}
+            (true, A_ASSOCIATE_RQ) => {
+                return Err("plain DICOM (no TLS) on a receiver that speaks TLS only".into());
+            }
+            (true, b) => return Err(format!("not a TLS handshake (first byte 0x{b:02X})")),
+        }
+        if n >= 5 {
+            needed = 5 + usize::from(u16::from_be_bytes([buf[3], buf[4]]));
+            if needed > buf.len() {
+                return Err(format!(
+                    "a TLS record of {needed} bytes, over the TLS limit"
+                ));
+            }
+        }
+        if n >= needed {
+            return Ok(());
+        }
+        // Part of the record is there: the rest is on its way (or never comes: the deadline).
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

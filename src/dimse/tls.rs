@@ -193,3 +193,68 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unusable_files_are_named_by_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key, ca) = (
+            dir.path().join("cert.pem"),
+            dir.path().join("key.pem"),
+            dir.path().join("ca.pem"),
+        );
+        let mut c = crate::config::Config::default().dicom;
+        assert!(server_config(&c).unwrap().is_none());
+        assert!(check_server(&c).unwrap().is_none());
+        c.tls_cert = Some(cert.clone());
+        c.tls_key = Some(key.clone());
+        let err = format!("{:#}", server_config(&c).err().unwrap());
+        assert!(err.contains("cannot read dicom.tls_cert"), "{err}");
+        std::fs::write(&cert, "not a certificate").unwrap();
+        let err = format!("{:#}", server_config(&c).err().unwrap());
+        assert!(
+            err.contains("dicom.tls_cert") && err.contains("no PEM"),
+            "{err}"
+        );
+        std::fs::write(
+            &cert,
+            "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &key,
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAA==\n-----END ENCRYPTED PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", server_config(&c).err().unwrap());
+        assert!(
+            err.contains("dicom.tls_key") && err.contains("pkcs8"),
+            "{err}"
+        );
+        std::fs::write(
+            &key,
+            "-----BEGIN PRIVATE KEY-----\nAA==\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        c.tls_ca = Some(ca.clone());
+        let err = format!("{:#}", server_config(&c).err().unwrap());
+        assert!(err.contains("cannot read dicom.tls_ca"), "{err}");
+        let destination = crate::config::Destination {
+            name: "pacs".into(),
+            ae_title: "PACS".into(),
+            host: "127.0.0.1".into(),
+            port: 2762,
+            objects: crate::config::ObjectKind::ALL.to_vec(),
+            tls: true,
+            tls_ca: Some(ca),
+        };
+        let err = format!("{:#}", client_config(&c, &destination).err().unwrap());
+        assert!(
+            err.contains("destination \"pacs\"") && err.contains("destinations.tls_ca"),
+            "{err}"
+        );
+    }
+}
