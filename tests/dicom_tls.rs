@@ -276,6 +276,9 @@ fn the_tls_receiver_wants_tls_and_a_certificate_the_site_ca_signed() {
     let addr = dicom_address(&d);
     assert!(d.log().contains("DICOM TLS only"), "{}", d.log());
 
+    // A connection closed before its ClientHello (a port probe) is let go at once.
+    drop(std::net::TcpStream::connect(addr).unwrap());
+    std::thread::sleep(Duration::from_millis(300));
     // DCMTK with a certificate the site CA signed, checking lungwatch's against the CA.
     let ok = echoscu(addr, Some(&pki.peer), &pki.ca);
     assert!(ok.status.success(), "echoscu over TLS: {}", text(&ok));
@@ -329,17 +332,58 @@ fn the_tls_receiver_wants_tls_and_a_certificate_the_site_ca_signed() {
         text(&untrusted)
     );
 
-    // The association log: two echoes released, the others not established (the
-    // receiver's TLS refusals), none of them with AE titles it could not have read.
-    let rows = associations(&d, 6);
+    // The association log: two echoes released, the others not established (the probe and
+    // the receiver's TLS refusals), none of them with AE titles it could not have read.
+    let rows = associations(&d, 7);
     let released = rows.iter().filter(|r| r.outcome == "released").count();
     assert_eq!(released, 2, "{rows:#?}");
     let refused: Vec<&AssociationRecord> = rows
         .iter()
         .filter(|r| r.outcome.starts_with("not established"))
         .collect();
-    assert!(refused.len() >= 3, "{rows:#?}");
+    assert!(refused.len() >= 4, "{rows:#?}");
+    assert!(
+        refused
+            .iter()
+            .any(|r| r.outcome.contains("plain DICOM (no TLS)")),
+        "{rows:#?}"
+    );
     assert!(refused.iter().all(|r| r.calling_ae.is_empty()), "{rows:#?}");
+}
+
+#[test]
+fn a_probe_that_closes_before_its_client_hello_frees_its_slot() {
+    if !installed("DICOM TLS probe") {
+        return;
+    }
+    let pki = Pki::make();
+    let mut d = Daemon::new(&format!(
+        "[dicom]\nlisten = \"127.0.0.1:0\"\nae_title = \"LUNGWATCH\"\nmax_associations = 1\n{}",
+        identity_keys(&pki.node)
+    ));
+    d.start();
+    let addr = dicom_address(&d);
+    drop(std::net::TcpStream::connect(addr).unwrap());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ok = echoscu(addr, Some(&pki.peer), &pki.ca);
+        if ok.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slot was never freed: {}\n{}",
+            text(&ok),
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let rows = associations(&d, 2);
+    assert!(
+        rows.iter()
+            .any(|r| r.outcome == "not established: connection closed before a PDU"),
+        "{rows:#?}"
+    );
 }
 
 /// DCMTK's storescp over TLS, requiring a client certificate the CA signed.
