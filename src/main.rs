@@ -115,7 +115,7 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
-    /// Check the config (and the TLS certificate, if set) and the models (checksums,
+    /// Check the config (and the TLS certificates and CA files, if set) and the models (checksums,
     /// loading) and say what is wrong.
     Check {
         #[arg(long, short)]
