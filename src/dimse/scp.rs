@@ -288,8 +288,8 @@ fn serve_association(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
 }
 
 /// Waits (up to `timeout`) until the peer's first message is there to read: the first
-/// byte of an A-ASSOCIATE-RQ on plain TCP, the whole first TLS record (the ClientHello) on
-/// TLS. dicom-ul 0.10 with its TLS feature spins forever on a connection that ends before
+/// byte of an A-ASSOCIATE-RQ on plain TCP, the first TLS record, holding the whole
+/// ClientHello, on TLS. dicom-ul 0.10 with its TLS feature spins forever on a connection that ends before
 /// them (its TLS acceptor reads an exhausted stream in a loop), so nothing reaches it
 /// without them; a TLS client on the plain port and a plain one on the TLS port are told
 /// apart here too.
@@ -348,7 +348,17 @@ fn first_bytes(stream: &TcpStream, tls: bool, timeout: Duration) -> Result<(), S
             }
         }
         if n >= needed {
-            return Ok(());
+            if !tls {
+                return Ok(());
+            }
+            // The whole ClientHello in this record: dicom-ul's acceptor would spin on a
+            // connection that ends between the records of a split one.
+            let hello = 4 + u32::from_be_bytes([0, buf[6], buf[7], buf[8]]) as usize;
+            return if buf[5] == 0x01 && 5 + hello <= needed {
+                Ok(())
+            } else {
+                Err("the first TLS record is not a whole ClientHello".into())
+            };
         }
         // Part of the record is there: the rest is on its way (or never comes: the deadline).
         std::thread::sleep(Duration::from_millis(5));
