@@ -94,6 +94,14 @@ pub struct Destination {
     /// What is sent to it; all kinds when left out.
     #[serde(default = "all_object_kinds")]
     pub objects: Vec<ObjectKind>,
+    /// DICOM TLS (PS3.15 B.1): the association runs over TLS 1.2/1.3 and the destination's
+    /// certificate must be valid for `host` and signed by `tls_ca` (or a system root).
+    #[serde(default)]
+    pub tls: bool,
+    /// PEM CA bundle the destination's certificate must chain to (the site CA); absent:
+    /// the system's roots. Only with `tls = true`.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// Delivery of the objects: the folder outbox and the retry back-off.
@@ -280,6 +288,17 @@ pub struct DicomConfig {
     pub max_association_secs: u64,
     /// Root of the UIDs of the objects lungwatch writes (series, instances).
     pub uid_root: String,
+    /// PEM certificate chain of this node; with `tls_key`, the receiver speaks DICOM TLS
+    /// only, and destinations with `tls = true` are offered it as the client certificate.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, RSA or EC, unencrypted) of `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle: when set, peers of the receiver must present a client certificate
+    /// signed by it (mutual TLS).
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// The longest accepted `dicom.uid_root`: a UID is at most 64 characters, and the unique
@@ -294,6 +313,11 @@ impl DicomConfig {
                 .allowed_peers
                 .iter()
                 .any(|p| p.parse::<std::net::IpAddr>() == Ok(peer))
+    }
+
+    /// True when this node has a certificate: the receiver speaks TLS only.
+    pub fn tls_configured(&self) -> bool {
+        self.tls_cert.is_some() && self.tls_key.is_some()
     }
 
     /// The listening address, when the receiver is on.
@@ -363,6 +387,41 @@ impl DicomConfig {
             return Err(invalid(
                 "dicom.max_association_secs",
                 "must be at least dicom.idle_timeout_secs".into(),
+            ));
+        }
+        for (key, path) in [
+            ("dicom.tls_cert", &self.tls_cert),
+            ("dicom.tls_key", &self.tls_key),
+            ("dicom.tls_ca", &self.tls_ca),
+        ] {
+            if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                return Err(invalid(
+                    key,
+                    "must not be empty (leave it out instead)".into(),
+                ));
+            }
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => {
+                return Err(invalid(
+                    "dicom.tls_key",
+                    "must be set when dicom.tls_cert is (both or neither)".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "dicom.tls_cert",
+                    "must be set when dicom.tls_key is (both or neither)".into(),
+                ));
+            }
+            _ => {}
+        }
+        if self.tls_ca.is_some() && !self.tls_configured() {
+            return Err(invalid(
+                "dicom.tls_ca",
+                "needs dicom.tls_cert and dicom.tls_key: client certificates are checked only \
+                 by a receiver that speaks TLS"
+                    .into(),
             ));
         }
         Ok(())
@@ -726,6 +785,20 @@ impl Config {
                     format!("of {:?} must be between 1 and 65535", d.name),
                 ));
             }
+            if let Some(ca) = &d.tls_ca {
+                if ca.as_os_str().is_empty() {
+                    return Err(invalid(
+                        "destinations.tls_ca",
+                        format!("of {:?} must not be empty (leave it out instead)", d.name),
+                    ));
+                }
+                if !d.tls {
+                    return Err(invalid(
+                        "destinations.tls_ca",
+                        format!("of {:?} is set but tls is not true", d.name),
+                    ));
+                }
+            }
             if d.name == FOLDER_DESTINATION {
                 return Err(invalid(
                     "destinations.name",
@@ -1040,6 +1113,11 @@ mod tests {
         assert_eq!(c.dicom.uid_root, "2.25");
         let on = dicom("listen = \"0.0.0.0:11112\"\nallowed_calling_aes = [\"PACS\"]\n").unwrap();
         assert_eq!(on.dicom.listen_addr().unwrap().unwrap().port(), 11112);
+        assert!(!c.dicom.tls_configured());
+        let tls =
+            dicom("tls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\ntls_ca = \"/ca.pem\"\n").unwrap();
+        assert!(tls.dicom.tls_configured());
+        assert_eq!(tls.dicom.tls_ca.as_deref(), Some(Path::new("/ca.pem")));
     }
 
     #[test]
@@ -1064,6 +1142,11 @@ mod tests {
             ("uid_root = \"1.2.03\"\n", "dicom.uid_root"),
             ("uid_root = \"1.2.\"\n", "dicom.uid_root"),
             ("uid_root = \"org.example\"\n", "dicom.uid_root"),
+            ("tls_cert = \"/c.pem\"\n", "dicom.tls_key"),
+            ("tls_key = \"/k.pem\"\n", "dicom.tls_cert"),
+            ("tls_ca = \"/ca.pem\"\n", "dicom.tls_ca"),
+            ("tls_cert = \"\"\ntls_key = \"/k.pem\"\n", "dicom.tls_cert"),
+            ("tls = true\n", "tls"),
         ] {
             let err = dicom(extra).unwrap_err().to_string();
             assert!(err.contains(key), "{err} should name {key}");
@@ -1081,6 +1164,14 @@ mod tests {
         let only_sr = format!("{base}{one}objects = [\"sr\"]\n");
         let c = Config::from_toml(&only_sr, Path::new("t.toml")).unwrap();
         assert_eq!(c.destinations[0].objects, vec![ObjectKind::Sr]);
+        assert!(!c.destinations[0].tls && c.destinations[0].tls_ca.is_none());
+        let tls = format!("{base}{one}tls = true\ntls_ca = \"/etc/lungwatch/tls/site-ca.pem\"\n");
+        let c = Config::from_toml(&tls, Path::new("t.toml")).unwrap();
+        assert!(c.destinations[0].tls);
+        assert_eq!(
+            c.destinations[0].tls_ca.as_deref(),
+            Some(Path::new("/etc/lungwatch/tls/site-ca.pem"))
+        );
         for (toml, key) in [
             (format!("{one}{one}"), "destinations.name"),
             (one.replace("ORTHANC", ""), "destinations.ae_title"),
@@ -1088,6 +1179,15 @@ mod tests {
             (one.replace("4242", "0"), "destinations.port"),
             (one.replace("\"pacs\"", "\"folder\""), "destinations.name"),
             (format!("{one}objects = [\"nifti\"]\n"), "objects"),
+            (
+                format!("{one}tls_ca = \"/ca.pem\"\n"),
+                "destinations.tls_ca",
+            ),
+            (
+                format!("{one}tls = true\ntls_ca = \"\"\n"),
+                "destinations.tls_ca",
+            ),
+            (format!("{one}tls = \"yes\"\n"), "tls"),
             (
                 "[outbox]\nretry_min_secs = 0\n".to_string(),
                 "outbox.retry_min_secs",

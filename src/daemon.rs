@@ -326,6 +326,15 @@ fn start_dicom(
         paused: paused.clone(),
     };
     let handle = dimse::start(&config.dicom, context).context("cannot start the DICOM receiver")?;
+    if let Some(fingerprint) = dimse::tls::check_server(&config.dicom)? {
+        info!(
+            "DICOM TLS only (TLS 1.2/1.3), certificate SHA-256 fingerprint {fingerprint}; {}",
+            match &config.dicom.tls_ca {
+                Some(ca) => format!("client certificates signed by {} required", ca.display()),
+                None => "no client certificate asked for (dicom.tls_ca is not set)".into(),
+            }
+        );
+    }
     info!(
         "DICOM node {} listening on {}",
         config.dicom.ae_title,

@@ -19,6 +19,7 @@ pub mod labelled;
 pub mod objects;
 pub mod outbox;
 pub mod passwd;
+pub mod pem;
 pub mod pipeline;
 pub mod plausible;
 pub mod report;

@@ -115,7 +115,7 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
-    /// Check the config (and the TLS certificate, if set) and the models (checksums,
+    /// Check the config (and the TLS certificates and CA files, if set) and the models (checksums,
     /// loading) and say what is wrong.
     Check {
         #[arg(long, short)]
@@ -287,6 +287,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             if let Some(fingerprint) = lungwatch::web::check_tls(&config.web)? {
                 println!("web TLS certificate: ok, SHA-256 fingerprint {fingerprint}");
+            }
+            if let Some(fingerprint) = lungwatch::dimse::tls::check_server(&config.dicom)? {
+                println!("DICOM TLS certificate: ok, SHA-256 fingerprint {fingerprint}");
+            }
+            for d in config.destinations.iter().filter(|d| d.tls) {
+                lungwatch::dimse::tls::client_config(&config.dicom, d)?;
+                println!(
+                    "destination {}: TLS trust and client certificate ok",
+                    d.name
+                );
             }
             let models = load_models(models.unwrap_or_else(|| config.models_dir()))?;
             for m in models.references() {

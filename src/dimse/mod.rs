@@ -8,11 +8,13 @@
 //! - `syntaxes.rs`: the SOP classes accepted and the transfer syntaxes offered.
 //! - `message.rs`: DIMSE command sets, read and written (pure).
 //! - `scp.rs`: the listener, one thread per association, the association log.
-//! - `scu.rs`: lungwatch as a client of a configured destination (C-ECHO).
+//! - `scu.rs`: lungwatch as a client of a configured destination (C-ECHO, C-STORE).
+//! - `tls.rs`: DICOM TLS, the receiver's and the client's rustls configurations.
 
 pub mod message;
 mod scp;
 pub mod scu;
 pub mod syntaxes;
+pub mod tls;
 
 pub use scp::{IMPLEMENTATION_CLASS_UID, ScpContext, ScpHandle, start};

@@ -19,7 +19,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use dicom_object::FileMetaTableBuilder;
 use dicom_ul::Pdu;
-use dicom_ul::association::server::{AccessControl, ServerAssociation, ServerAssociationOptions};
+use dicom_ul::association::CloseSocket;
+use dicom_ul::association::server::{
+    AccessControl, ServerAssociation, ServerAssociationOptions, TlsStream,
+};
 use dicom_ul::pdu::{
     AssociationRJ, AssociationRJResult, AssociationRJServiceProviderPresentationReason,
     AssociationRJServiceUserReason, AssociationRJSource, PDataValue, PDataValueType,
@@ -29,6 +32,7 @@ use log::{info, warn};
 
 use super::message::{self, C_ECHO_RQ, C_STORE_RQ, Command, Status};
 use super::syntaxes::{STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES};
+use super::tls;
 use crate::config::DicomConfig;
 use crate::db::{self, AssociationRecord, Database};
 use crate::ingest::{self, Dirs, Outcome};
@@ -83,11 +87,13 @@ impl Drop for ScpHandle {
     }
 }
 
-/// Binds `config.listen` and serves associations on their own threads.
+/// Binds `config.listen` and serves associations on their own threads: over TLS only when
+/// `dicom.tls_cert` is set.
 pub fn start(config: &DicomConfig, context: ScpContext) -> anyhow::Result<ScpHandle> {
     let addr = config
         .listen_addr()?
         .context("dicom.listen is not set: the DICOM receiver is off")?;
+    let tls = tls::server_config(config)?;
     let listener = TcpListener::bind(addr)
         .with_context(|| format!("cannot listen for DICOM on {addr} (dicom.listen)"))?;
     listener.set_nonblocking(true)?;
@@ -95,6 +101,7 @@ pub fn start(config: &DicomConfig, context: ScpContext) -> anyhow::Result<ScpHan
     let stop = Arc::new(AtomicBool::new(false));
     let shared = Arc::new(Shared {
         config: config.clone(),
+        tls,
         context,
         stop: stop.clone(),
         active: AtomicUsize::new(0),
@@ -111,6 +118,8 @@ pub fn start(config: &DicomConfig, context: ScpContext) -> anyhow::Result<ScpHan
 
 struct Shared {
     config: DicomConfig,
+    /// The TLS configuration when the receiver speaks TLS (only).
+    tls: Option<Arc<rustls::ServerConfig>>,
     context: ScpContext,
     stop: Arc<AtomicBool>,
     active: AtomicUsize,
@@ -229,7 +238,7 @@ struct Tally {
 
 fn serve_association(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     let config = &shared.config;
-    let mut tally = Tally {
+    let tally = Tally {
         record: AssociationRecord {
             peer: peer.to_string(),
             started_at: db::now_secs(),
@@ -237,7 +246,7 @@ fn serve_association(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         },
         started: Instant::now(),
     };
-    let mut db = match Database::open(&shared.context.db_path) {
+    let db = match Database::open(&shared.context.db_path) {
         Ok(db) => db,
         Err(e) => {
             log::error!("DICOM association from {peer} refused: cannot open the database: {e}");
@@ -263,7 +272,124 @@ fn serve_association(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     for (uid, _) in TRANSFER_SYNTAXES {
         options = options.with_transfer_syntax(*uid);
     }
-    let established = options.establish(stream);
+    if let Err(why) = first_bytes(&stream, shared.tls.is_some(), config.idle_timeout()) {
+        let mut tally = tally;
+        tally.record.outcome = format!("not established: {why}");
+        finish(&db, tally);
+        return;
+    }
+    match &shared.tls {
+        Some(config) => {
+            let established = options.tls_config(config.clone()).establish_tls(stream);
+            run(established, &gate, shared, db, tally);
+        }
+        None => run(options.establish(stream), &gate, shared, db, tally),
+    }
+}
+
+/// Waits (up to `timeout`) until the peer's first message is there to read: the first
+/// byte of an A-ASSOCIATE-RQ on plain TCP, the first TLS record, holding the whole
+/// ClientHello, on TLS. dicom-ul 0.10 with its TLS feature spins forever on a connection that ends before
+/// them (its TLS acceptor reads an exhausted stream in a loop), so nothing reaches it
+/// without them; a TLS client on the plain port and a plain one on the TLS port are told
+/// apart here too.
+fn first_bytes(stream: &TcpStream, tls: bool, timeout: Duration) -> Result<(), String> {
+    const TLS_HANDSHAKE: u8 = 0x16;
+    const A_ASSOCIATE_RQ: u8 = 0x01;
+    let deadline = Instant::now() + timeout;
+    let mut buf = vec![0u8; 5 + (1 << 14) + 2048];
+    let mut needed = if tls { 5 } else { 1 };
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!(
+                "nothing complete received for dicom.idle_timeout_secs ({} s)",
+                timeout.as_secs()
+            ));
+        }
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(|e| e.to_string())?;
+        let n = match stream.peek(&mut buf) {
+            Ok(0) => return Err("connection closed before a PDU".into()),
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        match (tls, buf[0]) {
+            (false, A_ASSOCIATE_RQ) => return Ok(()),
+            (false, TLS_HANDSHAKE) => {
+                return Err("a TLS client on a receiver without dicom.tls_cert".into());
+            }
+            (false, b) => {
+                return Err(format!(
+                    "the first PDU (type 0x{b:02X}) is not an A-ASSOCIATE-RQ"
+                ));
+            }
+            (true, TLS_HANDSHAKE) => {}
+            (true, A_ASSOCIATE_RQ) => {
+                return Err("plain DICOM (no TLS) on a receiver that speaks TLS only".into());
+            }
+            (true, b) => return Err(format!("not a TLS handshake (first byte 0x{b:02X})")),
+        }
+        if n >= 5 {
+            needed = 5 + usize::from(u16::from_be_bytes([buf[3], buf[4]]));
+            if needed > buf.len() {
+                return Err(format!(
+                    "a TLS record of {needed} bytes, over the TLS limit"
+                ));
+            }
+        }
+        if n >= needed {
+            if !tls {
+                return Ok(());
+            }
+            // The whole ClientHello in this record: dicom-ul's acceptor would spin on a
+            // connection that ends between the records of a split one.
+            let hello = 4 + u32::from_be_bytes([0, buf[6], buf[7], buf[8]]) as usize;
+            return if buf[5] == 0x01 && 5 + hello <= needed {
+                Ok(())
+            } else {
+                Err("the first TLS record is not a whole ClientHello".into())
+            };
+        }
+        // Part of the record is there: the rest is on its way (or never comes: the deadline).
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The transports an association runs on: plain TCP, or TLS over it.
+trait Transport: Read + Write + CloseSocket {
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Transport for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Transport for TlsStream {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref()
+    }
+}
+
+/// An association once negotiation is over, on either transport.
+fn run<S: Transport>(
+    established: Result<ServerAssociation<S>, dicom_ul::association::Error>,
+    gate: &Gate,
+    shared: &Shared,
+    mut db: Database,
+    mut tally: Tally,
+) {
     {
         let seen = gate.seen.lock().unwrap_or_else(|p| p.into_inner());
         tally.record.calling_ae = seen.calling.clone();
@@ -271,7 +397,7 @@ fn serve_association(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         if let Err(e) = &established {
             tally.record.outcome = match &seen.refusal {
                 Some(why) => format!("rejected: {why}"),
-                None => format!("not established: {e}"),
+                None => format!("not established: {}", tls::chain(e)),
             };
         }
     }
@@ -281,7 +407,11 @@ fn serve_association(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     };
     // From here reads wake every TICK, so that stop and the deadlines are seen; a read cut
     // by the timeout keeps its partial PDU in dicom-ul's buffer and simply resumes.
-    if let Err(e) = association.inner_stream().set_read_timeout(Some(TICK)) {
+    if let Err(e) = association
+        .inner_stream()
+        .tcp()
+        .set_read_timeout(Some(TICK))
+    {
         tally.record.outcome = format!("aborted: {e}");
         let _ = association.abort();
         finish(&db, tally);
@@ -319,8 +449,8 @@ struct Incoming {
     head_len: usize,
 }
 
-fn receive_loop(
-    association: &mut ServerAssociation<TcpStream>,
+fn receive_loop<S: Transport>(
+    association: &mut ServerAssociation<S>,
     shared: &Shared,
     db: &mut Database,
     tally: &mut Tally,
@@ -485,7 +615,7 @@ fn store(shared: &Shared, db: &mut Database, inc: &Incoming, tally: &mut Tally) 
 }
 
 /// The transfer syntax negotiated for an accepted presentation context.
-fn accepted_transfer_syntax(association: &ServerAssociation<TcpStream>, id: u8) -> Option<String> {
+fn accepted_transfer_syntax<S>(association: &ServerAssociation<S>, id: u8) -> Option<String> {
     association
         .presentation_contexts()
         .iter()
@@ -524,8 +654,8 @@ fn file_head(
     Ok(out)
 }
 
-fn send_command(
-    association: &mut ServerAssociation<TcpStream>,
+fn send_command<S: Transport>(
+    association: &mut ServerAssociation<S>,
     presentation_context_id: u8,
     data: Vec<u8>,
 ) -> Result<(), String> {
@@ -578,8 +708,9 @@ fn log_refused_peer(peer: SocketAddr, shared: &Shared) {
     }
 }
 
-/// Over `max_associations`: read the A-ASSOCIATE-RQ and reject it as transient ("local
-/// limit exceeded"), which tells the peer to try again later.
+/// Over `max_associations`: read the A-ASSOCIATE-RQ (after the TLS handshake, on a TLS
+/// receiver) and reject it as transient ("local limit exceeded"), which tells the peer to
+/// try again later.
 fn reject_busy(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     let started = Instant::now();
     let mut record = AssociationRecord {
@@ -591,38 +722,24 @@ fn reject_busy(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         ),
         ..Default::default()
     };
-    let mut answer = || -> Result<(), String> {
-        let short = Some(Duration::from_secs(2));
-        stream.set_read_timeout(short).map_err(|e| e.to_string())?;
-        stream.set_write_timeout(short).map_err(|e| e.to_string())?;
-        let mut head = [0u8; 6];
-        stream.read_exact(&mut head).map_err(|e| e.to_string())?;
-        let len = u32::from_be_bytes([head[2], head[3], head[4], head[5]]) as usize;
-        if head[0] != 0x01 || len > 64 * 1024 {
-            return Err("not an A-ASSOCIATE-RQ".into());
-        }
-        let mut pdu = head.to_vec();
-        pdu.resize(6 + len, 0);
-        stream
-            .read_exact(&mut pdu[6..])
-            .map_err(|e| e.to_string())?;
-        if let Ok(Some(Pdu::AssociationRQ(rq))) =
-            dicom_ul::read_pdu(&pdu[..], dicom_ul::pdu::MAXIMUM_PDU_SIZE, false)
-        {
-            record.calling_ae = rq.calling_ae_title;
-            record.called_ae = rq.called_ae_title;
-        }
-        let rj = Pdu::AssociationRJ(AssociationRJ {
-            result: AssociationRJResult::Transient,
-            source: AssociationRJSource::ServiceProviderPresentation(
-                AssociationRJServiceProviderPresentationReason::LocalLimitExceeded,
-            ),
+    let short = Some(Duration::from_secs(2));
+    let answered = stream
+        .set_read_timeout(short)
+        .and_then(|()| stream.set_write_timeout(short))
+        .map_err(|e| e.to_string())
+        .and_then(|()| match &shared.tls {
+            Some(config) => {
+                let conn = rustls::ServerConnection::new(config.clone())
+                    .map_err(|e| format!("TLS: {e}"))?;
+                let mut tls = rustls::StreamOwned::new(conn, stream);
+                let answered = reject_transient(&mut tls, &mut record);
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+                answered
+            }
+            None => reject_transient(&mut stream, &mut record),
         });
-        let mut out = Vec::new();
-        dicom_ul::write_pdu(&mut out, &rj).map_err(|e| e.to_string())?;
-        stream.write_all(&out).map_err(|e| e.to_string())
-    };
-    if let Err(why) = answer() {
+    if let Err(why) = answered {
         record.outcome = format!(
             "{} (the rejection was not delivered: {why})",
             record.outcome
@@ -641,6 +758,41 @@ fn reject_busy(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         }
         Err(e) => log::error!("cannot record the DICOM association: {e}"),
     }
+}
+
+/// Reads one A-ASSOCIATE-RQ from `stream` (its AE titles into `record`) and answers it
+/// with a transient A-ASSOCIATE-RJ.
+fn reject_transient<S: Read + Write>(
+    stream: &mut S,
+    record: &mut AssociationRecord,
+) -> Result<(), String> {
+    let mut head = [0u8; 6];
+    stream.read_exact(&mut head).map_err(|e| e.to_string())?;
+    let len = u32::from_be_bytes([head[2], head[3], head[4], head[5]]) as usize;
+    if head[0] != 0x01 || len > 64 * 1024 {
+        return Err("not an A-ASSOCIATE-RQ".into());
+    }
+    let mut pdu = head.to_vec();
+    pdu.resize(6 + len, 0);
+    stream
+        .read_exact(&mut pdu[6..])
+        .map_err(|e| e.to_string())?;
+    if let Ok(Some(Pdu::AssociationRQ(rq))) =
+        dicom_ul::read_pdu(&pdu[..], dicom_ul::pdu::MAXIMUM_PDU_SIZE, false)
+    {
+        record.calling_ae = rq.calling_ae_title;
+        record.called_ae = rq.called_ae_title;
+    }
+    let rj = Pdu::AssociationRJ(AssociationRJ {
+        result: AssociationRJResult::Transient,
+        source: AssociationRJSource::ServiceProviderPresentation(
+            AssociationRJServiceProviderPresentationReason::LocalLimitExceeded,
+        ),
+    });
+    let mut out = Vec::new();
+    dicom_ul::write_pdu(&mut out, &rj).map_err(|e| e.to_string())?;
+    stream.write_all(&out).map_err(|e| e.to_string())?;
+    stream.flush().map_err(|e| e.to_string())
 }
 
 fn finish(db: &Database, mut tally: Tally) {

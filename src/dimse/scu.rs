@@ -2,8 +2,7 @@
 //! it accept lungwatch's association?) and C-STORE of lungwatch's own objects, one
 //! association for a batch of them.
 
-use std::io::Write;
-use std::net::TcpStream;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -11,10 +10,12 @@ use anyhow::Context;
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 use dicom_ul::ClientAssociationOptions;
 use dicom_ul::Pdu;
+use dicom_ul::association::CloseSocket;
 use dicom_ul::association::client::ClientAssociation;
 use dicom_ul::pdu::{PDataValue, PDataValueType, PresentationContextResultReason};
 
 use super::message::{self, StoreVerdict};
+use super::tls;
 use crate::config::{Destination, DicomConfig};
 
 /// How long to wait for the peer at each step.
@@ -54,9 +55,8 @@ pub fn store(
     destination: &Destination,
     requests: &[StoreRequest],
 ) -> Vec<StoreOutcome> {
-    let mut outcomes = Vec::with_capacity(requests.len());
     if requests.is_empty() {
-        return outcomes;
+        return Vec::new();
     }
     let mut classes: Vec<&str> = requests.iter().map(|r| r.sop_class_uid.as_str()).collect();
     classes.sort_unstable();
@@ -74,19 +74,46 @@ pub fn store(
         );
     }
     let address = format!("{}:{}", destination.host, destination.port);
-    let mut association = match options.establish(address.as_str()) {
-        Ok(a) => a,
-        Err(e) => {
-            let why = format!(
-                "no association with {} ({} at {address}): {e}",
-                destination.name, destination.ae_title
-            );
-            return requests
-                .iter()
-                .map(|_| StoreOutcome::Retry(why.clone()))
-                .collect();
-        }
+    let no_association = |why: String| {
+        let why = format!(
+            "no association with {} ({} at {address}{}): {why}",
+            destination.name,
+            destination.ae_title,
+            if destination.tls { ", TLS" } else { "" }
+        );
+        requests
+            .iter()
+            .map(|_| StoreOutcome::Retry(why.clone()))
+            .collect()
     };
+    if !destination.tls {
+        return match options.establish(address.as_str()) {
+            Ok(a) => store_on(a, destination, requests),
+            Err(e) => no_association(tls::chain(&e)),
+        };
+    }
+    // A TLS file that cannot be used now may be fixed before the next attempt.
+    let config = match tls::client_config(local, destination) {
+        Ok(c) => c,
+        Err(e) => return no_association(format!("{e:#}")),
+    };
+    match options
+        .tls_config(config)
+        .server_name(&destination.host)
+        .establish_tls(address.as_str())
+    {
+        Ok(a) => store_on(a, destination, requests),
+        Err(e) => no_association(tls::chain(&e)),
+    }
+}
+
+/// The C-STOREs of [`store`] on an established association, on either transport.
+fn store_on<S: CloseSocket + Read + Write>(
+    mut association: ClientAssociation<S>,
+    destination: &Destination,
+    requests: &[StoreRequest],
+) -> Vec<StoreOutcome> {
+    let mut outcomes = Vec::with_capacity(requests.len());
     let mut broken: Option<String> = None;
     for (k, request) in requests.iter().enumerate() {
         if let Some(why) = &broken {
@@ -159,8 +186,8 @@ fn encode_data_set(request: &StoreRequest, syntax: &str) -> anyhow::Result<Vec<u
 }
 
 /// One C-STORE: the command, the data set, the response's status.
-fn store_one(
-    association: &mut ClientAssociation<TcpStream>,
+fn store_one<S: CloseSocket + Read + Write>(
+    association: &mut ClientAssociation<S>,
     pc: u8,
     message_id: u16,
     request: &StoreRequest,
@@ -204,8 +231,8 @@ fn store_one(
 }
 
 /// Reads PDUs until a whole command set has arrived.
-fn receive_command(
-    association: &mut ClientAssociation<TcpStream>,
+fn receive_command<S: CloseSocket + Read + Write>(
+    association: &mut ClientAssociation<S>,
 ) -> anyhow::Result<message::Command> {
     let mut command = Vec::new();
     loop {
@@ -228,23 +255,48 @@ fn receive_command(
     }
 }
 
-/// C-ECHO `destination` as `dicom.ae_title`; the round trip on success.
+/// C-ECHO `destination` as `dicom.ae_title` (over TLS when it says `tls = true`); the
+/// round trip on success.
 pub fn echo(local: &DicomConfig, destination: &Destination) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let address = format!("{}:{}", destination.host, destination.port);
-    let mut association = ClientAssociationOptions::new()
+    let options = ClientAssociationOptions::new()
         .calling_ae_title(local.ae_title.trim().to_string())
         .called_ae_title(destination.ae_title.trim().to_string())
         .with_abstract_syntax(message::VERIFICATION)
         .connection_timeout(TIMEOUT)
-        .read_timeout(TIMEOUT)
-        .establish(address.as_str())
-        .with_context(|| {
-            format!(
-                "no association with {} ({} at {address})",
-                destination.name, destination.ae_title
-            )
-        })?;
+        .read_timeout(TIMEOUT);
+    let context = || {
+        format!(
+            "no association with {} ({} at {address}{})",
+            destination.name,
+            destination.ae_title,
+            if destination.tls { ", TLS" } else { "" }
+        )
+    };
+    if destination.tls {
+        let config = tls::client_config(local, destination).with_context(context)?;
+        let association = options
+            .tls_config(config)
+            .server_name(&destination.host)
+            .establish_tls(address.as_str())
+            .map_err(|e| anyhow::anyhow!("{}", tls::chain(&e)))
+            .with_context(context)?;
+        echo_on(association)?;
+    } else {
+        let association = options
+            .establish(address.as_str())
+            .map_err(|e| anyhow::anyhow!("{}", tls::chain(&e)))
+            .with_context(context)?;
+        echo_on(association)?;
+    }
+    Ok(started.elapsed())
+}
+
+/// One C-ECHO on an established association, then its release.
+fn echo_on<S: CloseSocket + Read + Write>(
+    mut association: ClientAssociation<S>,
+) -> anyhow::Result<()> {
     let pc = association
         .presentation_contexts()
         .iter()
@@ -269,7 +321,7 @@ pub fn echo(local: &DicomConfig, destination: &Destination) -> anyhow::Result<Du
         response.field
     );
     match response.status {
-        Some(0) => Ok(started.elapsed()),
+        Some(0) => Ok(()),
         Some(s) => anyhow::bail!("C-ECHO failed with status 0x{s:04X}"),
         None => anyhow::bail!("the C-ECHO response has no status"),
     }

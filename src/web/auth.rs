@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Role, WebConfig};
 use crate::dicom::header::sha256;
+use crate::pem::base64_decode;
 
 /// The user name the audit trail records for requests authenticated by `web.token`.
 pub const TOKEN_USER: &str = "token";
@@ -23,31 +24,6 @@ const CACHE_MAX: usize = 1024;
 /// Constant-time equality of two digests.
 fn digest_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Standard base64 (RFC 4648, with or without padding); None on any invalid character.
-pub(super) fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim_end_matches('=');
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
 }
 
 /// An Argon2id PHC string for `password` with a fresh random salt and the crate's
@@ -233,14 +209,6 @@ mod tests {
             tls_key: None,
             allow_plain_http: true,
         }
-    }
-
-    #[test]
-    fn base64_matches_known_values() {
-        assert_eq!(base64_decode("dXNlcjpwYXNz").unwrap(), b"user:pass");
-        assert_eq!(base64_decode("YQ==").unwrap(), b"a");
-        assert_eq!(base64_decode("YWI").unwrap(), b"ab");
-        assert!(base64_decode("a*b").is_none());
     }
 
     #[test]

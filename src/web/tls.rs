@@ -2,54 +2,18 @@
 //! tiny_http sees them (its rustls backend panics on a key it cannot parse), fingerprinted
 //! for the log, and digested so that a SIGHUP notices a replaced file with unchanged keys.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
-use super::auth::base64_decode;
 use crate::config::WebConfig;
-use crate::dicom::header::sha256;
+use crate::pem::{self, blocks as pem_blocks, read};
 
 /// The PEM bytes of a certificate chain and its key, as loaded.
 pub struct TlsFiles {
     pub cert: Vec<u8>,
     pub key: Vec<u8>,
     paths: (PathBuf, PathBuf),
-}
-
-fn read(path: &Path, key: &str) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {key} {}: {e}", path.display()))
-}
-
-/// The DER bytes of every PEM block labelled `label`.
-fn pem_blocks(pem: &[u8], label: &str) -> Vec<Vec<u8>> {
-    let text = String::from_utf8_lossy(pem);
-    let (begin, end) = (
-        format!("-----BEGIN {label}-----"),
-        format!("-----END {label}-----"),
-    );
-    let mut out = Vec::new();
-    let mut rest = text.as_ref();
-    while let Some(start) = rest.find(&begin) {
-        let body = &rest[start + begin.len()..];
-        let Some(stop) = body.find(&end) else { break };
-        let b64: String = body[..stop].split_whitespace().collect();
-        if let Some(der) = base64_decode(&b64) {
-            out.push(der);
-        }
-        rest = &body[stop + end.len()..];
-    }
-    out
-}
-
-/// SHA-256 of a DER certificate, as `AB:CD:...` (what `openssl x509 -fingerprint -sha256`
-/// and browsers show).
-pub fn fingerprint(der: &[u8]) -> String {
-    sha256(der)
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 impl TlsFiles {
@@ -86,7 +50,7 @@ impl TlsFiles {
     pub fn fingerprint(&self) -> String {
         pem_blocks(&self.cert, "CERTIFICATE")
             .first()
-            .map(|der| fingerprint(der))
+            .map(|der| pem::fingerprint(der))
             .unwrap_or_default()
     }
 
@@ -115,18 +79,6 @@ fn digest(cert: &[u8], key: &[u8]) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pem_blocks_and_fingerprints() {
-        // "hello" and "world" as DER stand-ins.
-        let pem = b"junk\n-----BEGIN CERTIFICATE-----\naGVs\nbG8=\n-----END CERTIFICATE-----\n\
-                    -----BEGIN CERTIFICATE-----\nd29ybGQ=\n-----END CERTIFICATE-----\n";
-        let blocks = pem_blocks(pem, "CERTIFICATE");
-        assert_eq!(blocks, vec![b"hello".to_vec(), b"world".to_vec()]);
-        assert!(pem_blocks(pem, "PRIVATE KEY").is_empty());
-        // sha256("hello")
-        assert!(fingerprint(b"hello").starts_with("2C:F2:4D:BA:5F:B0:A3:0E"));
-    }
 
     #[test]
     fn unusable_files_are_refused_by_key_name() {
