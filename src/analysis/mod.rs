@@ -15,10 +15,6 @@ pub mod quantify;
 pub mod resample;
 pub mod segment;
 
-/// The report types moved to the tract-free [`crate::report`]; this path stays for callers
-/// written before the move. New code names `crate::report`.
-pub use crate::report;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -29,7 +25,8 @@ use rayon::prelude::*;
 use crate::dicom::InstanceHeader;
 use crate::dicom::volume::Volume;
 use crate::report::{
-    AffectedRatio, BelowThreshold, Probabilities, SeriesReport, Sides, SliceFigures, Timings, Zones,
+    self, AffectedRatio, BelowThreshold, Probabilities, SeriesReport, Sides, SliceFigures, Timings,
+    Zones,
 };
 use models::ModelSet;
 use morphology::Dims;
