@@ -8,6 +8,8 @@ use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN;
+use dicom_ul::Pdu;
+use dicom_ul::pdu::{PDataValue, PDataValueType};
 
 /// Command Field values (PS3.7 E.1).
 pub const C_STORE_RQ: u16 = 0x0001;
@@ -56,6 +58,19 @@ impl Status {
             Status::Success => None,
             Status::OutOfResources(c) | Status::CannotUnderstand(c) => Some(c),
         }
+    }
+}
+
+/// A whole command set in one P-DATA PDU on presentation context `pc`: command sets are
+/// small (under 200 bytes), far below any peer's maximum PDU length.
+pub fn command_pdu(pc: u8, command: Vec<u8>) -> Pdu {
+    Pdu::PData {
+        data: vec![PDataValue {
+            presentation_context_id: pc,
+            value_type: PDataValueType::Command,
+            is_last: true,
+            data: command,
+        }],
     }
 }
 

@@ -25,7 +25,7 @@ use dicom_ul::association::server::{
 };
 use dicom_ul::pdu::{
     AssociationRJ, AssociationRJResult, AssociationRJServiceProviderPresentationReason,
-    AssociationRJServiceUserReason, AssociationRJSource, PDataValue, PDataValueType,
+    AssociationRJServiceUserReason, AssociationRJSource, PDataValueType,
     PresentationContextResultReason, UserIdentity,
 };
 use log::{info, warn};
@@ -660,14 +660,7 @@ fn send_command<S: Transport>(
     data: Vec<u8>,
 ) -> Result<(), String> {
     association
-        .send(&Pdu::PData {
-            data: vec![PDataValue {
-                presentation_context_id,
-                value_type: PDataValueType::Command,
-                is_last: true,
-                data,
-            }],
-        })
+        .send(&message::command_pdu(presentation_context_id, data))
         .map_err(|e| e.to_string())
 }
 

@@ -12,7 +12,7 @@ use dicom_ul::ClientAssociationOptions;
 use dicom_ul::Pdu;
 use dicom_ul::association::CloseSocket;
 use dicom_ul::association::client::ClientAssociation;
-use dicom_ul::pdu::{PDataValue, PDataValueType, PresentationContextResultReason};
+use dicom_ul::pdu::{PDataValueType, PresentationContextResultReason};
 
 use super::message::{self, StoreVerdict};
 use super::tls;
@@ -193,19 +193,13 @@ fn store_one<S: CloseSocket + Read + Write>(
     request: &StoreRequest,
     data_set: &[u8],
 ) -> anyhow::Result<u16> {
+    let command = message::store_request(
+        message_id,
+        &request.sop_class_uid,
+        &request.sop_instance_uid,
+    );
     association
-        .send(&Pdu::PData {
-            data: vec![PDataValue {
-                presentation_context_id: pc,
-                value_type: PDataValueType::Command,
-                is_last: true,
-                data: message::store_request(
-                    message_id,
-                    &request.sop_class_uid,
-                    &request.sop_instance_uid,
-                ),
-            }],
-        })
+        .send(&message::command_pdu(pc, command))
         .context("cannot send the C-STORE request")?;
     {
         let mut writer = association.send_pdata(pc);
@@ -304,14 +298,7 @@ fn echo_on<S: CloseSocket + Read + Write>(
         .map(|pc| pc.id)
         .context("the peer accepted no Verification presentation context")?;
     association
-        .send(&Pdu::PData {
-            data: vec![PDataValue {
-                presentation_context_id: pc,
-                value_type: PDataValueType::Command,
-                is_last: true,
-                data: message::echo_request(1),
-            }],
-        })
+        .send(&message::command_pdu(pc, message::echo_request(1)))
         .context("cannot send the C-ECHO request")?;
     let response = receive_command(&mut association).context("no C-ECHO response")?;
     let _ = association.release();
