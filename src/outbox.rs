@@ -66,9 +66,8 @@ pub struct WrittenObject {
 /// The objects in `<data>/<artifacts_dir>/dicom/`, by file name. Temporary files (names
 /// starting with a dot) and anything that is not one of lungwatch's kinds are left out.
 pub fn objects_in(data: &Path, artifacts_dir: &str) -> anyhow::Result<Vec<WrittenObject>> {
-    let relative = Path::new(artifacts_dir).join("dicom");
-    let dir = data.join(&relative);
-    let mut names: Vec<String> = match std::fs::read_dir(&dir) {
+    let dir = data.join(artifacts_dir).join("dicom");
+    let names: Vec<String> = match std::fs::read_dir(&dir) {
         Ok(entries) => entries
             .filter_map(|e| e.ok())
             .filter_map(|e| e.file_name().into_string().ok())
@@ -77,13 +76,30 @@ pub fn objects_in(data: &Path, artifacts_dir: &str) -> anyhow::Result<Vec<Writte
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
     };
-    names.sort();
-    let mut out = Vec::with_capacity(names.len());
-    for name in names {
-        let bytes = std::fs::read(dir.join(&name))
-            .with_context(|| format!("cannot read {}", dir.join(&name).display()))?;
-        let object = parse(&bytes, Extent::Header)
-            .with_context(|| format!("{} is not readable DICOM", dir.join(&name).display()))?;
+    let files = names
+        .into_iter()
+        .map(|name| {
+            let bytes = std::fs::read(dir.join(&name))
+                .with_context(|| format!("cannot read {}", dir.join(&name).display()))?;
+            Ok((name, bytes))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    describe_objects(artifacts_dir, &files)
+}
+
+/// The objects among `files` (file name, Part 10 bytes) of `<artifacts_dir>/dicom/`, in
+/// file-name order: the worker's just written, or `objects_in`'s read back.
+pub fn describe_objects(
+    artifacts_dir: &str,
+    files: &[(String, Vec<u8>)],
+) -> anyhow::Result<Vec<WrittenObject>> {
+    let relative = Path::new(artifacts_dir).join("dicom");
+    let mut sorted: Vec<&(String, Vec<u8>)> = files.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = Vec::with_capacity(sorted.len());
+    for (name, bytes) in sorted {
+        let object = parse(bytes, Extent::Header)
+            .with_context(|| format!("{} is not readable DICOM", relative.join(name).display()))?;
         let header = crate::dicom::InstanceHeader::from_object(&object);
         let (Some(class), Some(instance)) = (header.sop_class_uid, header.sop_instance_uid) else {
             continue;
@@ -92,7 +108,7 @@ pub fn objects_in(data: &Path, artifacts_dir: &str) -> anyhow::Result<Vec<Writte
             continue;
         };
         out.push(WrittenObject {
-            path: relative.join(&name).to_string_lossy().into_owned(),
+            path: relative.join(name).to_string_lossy().into_owned(),
             kind,
             sop_class_uid: class,
             sop_instance_uid: instance,

@@ -168,8 +168,9 @@ fn process(
     // The DICOM objects are an extra for PACS viewers: without them (e.g. a source without
     // a Study Instance UID) the analysis still stands, with the reason in the events.
     let objects_started = Instant::now();
+    // Described from the bytes just written, not read back from disk.
     let written = write_dicom_objects(config, &analysis, &instances, job, &folder)
-        .and_then(|()| outbox::objects_in(&config.paths.data, &relative.to_string_lossy()));
+        .and_then(|files| outbox::describe_objects(&relative.to_string_lossy(), &files));
     let deliveries = match written {
         Ok(objects) => {
             log::debug!(
@@ -254,13 +255,14 @@ pub fn sweep_orphan_artifacts(db: &Database, data: &Path) -> anyhow::Result<usiz
 /// lungwatch's DICOM objects of a finished analysis (key images, summary, measurement
 /// report, segmentation), written to
 /// `<artifacts>/dicom/` through temporary names. They are written, not yet sent.
+/// Returns them as (file name, bytes).
 fn write_dicom_objects(
     config: &Config,
     analysis: &crate::analysis::Analysis,
     instances: &[db::StoredInstance],
     job: &Job,
     artifacts: &Path,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     use crate::dicom::read::{Extent, parse};
     use crate::objects::{self, PatientStudy, SourceRef, UidMaker};
     let store = config.store_dir();
@@ -338,17 +340,17 @@ fn write_dicom_objects(
         db::now_secs(),
     ));
     // Durable before the result row commits: the outbox will send them from here.
-    for (name, bytes) in files {
+    for (name, bytes) in &files {
         let tmp = dir.join(format!(".{name}.tmp"));
         {
             let mut f = std::fs::File::create(&tmp)?;
-            std::io::Write::write_all(&mut f, &bytes)?;
+            std::io::Write::write_all(&mut f, bytes)?;
             f.sync_all()?;
         }
-        std::fs::rename(&tmp, dir.join(&name))?;
+        std::fs::rename(&tmp, dir.join(name))?;
     }
     crate::ingest::store::sync_dir(&dir)?;
-    Ok(())
+    Ok(files)
 }
 
 fn remove_quietly(dir: &Path) {
