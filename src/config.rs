@@ -67,10 +67,6 @@ impl ObjectKind {
             ObjectKind::Sc => "sc",
         }
     }
-
-    pub fn parse(text: &str) -> Option<ObjectKind> {
-        ObjectKind::ALL.into_iter().find(|k| k.as_str() == text)
-    }
 }
 
 fn all_object_kinds() -> Vec<ObjectKind> {
