@@ -61,6 +61,43 @@ fn config_of(root: &Path) -> String {
     root.join("config.toml").to_str().unwrap().to_string()
 }
 
+/// `check --models OUT` accepts the calibrated folder and names `new_version`, and
+/// `analyze --models OUT` on `root/series` reports that classifier version.
+fn assert_models_in_service(out: &Path, root: &Path, series: &str, new_version: &str) {
+    let check = lungwatch(&["check", "--models", out.to_str().unwrap()]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(check.status.success(), "{said}");
+    assert!(said.contains(new_version), "{said}");
+
+    let analysed = lungwatch(&[
+        "analyze",
+        "--json",
+        "--models",
+        out.to_str().unwrap(),
+        "--config",
+        &config_of(root),
+        root.join(series).to_str().unwrap(),
+    ]);
+    assert!(
+        analysed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&analysed.stderr)
+    );
+    let reports: serde_json::Value = serde_json::from_slice(&analysed.stdout).unwrap();
+    let classifier = reports[0]["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "classifier")
+        .expect("the report names the classifier")
+        .clone();
+    assert_eq!(classifier["version"], new_version);
+}
+
 #[test]
 fn refusals_come_before_anything_is_written() {
     let dir = tempfile::tempdir().unwrap();
@@ -170,38 +207,7 @@ fn a_calibrated_models_folder_is_accepted_and_used() {
     let manifest = std::fs::read_to_string(out.join("manifest.toml")).unwrap();
     assert!(manifest.contains(&new_version));
 
-    let check = lungwatch(&["check", "--models", out.to_str().unwrap()]);
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
-    );
-    assert!(check.status.success(), "{said}");
-    assert!(said.contains(&new_version), "{said}");
-
-    let analysed = lungwatch(&[
-        "analyze",
-        "--json",
-        "--models",
-        out.to_str().unwrap(),
-        "--config",
-        &config_of(dir.path()),
-        dir.path().join("series-1").to_str().unwrap(),
-    ]);
-    assert!(
-        analysed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&analysed.stderr)
-    );
-    let reports: serde_json::Value = serde_json::from_slice(&analysed.stdout).unwrap();
-    let classifier = reports[0]["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == "classifier")
-        .expect("the report names the classifier")
-        .clone();
-    assert_eq!(classifier["version"], new_version.as_str());
+    assert_models_in_service(&out, dir.path(), "series-1", &new_version);
 }
 
 /// The covid-ct-md series and their class.
@@ -417,38 +423,7 @@ fn calibrate_on_real_series_reidentified() {
         assert_eq!(cells(name).len(), 2);
     }
 
-    let check = lungwatch(&["check", "--models", out.to_str().unwrap()]);
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
-    );
-    assert!(check.status.success(), "{said}");
-    assert!(said.contains(&new_version), "{said}");
-
-    let analysed = lungwatch(&[
-        "analyze",
-        "--json",
-        "--models",
-        out.to_str().unwrap(),
-        "--config",
-        &config_of(dir.path()),
-        dir.path().join("covid19-P002-4").to_str().unwrap(),
-    ]);
-    assert!(
-        analysed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&analysed.stderr)
-    );
-    let reports: serde_json::Value = serde_json::from_slice(&analysed.stdout).unwrap();
-    let used = reports[0]["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == "classifier")
-        .expect("the report names the classifier")
-        .clone();
-    assert_eq!(used["version"], new_version.as_str());
+    assert_models_in_service(&out, dir.path(), "covid19-P002-4", &new_version);
     println!(
         "calibrate on 30 re-identified real series: {:.1} s in all",
         started.elapsed().as_secs_f64()
