@@ -13,6 +13,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use common::peers::{dicom_address, installed};
 use common::{Daemon, covid_series, drop_file};
 use lungwatch::db::{AssociationRecord, Database, ReadQueries};
 use lungwatch::dicom::header::{hex, sha256};
@@ -22,22 +23,11 @@ const TOTAL_SLICES: i64 = 133 + 131 + 167;
 
 /// True when DCMTK's network tools are installed; otherwise says the test is skipped.
 fn dcmtk(test: &str) -> bool {
-    let found = ["echoscu", "storescu", "dcmodify", "dsrdump"]
-        .iter()
-        .all(|tool| {
-            Command::new(tool)
-                .arg("--version")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok()
-        });
-    if !found {
-        eprintln!(
-            "SKIPPED {test}: DCMTK (echoscu, storescu, dcmodify, dsrdump) is not installed: apt-get install dcmtk"
-        );
-    }
-    found
+    installed(
+        test,
+        &["echoscu", "storescu", "dcmodify", "dsrdump"],
+        "dcmtk",
+    )
 }
 
 /// A daemon with the DICOM receiver on a free loopback port.
@@ -48,27 +38,6 @@ fn dicom_daemon(extra: &str) -> (Daemon, SocketAddr) {
     d.start();
     let addr = dicom_address(&d);
     (d, addr)
-}
-
-/// The receiver's address, from the daemon's start-up log line.
-fn dicom_address(d: &Daemon) -> SocketAddr {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(line) = d
-            .log()
-            .lines()
-            .find(|l| l.contains("DICOM node LUNGWATCH listening on"))
-        {
-            let addr = line.rsplit(' ').next().unwrap().trim();
-            return addr.parse().unwrap_or_else(|e| panic!("{addr}: {e}"));
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no DICOM address in the log:\n{}",
-            d.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn echoscu(addr: SocketAddr, calling: &str, called: &str) -> Output {

@@ -11,10 +11,11 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Daemon;
+use common::peers::{StoreScp, dicom_address, free_port};
 use common::phantom::{self, PhantomSpec};
 use lungwatch::db::{AssociationRecord, Delivery, ReadQueries};
 
@@ -159,35 +160,6 @@ impl Pki {
             stranger: pair("stranger"),
             _dir: dir,
         }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The receiver's address, from the daemon's start-up log line.
-fn dicom_address(d: &Daemon) -> SocketAddr {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(line) = d
-            .log()
-            .lines()
-            .find(|l| l.contains("DICOM node LUNGWATCH listening on"))
-        {
-            let addr = line.rsplit(' ').next().unwrap().trim();
-            return addr.parse().unwrap_or_else(|e| panic!("{addr}: {e}"));
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no DICOM address in the log:\n{}",
-            d.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -386,55 +358,6 @@ fn a_probe_that_closes_before_its_client_hello_frees_its_slot() {
     );
 }
 
-/// DCMTK's storescp over TLS, requiring a client certificate the CA signed.
-struct TlsStoreScp {
-    child: Child,
-    dir: PathBuf,
-    log: PathBuf,
-}
-
-impl TlsStoreScp {
-    fn start(root: &Path, port: u16, pki: &Pki) -> TlsStoreScp {
-        let dir = root.join("storescp");
-        std::fs::create_dir_all(&dir).unwrap();
-        let log = root.join("storescp.log");
-        let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new("storescp")
-            .args(["-v", "-aet", "PEER", "-uf", "+tls"])
-            .arg(&pki.peer.1)
-            .arg(&pki.peer.0)
-            .arg("+cf")
-            .arg(&pki.ca)
-            .arg("-od")
-            .arg(&dir)
-            .arg(port.to_string())
-            .stdout(Stdio::from(file.try_clone().unwrap()))
-            .stderr(Stdio::from(file))
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "storescp did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        TlsStoreScp { child, dir, log }
-    }
-
-    fn received(&self) -> usize {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .matches("Received Store Request")
-            .count()
-    }
-}
-
-impl Drop for TlsStoreScp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn echo_and_the_outbox_reach_a_tls_storescp() {
     if !installed("DICOM TLS client") {
@@ -447,7 +370,15 @@ fn echo_and_the_outbox_reach_a_tls_storescp() {
         identity_keys(&pki.node),
         tls_destination("peer", "PEER", port, &pki.ca)
     ));
-    let peer = TlsStoreScp::start(d.root.path(), port, &pki);
+    // Over TLS, requiring a client certificate the CA signed.
+    let tls = [
+        "+tls".as_ref(),
+        pki.peer.1.as_os_str(),
+        pki.peer.0.as_os_str(),
+        "+cf".as_ref(),
+        pki.ca.as_os_str(),
+    ];
+    let peer = StoreScp::start_with(d.root.path(), port, tls);
 
     let echoed = lungwatch_echo(&d.config, "peer");
     assert!(

@@ -15,99 +15,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Daemon;
+use common::peers::{StoreScp, free_port, installed, wait_for_port};
 use common::phantom::{self, PhantomSpec};
 use lungwatch::db::{Delivery, ReadQueries};
-
-fn installed(test: &str, tools: &[&str], package: &str) -> bool {
-    let found = tools.iter().all(|tool| {
-        Command::new(tool)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok()
-    });
-    if !found {
-        eprintln!(
-            "SKIPPED {test}: {} not installed: apt-get install {package}",
-            tools.join(", ")
-        );
-    }
-    found
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for_port(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not start on port {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// DCMTK's storescp as a destination: every object it receives is a line of its verbose
-/// log, so a second copy of an object would be counted.
-struct StoreScp {
-    child: Child,
-    dir: PathBuf,
-    log: PathBuf,
-}
-
-impl StoreScp {
-    fn start(root: &Path, port: u16) -> StoreScp {
-        Self::start_with(root, port, &[])
-    }
-
-    fn start_with(root: &Path, port: u16, extra: &[&str]) -> StoreScp {
-        let dir = root.join("storescp");
-        std::fs::create_dir_all(&dir).unwrap();
-        let log = root.join(format!("storescp-{port}.log"));
-        let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new("storescp")
-            // -uf: files named by SOP Instance UID. DCMTK logs to stderr.
-            .args(["-v", "-aet", "PEER", "-uf"])
-            .args(extra)
-            .arg("-od")
-            .arg(&dir)
-            .arg(port.to_string())
-            .stdout(Stdio::from(file.try_clone().unwrap()))
-            .stderr(Stdio::from(file))
-            .spawn()
-            .unwrap();
-        wait_for_port(port, "storescp");
-        StoreScp { child, dir, log }
-    }
-
-    fn received(&self) -> usize {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .matches("Received Store Request")
-            .count()
-    }
-
-    fn stop(mut self) -> usize {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.received()
-    }
-}
-
-impl Drop for StoreScp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Writes phantom series `n` and drops its files into the daemon's folder; returns its
 /// Study Instance UID.
@@ -241,7 +151,7 @@ fn results_reach_a_dcmtk_peer_and_the_folder_once_and_again_by_hand() {
     let n = to_peer.len();
     assert!(study_page.contains(&format!("{n} of {n}")), "{study_page}");
     // A restart sends nothing again.
-    assert!(d.stop_with(libc_sigterm()));
+    assert!(d.stop_with(SIGTERM));
     d.start();
     d.web_address();
     std::thread::sleep(Duration::from_secs(3));
@@ -276,21 +186,26 @@ fn results_reach_a_dcmtk_peer_and_the_folder_once_and_again_by_hand() {
     );
 }
 
-fn libc_sigterm() -> i32 {
-    15
+/// A daemon whose one destination is "peer" (AE PEER) on a free port, nothing listening
+/// there yet; with fast retries.
+fn daemon_with_peer() -> (Daemon, u16) {
+    let port = free_port();
+    let d = Daemon::new(&format!(
+        "{}{}",
+        destination("peer", "PEER", port),
+        fast_retry("")
+    ));
+    (d, port)
 }
+
+const SIGTERM: i32 = 15;
 
 #[test]
 fn a_destination_down_is_retried_and_a_kill_loses_nothing() {
     if !installed("outbox retries", &["storescp"], "dcmtk") {
         return;
     }
-    let port = free_port();
-    let mut d = Daemon::new(&format!(
-        "{}{}",
-        destination("peer", "PEER", port),
-        fast_retry("")
-    ));
+    let (mut d, port) = daemon_with_peer();
     d.start();
     let study = drop_phantom(&d, 2);
     // Nothing listens: each object waits for its next attempt, with the reason.
@@ -327,14 +242,9 @@ fn a_kill_in_the_middle_of_a_send_loses_nothing() {
     if !installed("outbox killed mid-send", &["storescp"], "dcmtk") {
         return;
     }
-    let port = free_port();
-    let mut d = Daemon::new(&format!(
-        "{}{}",
-        destination("peer", "PEER", port),
-        fast_retry("")
-    ));
+    let (mut d, port) = daemon_with_peer();
     // Each C-STORE takes the peer 2 s: the association is open when lungwatch is killed.
-    let slow = StoreScp::start_with(d.root.path(), port, &["--sleep-during", "2"]);
+    let slow = StoreScp::start_with(d.root.path(), port, ["--sleep-during", "2"]);
     d.start();
     let study = drop_phantom(&d, 4);
     wait_rows(&d, &study, 120, "a send in progress", |rows| {
@@ -374,6 +284,7 @@ struct Orthanc {
     child: Option<Child>,
     config: PathBuf,
     http: u16,
+    dicom_port: u16,
     log: PathBuf,
 }
 
@@ -402,15 +313,11 @@ impl Orthanc {
             child: None,
             config,
             http,
+            dicom_port: dicom,
             log: dir.join("orthanc.log"),
         };
         o.start();
-        o.dicom_port_check(dicom);
         o
-    }
-
-    fn dicom_port_check(&self, port: u16) {
-        wait_for_port(port, "Orthanc's DICOM port");
     }
 
     fn start(&mut self) {
@@ -422,6 +329,7 @@ impl Orthanc {
             .unwrap();
         self.child = Some(child);
         wait_for_port(self.http, "Orthanc's HTTP port");
+        wait_for_port(self.dicom_port, "Orthanc's DICOM port");
     }
 
     fn stop(&mut self) {
@@ -429,12 +337,6 @@ impl Orthanc {
             let _ = Command::new("kill").arg(c.id().to_string()).status();
             let _ = c.wait();
         }
-    }
-
-    fn dicom_port(&self) -> u16 {
-        let text = std::fs::read_to_string(&self.config).unwrap();
-        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-        json["DicomPort"].as_u64().unwrap() as u16
     }
 
     /// `curl` against the REST API: the response body as JSON.
@@ -530,7 +432,7 @@ fn orthanc_sends_a_series_and_gets_seg_sr_and_sc_back_once() {
         &d.config,
         format!(
             "{config}{}",
-            destination("orthanc", "ORTHANC", orthanc.dicom_port())
+            destination("orthanc", "ORTHANC", orthanc.dicom_port)
         ),
     )
     .unwrap();

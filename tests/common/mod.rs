@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod peers;
 pub mod phantom;
 
 use std::path::PathBuf;
