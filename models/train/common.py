@@ -24,6 +24,14 @@ LUNG_PIX_MM = 3.0   # ... at 3.0 mm per pixel, centred on the image centre (384 
 LES_N = 128         # lesion model input is 1x1x128x128
 LES_MARGIN = 1.08   # lung box side = max(w, h) * 1.08 + 8 mm, square, centred on the box
 LES_MARGIN_MM = 8.0
+LES_CONTEXT_MM = 2.5  # 2.5D lesion model (v0.4): channels are slices z-k, z, z+k
+
+
+def context_step(slice_mm, context_mm=LES_CONTEXT_MM):
+    """k, the slice offset of the 2.5D neighbours: the nearest whole number of slices to
+    context_mm, at least 1 (round half up; the ends of a series clamp to its first / last
+    slice)."""
+    return max(1, int(np.floor(context_mm / slice_mm + 0.5))) if slice_mm > 0 else 1
 
 # class indices
 LUNG_LABELS = ["background", "right_lung", "left_lung"]   # patient right / left

@@ -93,8 +93,11 @@ def main():
                   f"box_margin_mm = {C.LES_MARGIN_MM}",
                   'sampling = "same formula as lung_seg with this frame centre and pixel_mm; bilinear; taps outside the image read -1024 HU"',
                   f"pad_hu = {C.PAD_HU}",
-                  'slices = "every slice that contains lung is the reference (pipeline.py); accepted speed trade-off (lungwatch): of those, every k-th, k = max(1, floor(2.5 / slice spacing)), and the last, with the logits of the slices between interpolated linearly in z"',
-                  "[models.lesion_seg.postprocessing]",
+                  'slices = "every slice that contains lung is the reference (pipeline.py); accepted speed trade-off (lungwatch): of those, every k-th, k = max(1, floor(2.5 / slice spacing)), and the last, with the logits of the slices between interpolated linearly in z"']
+            if ins[0][1][1] == 3:  # 2.5D (v0.4 recipe)
+                L += [f"context_mm = {C.LES_CONTEXT_MM}",
+                      'channels = "the 3 input channels are slices z-k, z, z+k of the series (slice z is the one labelled), each sampled as above; k = max(1, floor(context_mm / slice spacing + 0.5)); an index outside the series reads its first or last slice. The model was trained with both channel orders, so z may run either way; lungwatch and pipeline.py put the inferior neighbour first"']
+            L += ["[models.lesion_seg.postprocessing]",
                   'back_to_native = "as lung_seg (bilinear on logits, argmax)"',
                   'mask = "set lesion to background outside the lung mask"',
                   'small_components = "then set to background every 3D 6-connected component of lesion voxels (ground-glass and consolidation together) whose volume is under min_component_ml; report their total volume and count as below the reporting threshold"',

@@ -65,8 +65,22 @@ class Models:
             if os.path.exists(p):
                 self.sess[name] = ort.InferenceSession(p, so, providers=["CPUExecutionProvider"])
 
+        # 2.5D lesion model: its slice context, read from the manifest as lungwatch reads it
+        ctx = self._manifest(models_dir)["models"]["lesion_seg"].get("preprocessing", {}).get("context_mm")
+        self.context_mm = None if ctx is None else float(ctx)
+        if "lesion_seg" in self.sess and self.channels("lesion_seg") != (1 if ctx is None else 3):
+            raise ValueError("lesion_seg: 3 input channels need preprocessing.context_mm in manifest.toml, 1 none")
+
+    @staticmethod
+    def _manifest(models_dir):
+        with open(os.path.join(models_dir, "manifest.toml"), "rb") as f:
+            return tomllib.load(f)
+
     def size(self, name):
         return int(self.sess[name].get_inputs()[0].shape[-1])
+
+    def channels(self, name):
+        return int(self.sess[name].get_inputs()[0].shape[1])
 
     def run(self, name, x):
         s = self.sess[name]
@@ -152,11 +166,13 @@ def segment_lesions(models, vol, spacing, lung):
     if box is None:
         return les, None
     center, pix = box
+    k = C.context_step(spacing[0], models.context_mm) if models.context_mm else 0
     for z in range(Z):
         if not lung[z].any():
             continue
-        x = C.normalise(C.sample_plane(vol[z], n, center, pix, spacing[1:]))
-        lg = models.run("lesion_seg", x[None, None])[0]
+        zs = [z] if not k else [max(0, z - k), z, min(Z - 1, z + k)]
+        x = np.stack([C.normalise(C.sample_plane(vol[zz], n, center, pix, spacing[1:])) for zz in zs])
+        lg = models.run("lesion_seg", x[None])[0]
         les[z] = back_to_native(lg, (H, W), center, pix, spacing[1:]).argmax(0)
     les[lung == 0] = 0
     return les, box

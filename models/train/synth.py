@@ -318,3 +318,105 @@ def hard_negatives(hu, lung, rng, pix_mm):
         # global parenchymal density shift (expiration, low dose, soft kernel)
         hu = hu + lungm * rng.uniform(20, 90)
     return hu
+
+
+# ====================================================================== v0.4 synthesis (2.5D)
+# The v0.3 recipe, on a stack of three slices (z-k, z, z+k) for the 2.5D lesion model.
+# Lesions are placed and labelled on the centre slice; each one then continues into the
+# neighbours as a 3D shape would: its cross-section shrinks with the distance (threshold
+# raised by exp(q * (dz / r)^2), q random, so a small focus is gone at +-2.5 mm and a large
+# one barely changes) and drifts by up to a pixel. Each slice gets its own copy of the
+# lesion rendered on its own background, so vessels stay those of that slice.
+
+
+def _lesion_ops_v4(hu, lung, rng, pix_mm):
+    """The lesions of one v0.4 case, planned on the centre slice: a list of dicts with the
+    shape field f, its threshold, blend sigma, kind, z radius (px; None = diffuse) and the
+    seed that draws the kind's own densities and textures."""
+    lungm = lung > 0
+    ops = []
+    if lungm.sum() < 30:
+        return ops
+    dist_mm = ndi.distance_transform_edt(lungm) * pix_mm
+    gyx = np.gradient(ndi.gaussian_filter(dist_mm, 1.5))
+    mode = rng.choice(["focal", "multifocal", "diffuse"], p=[0.3, 0.5, 0.2])
+    bilateral = rng.random() < 0.75
+    side_pref = rng.choice([1, 2])
+    style = rng.choice(["ggo", "ggo", "ggo", "crazy", "cons", "mixed", "mixed"])
+    if mode == "diffuse":
+        sides = [1, 2] if bilateral else [side_pref]
+        region = np.isin(lung, sides) if np.isin(lung, sides).sum() > 30 else lungm
+        ys = np.arange(hu.shape[0], dtype=np.float32)[:, None]
+        ys_l = np.nonzero(region)[0]
+        post = np.clip((ys - ys_l.min()) / max(1, ys_l.max() - ys_l.min()), 0, 1)
+        periph = np.exp(-dist_mm / rng.uniform(10, 40))
+        f = (rng.uniform(0.2, 0.7) * periph + rng.uniform(0, 0.3) * post
+             + rng.uniform(0.25, 0.5) * _smooth_noise(rng, hu.shape, rng.uniform(4, 12) / pix_mm)
+             + 0.15 * _smooth_noise(rng, hu.shape, rng.uniform(1.5, 4) / pix_mm))
+        thr = float(np.quantile(f[region], rng.uniform(0.35, 0.85)))
+        ops.append({"f": f, "thr": thr, "sigma": rng.uniform(1.0, 2.0), "kind": style, "r_px": None,
+                    "sides": sides, "seed": int(rng.integers(1 << 31))})
+        n_extra = int(rng.integers(0, 3))
+    else:
+        n_extra = 1 if mode == "focal" else int(min(14, 1 + rng.geometric(0.22)))
+    for _ in range(n_extra):
+        side = rng.choice([1, 2]) if bilateral else side_pref
+        region = (lung == side) if (lung == side).sum() > 30 else lungm
+        peripheral = rng.random() < 0.8
+        c = _pick_center(rng, region, dist_mm, peripheral=peripheral)
+        if c is None:
+            continue
+        r_mm = float(np.exp(rng.uniform(np.log(4.0), np.log(70.0 if mode == "focal" else 45.0))))
+        normal = None
+        if peripheral and rng.random() < 0.75:
+            gy, gx = gyx[0][c], gyx[1][c]
+            nn = np.hypot(gy, gx)
+            if nn > 1e-6:
+                normal = (gy / nn, gx / nn)
+        f = _shape_v3(rng, hu.shape, c, r_mm / pix_mm, normal)
+        kind = style if rng.random() < 0.7 else rng.choice(["ggo", "crazy", "cons", "mixed"])
+        ops.append({"f": f, "thr": rng.uniform(0.35, 0.6), "sigma": rng.uniform(0.8, 2.0), "kind": kind,
+                    "r_px": r_mm / pix_mm, "sides": None, "seed": int(rng.integers(1 << 31))})
+    return ops
+
+
+def _render_ops_v4(hu, lung, ops, dz_px, rng, pix_mm):
+    """Renders the planned lesions on one slice dz_px (frame pixels) from the centre.
+    Returns (hu2, labels); the labels are meaningful on the centre slice only."""
+    hu = hu.astype(np.float32).copy()
+    lab = np.zeros(hu.shape, np.uint8)
+    lungm = lung > 0
+    if lungm.sum() < 30:
+        return hu, lab
+    for op in ops:
+        f, thr = op["f"], op["thr"]
+        if dz_px:
+            f = ndi.shift(f, rng.normal(0, 0.5, 2), order=1, mode="nearest")
+            if op["r_px"] is None:
+                thr = thr + rng.uniform(-0.03, 0.08)
+            else:
+                thr = thr * np.exp(rng.uniform(0.3, 1.5) * (dz_px / op["r_px"]) ** 2)
+        m = f > thr
+        if op["sides"] is not None:
+            region = np.isin(lung, op["sides"])
+            m &= region if region.sum() > 30 else lungm
+        if not m.any():
+            continue
+        a = ndi.gaussian_filter(m.astype(np.float32), op["sigma"]) * lungm
+        hu = _apply_kind(hu, lab, a, f, thr, op["kind"], np.random.default_rng(op["seed"]), pix_mm, lungm)
+    lab[~lungm] = 0
+    return hu, lab
+
+
+def insert_lesions_v4(hus, lungs, rng, pix_mm, dz_mm):
+    """hus, lungs: (3,H,W) HU and lung labels of slices z-k, z, z+k in the lesion frame;
+    dz_mm: the distance between neighbouring channels. Returns (hus2, centre labels)."""
+    c = hus.shape[0] // 2
+    ops = _lesion_ops_v4(hus[c], lungs[c], rng, pix_mm)
+    out = np.empty_like(hus, dtype=np.float32)
+    lab = None
+    for j in range(hus.shape[0]):
+        out[j], lj = _render_ops_v4(hus[j], lungs[j], ops, abs(j - c) * dz_mm / pix_mm, rng, pix_mm)
+        if j == c:
+            lab = lj
+    return out, lab

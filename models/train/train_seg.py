@@ -54,20 +54,25 @@ def load_training_volumes(data, cache, les_n=None, names=None, lung_model=False)
 def scanner_aug(hu, rng):
     """v0.3 scanner variation: window/calibration (HU scale and offset, about +-100 HU at
     the lung), dose (white and correlated noise up to ~60 HU), kernel (soft: Gaussian blur;
-    sharp: unsharp masking)."""
+    sharp: unsharp masking). hu: (H,W), or (C,H,W) for the channels of one 2.5D sample:
+    one scanner for all channels, each with its own noise. A (H,W) slice draws exactly what
+    a (1,H,W) stack does, so the v0.3 batches stay as they were."""
+    plane = hu.ndim == 2
+    hu = hu[None] if plane else hu
     s = rng.uniform(0.92, 1.08)
     hu = (hu + 1000.0) * s - 1000.0 + rng.normal(0, 30)
     k = rng.random()
     if k < 0.45:
-        hu = ndi.gaussian_filter(hu, rng.uniform(0.3, 1.4))
+        hu = ndi.gaussian_filter(hu, (0, *[rng.uniform(0.3, 1.4)] * 2))
     elif k < 0.65:
-        b = ndi.gaussian_filter(hu, rng.uniform(0.6, 1.2))
+        b = ndi.gaussian_filter(hu, (0, *[rng.uniform(0.6, 1.2)] * 2))
         hu = hu + rng.uniform(0.3, 1.2) * (hu - b)
     if rng.random() < 0.5:
-        n = ndi.gaussian_filter(rng.standard_normal(hu.shape).astype(np.float32), rng.uniform(0.5, 1.2))
+        n = ndi.gaussian_filter(rng.standard_normal(hu.shape).astype(np.float32), (0, *[rng.uniform(0.5, 1.2)] * 2))
         hu = hu + n * (rng.uniform(0, 60) / (n.std() + 1e-6))
     hu = hu + rng.normal(0, rng.uniform(0, 30), hu.shape)
-    return hu.astype(np.float32)
+    hu = hu.astype(np.float32)
+    return hu[0] if plane else hu
 
 
 def make_sample_v3(v, rng):
@@ -101,10 +106,56 @@ def make_sample_v3(v, rng):
     return C.normalise(hu), np.ascontiguousarray(y)
 
 
+def make_sample_v4(v, rng):
+    """Lesion v0.4 (2.5D) sample: the v0.3 recipe on the three slices z-k, z, z+k (k from
+    common.context_step, clamped at the ends of the volume as at inference); in 10 % of
+    samples all three are slice z (no context: the ends of a series, 2D evaluation sets).
+    Channel order is reversed in half the samples, so the model does not depend on which
+    way the slices run. Returns (x (3,N,N), y (N,N) labels of the centre slice)."""
+    Z = v["vol"].shape[0]
+    z = rng.choice(v["lung_slices"]) if rng.random() < 0.95 else rng.integers(Z)
+    k = C.context_step(v["sp"][0])
+    zs = [max(0, z - k), z, min(Z - 1, z + k)] if rng.random() >= 0.1 else [z, z, z]
+    n = v["les_n"]
+    (cy, cx), pix = v["box"]
+    pix = pix * rng.uniform(0.85, 1.2)
+    center = (cy + rng.normal(0, 6) / v["sp"][1], cx + rng.normal(0, 6) / v["sp"][2])
+    rot = rng.normal(0, 6)
+    sp = v["sp"][1:]
+    thick = rng.uniform(0.15, 0.35) if rng.random() < 0.3 else 0.0
+
+    def plane(zz):
+        hu = C.sample_plane(v["vol"][zz], n, center, pix, sp, rot)
+        if thick and 0 < zz < Z - 1:  # thicker slice: partial volume along z
+            hu = (1 - 2 * thick) * hu + thick * (C.sample_plane(v["vol"][zz - 1], n, center, pix, sp, rot)
+                                                 + C.sample_plane(v["vol"][zz + 1], n, center, pix, sp, rot))
+        return hu
+
+    hus = np.stack([plane(zz) for zz in zs])
+    lungs = np.stack([C.sample_plane(v["lab"][zz], n, center, pix, sp, rot, order=0) for zz in zs])
+    if rng.random() < 0.5:
+        seed = int(rng.integers(1 << 31))
+        hus = np.stack([synth.hard_negatives(h, lb, np.random.default_rng(seed), pix) for h, lb in zip(hus, lungs)])
+    dz_mm = abs(zs[2] - zs[1]) * v["sp"][0]
+    if rng.random() < 0.8:
+        hus, les = synth.insert_lesions_v4(hus, lungs, rng, pix, dz_mm)
+    else:
+        les = np.zeros(hus.shape[1:], np.uint8)
+    y = les.astype(np.int64)
+    if rng.random() < 0.5:
+        hus = hus[::-1]
+    if rng.random() < 0.5:
+        hus, y = hus[:, :, ::-1], y[:, ::-1]
+    hus = scanner_aug(np.ascontiguousarray(hus), rng)
+    return C.normalise(hus), np.ascontiguousarray(y)
+
+
 def make_sample(v, rng, task):
     """One augmented training pair in the model frame: (x float32 (N,N), y int64 (N,N))."""
     if task == "lesion3":
         return make_sample_v3(v, rng)
+    if task == "lesion4":
+        return make_sample_v4(v, rng)
     Z = v["vol"].shape[0]
     if task == "lung":
         z = rng.choice(v["lung_slices"]) if rng.random() < 0.85 else rng.integers(Z)
@@ -150,7 +201,49 @@ def batch(vols, rng, task, bs):
         x, y = make_sample(v, rng, task)
         xs.append(x)
         ys.append(y)
-    return torch.from_numpy(np.stack(xs)[:, None]), torch.from_numpy(np.stack(ys))
+    x = np.stack(xs)
+    return torch.from_numpy(x[:, None] if x.ndim == 3 else x), torch.from_numpy(np.stack(ys))
+
+
+def load_folded_onnx(model, path, in_ch):
+    """Loads a shipped U-Net (export of common.unet with BatchNorm folded into the
+    convolutions) into `model`: each Conv / ConvTranspose in graph order takes its weight,
+    the bias goes to the BatchNorm after it (weight 1, mean 0, variance 1 - eps, so that the
+    frozen BatchNorm adds the bias), and a 1-channel first convolution becomes the centre
+    channel of an in_ch one (the other channels start at zero)."""
+    import onnx
+    from onnx import numpy_helper
+    g = onnx.load(path).graph
+    init = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    nodes = [nd for nd in g.node if nd.op_type in ("Conv", "ConvTranspose")]
+    convs = []  # (conv module, BatchNorm after it or None), in forward order
+
+    def block(b):
+        return [(b[0], b[1]), (b[3], b[4])]
+    for e in model.enc:
+        convs += block(e)
+    convs += block(model.bott)
+    for u, d in zip(model.up, model.dec):
+        convs += [(u, None)] + block(d)
+    convs.append((model.head, None))
+    assert len(nodes) == len(convs), (len(nodes), len(convs))
+    with torch.no_grad():
+        for i, (nd, (conv, bn)) in enumerate(zip(nodes, convs)):
+            w = init[nd.input[1]]
+            b = init[nd.input[2]] if len(nd.input) > 2 else np.zeros(w.shape[0], np.float32)
+            if i == 0 and in_ch != w.shape[1]:
+                full = np.zeros((w.shape[0], in_ch, *w.shape[2:]), np.float32)
+                full[:, in_ch // 2] = w[:, 0]
+                w = full
+            assert tuple(conv.weight.shape) == w.shape, (i, tuple(conv.weight.shape), w.shape)
+            conv.weight.copy_(torch.from_numpy(w))
+            if bn is None:
+                conv.bias.copy_(torch.from_numpy(b))
+            else:
+                bn.weight.fill_(1.0)
+                bn.bias.copy_(torch.from_numpy(b))
+                bn.running_mean.zero_()
+                bn.running_var.fill_(1.0 - bn.eps)
 
 
 def dice_loss(logits, y, n_cls):
@@ -164,8 +257,9 @@ def dice_loss(logits, y, n_cls):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--task", choices=["lung", "lesion", "lesion3"], required=True,
-                    help="lesion3 = v0.3 recipe (CC BY backgrounds, lung-model labels, synth v3)")
+    ap.add_argument("--task", choices=["lung", "lesion", "lesion3", "lesion4"], required=True,
+                    help="lesion3 = v0.3 recipe (CC BY backgrounds, lung-model labels, synth v3); "
+                         "lesion4 = the same recipe as 2.5D (3 slices in, synth v4)")
     ap.add_argument("--ckpt-every", type=int, default=500)
     ap.add_argument("--data", default=C.DATA_DEFAULT)
     ap.add_argument("--cache", default="/tmp/lungwatch-cache")
@@ -178,6 +272,13 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--size", type=int, default=None, help="lesion model input size (default common.LES_N)")
     ap.add_argument("--init", default=None, help="continue from a state_dict (.pt) saved by an earlier run")
+    ap.add_argument("--warmup", type=int, default=0,
+                    help="iterations of linear learning-rate warm-up (a fine-tune from trained weights "
+                         "loses them to Adam's first full-size steps without it)")
+    ap.add_argument("--init-onnx", default=None,
+                    help="start from a shipped 1-channel ONNX U-Net (BatchNorm folded): its weights, the "
+                         "first convolution's on the centre channel and zero on the others, with BatchNorm "
+                         "frozen at identity so the start computes exactly what the ONNX model does")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -186,7 +287,7 @@ def main():
     n = C.LUNG_N if task == "lung" else (a.size or C.LES_N)
     base = a.base or 8
     minutes = a.minutes if a.minutes is not None else (14 if task == "lung" else 40)
-    if task == "lesion3":
+    if task in ("lesion3", "lesion4"):
         vols = load_training_volumes(a.data, a.cache, n, names=C.NORMAL_VOLUMES_V3, lung_model=True)
     else:
         vols = load_training_volumes(a.data, a.cache, n if task == "lesion" else None)
@@ -195,11 +296,17 @@ def main():
     # fixed synthetic validation set (same generator, other seed) to pick nothing but to
     # report convergence; the real evaluations are in eval_*.py
     vrng = np.random.default_rng(VAL_SEED)
-    vx, vy = batch(vols, vrng, task, 96 if task == "lesion3" else 48)
-    model = C.unet(1, 3, base=base)
+    vx, vy = batch(vols, vrng, task, 96 if task in ("lesion3", "lesion4") else 48)
+    in_ch = 3 if task == "lesion4" else 1
+    model = C.unet(in_ch, 3, base=base)
+    frozen_bn = False
     if a.init:
         model.load_state_dict(torch.load(a.init))
         print(f"continuing from {a.init}", flush=True)
+    if a.init_onnx:
+        load_folded_onnx(model, a.init_onnx, in_ch)
+        frozen_bn = True
+        print(f"starting from {a.init_onnx} (BatchNorm frozen)", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
     w = torch.tensor([1.0, 1.0, 1.0]) if task == "lung" else torch.tensor([1.0, 2.0, 2.0])
     t0 = time.time()
@@ -210,9 +317,15 @@ def main():
         if el > budget:
             break
         lr = a.lr * 0.5 * (1 + np.cos(np.pi * min(1.0, el / budget)))
+        if a.warmup:
+            lr *= min(1.0, (it + 1) / a.warmup)
         for g in opt.param_groups:
             g["lr"] = lr
         model.train()
+        if frozen_bn:
+            for m in model.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.eval()
         x, y = batch(vols, rng, task, a.bs)
         out = model(x)
         loss = F.cross_entropy(out, y, weight=w) + dice_loss(out, y, 3)
@@ -246,11 +359,18 @@ def main():
     print(f"final synth-val dice {ds[0]:.4f} {ds[1]:.4f} mean {(ds[0] + ds[1]) / 2:.4f}", flush=True)
     torch.save(model.state_dict(), os.path.join(a.cache, name + ".pt"))
     onnx_path = os.path.join(a.out, name + ".onnx")
-    C.export_onnx(model, (1, 1, n, n), onnx_path)
+    C.export_onnx(model, (1, in_ch, n, n), onnx_path)
     # parity fixture: a real training-domain slice (TCGA, CC BY) in the model frame
     v = vols[0]
     z = v["lung_slices"][len(v["lung_slices"]) // 2]
-    if task == "lesion3":
+    if task == "lesion4":
+        (cy, cx), pix = v["box"]
+        k = C.context_step(v["sp"][0])
+        zs = [z - k, z, z + k]
+        hus = np.stack([C.sample_plane(v["vol"][zz], n, (cy, cx), pix, v["sp"][1:]) for zz in zs])
+        labs = np.stack([C.sample_plane(v["lab"][zz], n, (cy, cx), pix, v["sp"][1:], order=0) for zz in zs])
+        hu, _ = synth.insert_lesions_v4(hus, labs, np.random.default_rng(7), pix, k * v["sp"][0])
+    elif task == "lesion3":
         (cy, cx), pix = v["box"]
         hu = C.sample_plane(v["vol"][z], n, (cy, cx), pix, v["sp"][1:])
         lab = C.sample_plane(v["lab"][z], n, (cy, cx), pix, v["sp"][1:], order=0)
@@ -262,7 +382,7 @@ def main():
         hu = C.sample_plane(v["vol"][z], n, (cy, cx), pix, v["sp"][1:])
         lab = C.sample_plane(v["lab"][z], n, (cy, cx), pix, v["sp"][1:], order=0)
         hu, _ = synth.insert_lesions(hu, lab, np.random.default_rng(7), pix, n_lesions=4)
-    x = C.normalise(hu)[None, None]
+    x = C.normalise(hu)[None, None] if hu.ndim == 2 else C.normalise(hu)[None]
     y = C.write_fixture(onnx_path, x, name, os.path.join(a.out, "fixtures"))
     with torch.no_grad():
         yt = model(torch.from_numpy(x)).numpy()
