@@ -73,7 +73,7 @@ pub fn inspect(paths: &[PathBuf], config: &Config) -> std::io::Result<Report> {
                 report.decode_ms = Some(started.elapsed().as_millis());
                 report.rows = Some(v.rows);
                 report.columns = Some(v.columns);
-                report.spacing_mm = Some(v.spacing_mm);
+                report.spacing_mm = Some(v.spacing_mm.to_array());
                 report.hu_min = v.hu.iter().min().copied();
                 report.hu_max = v.hu.iter().max().copied();
                 report.hu_mean = (!v.hu.is_empty()).then(|| {

@@ -16,7 +16,7 @@ use lungwatch::analysis::morphology::Dims;
 use lungwatch::analysis::postprocess::{CONSOLIDATION, GROUND_GLASS, LEFT_LUNG, RIGHT_LUNG};
 use lungwatch::analysis::quantify;
 use lungwatch::dicom::InstanceHeader;
-use lungwatch::dicom::volume::Volume;
+use lungwatch::dicom::volume::{Spacing, Volume};
 
 const ROWS: usize = 256;
 const COLUMNS: usize = 256;
@@ -134,7 +134,11 @@ fn phantom() -> Phantom {
         rows: ROWS,
         columns: COLUMNS,
         slices: SLICES,
-        spacing_mm: [PIXEL_MM, PIXEL_MM, SLICE_MM],
+        spacing_mm: Spacing {
+            row_mm: PIXEL_MM,
+            col_mm: PIXEL_MM,
+            slice_mm: SLICE_MM,
+        },
         origin: position(0, 0, 0),
         row_direction: [1.0, 0.0, 0.0],
         column_direction: [0.0, 1.0, 0.0],

@@ -62,6 +62,17 @@ pub struct Preprocessing {
     pub box_scale: Option<f64>,
     #[serde(default)]
     pub box_margin_mm: Option<f64>,
+    /// 2.5D input (lesion model): the channels are the slices z-k, z, z+k, with
+    /// k = max(1, round(context_mm / slice spacing)), clamped to the series.
+    #[serde(default)]
+    pub context_mm: Option<f64>,
+}
+
+impl Preprocessing {
+    /// The input channels this preprocessing feeds: 3 with a slice context, else 1.
+    pub fn channels(&self) -> usize {
+        if self.context_mm.is_some() { 3 } else { 1 }
+    }
 }
 
 /// `models.lesion_seg.postprocessing`: what is reported as a finding.
@@ -133,9 +144,17 @@ impl Manifest {
                 .as_ref()
                 .ok_or(format!("models.{name}.preprocessing is missing"))?;
             let n = p.size;
-            if entry.input_shape != [1, 1, n, n] {
+            if let Some(mm) = p.context_mm
+                && !(name == "lesion_seg" && mm.is_finite() && (0.1..=20.0).contains(&mm))
+            {
                 return Err(format!(
-                    "models.{name}.input_shape must be [1, 1, {n}, {n}] (preprocessing.size)"
+                    "models.{name}.preprocessing.context_mm: only the lesion model takes a slice context, of 0.1 to 20 mm"
+                ));
+            }
+            let c = p.channels();
+            if entry.input_shape != [1, c, n, n] {
+                return Err(format!(
+                    "models.{name}.input_shape must be [1, {c}, {n}, {n}] (preprocessing.size; 3 channels with context_mm, else 1)"
                 ));
             }
             if entry.output_shape != [1, classes.len(), n, n] {
@@ -253,5 +272,45 @@ mod tests {
         assert_ne!(unknown, text);
         let e = load_text(&unknown, "feature").unwrap_err().to_string();
         assert!(e.contains("\"vessel_count\" is not a feature"), "{e}");
+    }
+    /// The shipped manifest with the lesion model's channels and slice context set, and
+    /// optionally a context on the lung model.
+    fn with_context(lesion_channels: i64, context_mm: Option<f64>, lung_context: bool) -> String {
+        let mut t: toml::Table = toml::from_str(&shipped()).unwrap();
+        let models = t["models"].as_table_mut().unwrap();
+        let lesion = models["lesion_seg"].as_table_mut().unwrap();
+        lesion["input_shape"].as_array_mut().unwrap()[1] = lesion_channels.into();
+        let pre = lesion["preprocessing"].as_table_mut().unwrap();
+        pre.remove("context_mm");
+        if let Some(mm) = context_mm {
+            pre.insert("context_mm".into(), mm.into());
+        }
+        if lung_context {
+            let lung = models["lung_seg"].as_table_mut().unwrap();
+            lung["input_shape"].as_array_mut().unwrap()[1] = 3.into();
+            let pre = lung["preprocessing"].as_table_mut().unwrap();
+            pre.insert("context_mm".into(), 2.5.into());
+        }
+        toml::to_string(&t).unwrap()
+    }
+
+    #[test]
+    fn a_slice_context_needs_three_input_channels_on_the_lesion_model_only() {
+        let m = load_text(&with_context(3, Some(2.5), false), "ctx").expect("2.5D is valid");
+        let p = m.models.lesion_seg.preprocessing.unwrap();
+        assert_eq!((p.channels(), p.context_mm), (3, Some(2.5)));
+        load_text(&with_context(1, None, false), "plain").expect("2D is valid");
+        for (text, tag) in [
+            (with_context(1, Some(2.5), false), "ctx1"),
+            (with_context(3, None, false), "noctx"),
+            (with_context(3, Some(0.0), false), "zero"),
+            (with_context(3, Some(2.5), true), "lung"),
+        ] {
+            let e = load_text(&text, tag).unwrap_err().to_string();
+            assert!(
+                e.contains("input_shape") || e.contains("context_mm"),
+                "{tag}: {e}"
+            );
+        }
     }
 }

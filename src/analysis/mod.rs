@@ -131,14 +131,15 @@ impl Analyzer {
         let grid = Grid {
             rows: dims.rows,
             columns: dims.columns,
-            row_mm: volume.spacing_mm[0],
-            col_mm: volume.spacing_mm[1],
+            row_mm: volume.spacing_mm.row_mm,
+            col_mm: volume.spacing_mm.col_mm,
         };
-        let voxel_ml = volume.spacing_mm.iter().product::<f64>() / 1000.0;
+        let voxel_ml = volume.spacing_mm.voxel_ml();
         let ct = CtSlices {
             hu: &volume.hu,
             dims,
             grid,
+            slice_mm: volume.spacing_mm.slice_mm,
         };
         let clock = StageClock::default();
         let models = &self.models;
@@ -149,7 +150,7 @@ impl Analyzer {
         let whole = Some((0..dims.rows, 0..dims.columns));
         let lung_frame = segment::lung_frame(&models.lung, grid);
         let lung_step = segment::slice_step(
-            volume.spacing_mm[2],
+            volume.spacing_mm.slice_mm,
             lung_frame.pixel_mm.max(MAX_INFERENCE_SPACING_MM),
         );
         segment::label_slices(
@@ -184,7 +185,7 @@ impl Analyzer {
                 &ct,
                 frame,
                 |z| boxes[z].clone(),
-                segment::slice_step(volume.spacing_mm[2], MAX_INFERENCE_SPACING_MM),
+                segment::slice_step(volume.spacing_mm.slice_mm, MAX_INFERENCE_SPACING_MM),
                 &mut lesion,
                 &clock,
             )?;
@@ -360,7 +361,7 @@ fn build_report(
         accession_number: header.accession_number.clone(),
         series_description: header.series_description.clone(),
         slice_count: volume.slices,
-        spacing_mm: volume.spacing_mm,
+        spacing_mm: volume.spacing_mm.to_array(),
         probabilities: Probabilities {
             covid19: p[0],
             other_pneumonia: p[1],
@@ -445,14 +446,14 @@ pub fn write_artifacts(analysis: &Analysis, dir: &Path) -> std::io::Result<Vec<S
     let slice_step = if v.slices > 1 {
         (v.slice_positions_mm[v.slices - 1] - v.slice_positions_mm[0]) / (v.slices - 1) as f64
     } else {
-        v.spacing_mm[2]
+        v.spacing_mm.slice_mm
     };
     let placement = nifti::Placement {
         origin: v.origin,
         column_axis: v.row_direction,
         row_axis: v.column_direction,
         slice_axis: v.normal,
-        steps_mm: [v.spacing_mm[1], v.spacing_mm[0], slice_step],
+        steps_mm: [v.spacing_mm.col_mm, v.spacing_mm.row_mm, slice_step],
     };
     files.push((
         report::LABELS_FILE.to_string(),

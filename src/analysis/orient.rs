@@ -3,7 +3,7 @@
 //! superior. Axial series are almost always stored this way; the rare flipped export is
 //! mirrored here instead of silently swapping left and right lungs.
 
-use crate::dicom::volume::Volume;
+use crate::dicom::volume::{Spacing, Volume};
 
 /// What was changed to reach the canonical orientation.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -19,7 +19,7 @@ pub struct Reorientation {
 /// voxel (slice, row, column) keeps its patient position.
 pub fn to_canonical(volume: &mut Volume) -> Reorientation {
     let (rows, columns, slices) = (volume.rows, volume.columns, volume.slices);
-    let [row_mm, col_mm, _] = volume.spacing_mm;
+    let Spacing { row_mm, col_mm, .. } = volume.spacing_mm;
     let mut change = Reorientation {
         // Row direction is the patient direction of increasing column index: it should
         // point to the patient's left (+x in DICOM's LPS).
@@ -96,7 +96,11 @@ mod tests {
             rows: 2,
             columns: 3,
             slices: 2,
-            spacing_mm: [1.0, 1.0, 2.0],
+            spacing_mm: Spacing {
+                row_mm: 1.0,
+                col_mm: 1.0,
+                slice_mm: 2.0,
+            },
             origin: [0.0, 0.0, 0.0],
             row_direction: row_dir,
             column_direction: col_dir,

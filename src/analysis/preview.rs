@@ -4,6 +4,7 @@
 
 use super::morphology::Dims;
 use super::postprocess::{CONSOLIDATION, GROUND_GLASS, LEFT_LUNG, RIGHT_LUNG};
+use crate::dicom::volume::Spacing;
 
 /// Lung window: level -600 HU, width 1500 HU.
 const WINDOW_LOW_HU: f32 = -1350.0;
@@ -104,10 +105,12 @@ pub fn coronal(
     lung: &[u8],
     lesion: &[u8],
     dims: Dims,
-    spacing_mm: [f64; 3],
+    spacing: Spacing,
     row: usize,
 ) -> Rgb {
-    let [_, col_mm, slice_mm] = spacing_mm;
+    let Spacing {
+        col_mm, slice_mm, ..
+    } = spacing;
     let width = dims.columns;
     let extent_mm = (dims.slices.saturating_sub(1)) as f64 * slice_mm;
     let height = ((extent_mm / col_mm).round() as usize + 1).clamp(1, 4 * dims.slices.max(1));

@@ -6,6 +6,7 @@ use rayon::prelude::*;
 
 use super::morphology::{Dims, components, distance_to_outside};
 use super::postprocess::{CONSOLIDATION, GROUND_GLASS, LEFT_LUNG, RIGHT_LUNG};
+use crate::dicom::volume::Spacing;
 use crate::report::zone_score;
 
 /// Lesion within this in-plane distance of a non-lung pixel counts as peripheral.
@@ -86,10 +87,14 @@ fn side_index(lung_label: u8) -> Option<usize> {
 }
 
 /// `lung` holds 0 / RIGHT_LUNG / LEFT_LUNG and `lesion` 0 / GROUND_GLASS / CONSOLIDATION
-/// per voxel (lesion only inside the lung); spacing is (row, column, slice) mm.
-pub fn measure(lung: &[u8], lesion: &[u8], dims: Dims, spacing_mm: [f64; 3]) -> Quantities {
+/// per voxel (lesion only inside the lung).
+pub fn measure(lung: &[u8], lesion: &[u8], dims: Dims, spacing: Spacing) -> Quantities {
     let plane = dims.plane();
-    let [row_mm, col_mm, slice_mm] = spacing_mm;
+    let Spacing {
+        row_mm,
+        col_mm,
+        slice_mm,
+    } = spacing;
     let per_slice: Vec<(SliceCounts, u64)> = (0..dims.slices)
         .into_par_iter()
         .map(|z| {
@@ -452,7 +457,12 @@ mod tests {
                 }
             }
         }
-        let q = measure(&lung, &lesion, dims, [1.0, 1.0, 1.0]);
+        let unit = Spacing {
+            row_mm: 1.0,
+            col_mm: 1.0,
+            slice_mm: 1.0,
+        };
+        let q = measure(&lung, &lesion, dims, unit);
         assert_eq!(q.lung, [24, 24]);
         assert_eq!(q.lesion, [8, 0]);
         assert_eq!(q.zone_ratio[0], [1.0, 0.0, 0.0]);

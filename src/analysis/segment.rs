@@ -36,6 +36,8 @@ pub struct CtSlices<'a> {
     pub hu: &'a [i16],
     pub dims: Dims,
     pub grid: Grid,
+    /// Distance between slice centres, for a 2.5D network's context.
+    pub slice_mm: f64,
 }
 
 fn normalisation(network: &Network) -> Normalise {
@@ -54,6 +56,9 @@ fn normalisation(network: &Network) -> Normalise {
 /// With `step` > 1 the network runs on every `step`-th of those slices (and the last);
 /// the slices between take the logits interpolated linearly between their two inferred
 /// neighbours, in the frame, before the same back-mapping and argmax.
+///
+/// A 2.5D network (3 input channels) reads slices z-k, z, z+k for slice z, with k from
+/// `context_step`, clamped to the series.
 pub fn label_slices(
     network: &Network,
     ct: &CtSlices,
@@ -66,6 +71,12 @@ pub fn label_slices(
     let norm = normalisation(network);
     let classes = network.entry.output_shape[1];
     let plane = ct.dims.plane();
+    let channels = network.preprocessing().channels();
+    let context = network
+        .preprocessing()
+        .context_mm
+        .map_or(0, |mm| context_step(ct.slice_mm, mm));
+    let frame_len = frame.n * frame.n;
     let wanted: Vec<usize> = (0..ct.dims.slices)
         .filter(|&z| window(z).is_some())
         .collect();
@@ -86,13 +97,19 @@ pub fn label_slices(
             || (network.session(), vec![0f32; network.input_len()]),
             |(session, input), &z| -> anyhow::Result<Vec<f32>> {
                 let t = Instant::now();
-                sample_frame(
-                    &ct.hu[z * plane..(z + 1) * plane],
-                    ct.grid,
-                    frame,
-                    norm,
-                    input,
-                );
+                for (c, channel) in input.chunks_exact_mut(frame_len).enumerate() {
+                    // Channel c is slice z + (c - channels/2) * context, clamped.
+                    let zc = (z + c * context)
+                        .saturating_sub(channels / 2 * context)
+                        .min(ct.dims.slices - 1);
+                    sample_frame(
+                        &ct.hu[zc * plane..(zc + 1) * plane],
+                        ct.grid,
+                        frame,
+                        norm,
+                        channel,
+                    );
+                }
                 let t = StageClock::add(&clock.preprocess, t);
                 let mut output = Vec::new();
                 session.run(input, &mut output)?;
@@ -151,6 +168,16 @@ pub fn slice_step(slice_mm: f64, max_mm: f64) -> usize {
     }
 }
 
+/// k, the slice offset of a 2.5D network's neighbour channels: the whole number of slices
+/// nearest to `context_mm` (halves round up), at least 1 (`common.context_step`).
+pub fn context_step(slice_mm: f64, context_mm: f64) -> usize {
+    if slice_mm <= 0.0 {
+        1
+    } else {
+        ((context_mm / slice_mm + 0.5).floor() as usize).max(1)
+    }
+}
+
 /// The lung model's frame: fixed pixel size, centred on the image centre.
 pub fn lung_frame(network: &Network, grid: Grid) -> Frame {
     let p = network.preprocessing();
@@ -183,7 +210,17 @@ pub fn lesion_frame(network: &Network, grid: Grid, lung_box: Option<Window>) -> 
 
 #[cfg(test)]
 mod tests {
-    use super::slice_step;
+    use super::{context_step, slice_step};
+
+    #[test]
+    fn context_is_the_nearest_whole_slice_count() {
+        assert_eq!(context_step(2.0, 2.5), 1);
+        assert_eq!(context_step(1.25, 2.5), 2);
+        assert_eq!(context_step(1.0, 2.5), 3);
+        assert_eq!(context_step(0.625, 2.5), 4);
+        assert_eq!(context_step(5.0, 2.5), 1);
+        assert_eq!(context_step(0.0, 2.5), 1);
+    }
 
     #[test]
     fn thin_series_infer_on_fewer_slices() {

@@ -161,14 +161,46 @@ pub fn analyse_spacing(sorted_positions: &[f64]) -> Option<SpacingReport> {
     })
 }
 
+/// Voxel size in mm, by axis name: rows, columns (Pixel Spacing's two values, in that
+/// order) and slices. Named so that no caller has to remember an axis order: NIfTI wants
+/// (x = column, y = row, z), the reference Python (z, row, column), the report [row, column,
+/// slice] (`to_array`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spacing {
+    /// Distance between the centres of adjacent rows (Pixel Spacing, first value).
+    pub row_mm: f64,
+    /// Distance between the centres of adjacent columns (Pixel Spacing, second value).
+    pub col_mm: f64,
+    /// Distance between slice centres.
+    pub slice_mm: f64,
+}
+
+impl Spacing {
+    /// The stored order of reports and `lungwatch inspect`: [row, column, slice].
+    pub fn to_array(self) -> [f64; 3] {
+        [self.row_mm, self.col_mm, self.slice_mm]
+    }
+
+    pub fn voxel_ml(self) -> f64 {
+        self.row_mm * self.col_mm * self.slice_mm / 1000.0
+    }
+
+    pub fn pixel_mm2(self) -> f64 {
+        self.row_mm * self.col_mm
+    }
+
+    fn is_positive(self) -> bool {
+        self.to_array().iter().all(|s| s.is_finite() && *s > 0.0)
+    }
+}
+
 /// A CT volume in Hounsfield units.
 #[derive(Debug, Clone)]
 pub struct Volume {
     pub rows: usize,
     pub columns: usize,
     pub slices: usize,
-    /// Row spacing, column spacing and slice step, in mm.
-    pub spacing_mm: [f64; 3],
+    pub spacing_mm: Spacing,
     /// Image Position (Patient) of the first voxel of the first (lowest along the normal) slice.
     pub origin: [f64; 3],
     pub row_direction: [f64; 3],
@@ -193,7 +225,7 @@ impl Volume {
                 self.rows, self.columns, self.slices
             ));
         }
-        if !self.spacing_mm.iter().all(|s| s.is_finite() && *s > 0.0) {
+        if !self.spacing_mm.is_positive() {
             return Err(format!(
                 "voxel spacing {:?} mm is not positive",
                 self.spacing_mm
@@ -352,7 +384,11 @@ fn assemble(slices: Vec<DecodedSlice>) -> Result<Volume, VolumeError> {
         rows: first.rows as usize,
         columns: first.columns as usize,
         slices: order.len(),
-        spacing_mm: [first.pixel_spacing[0], first.pixel_spacing[1], slice_step],
+        spacing_mm: Spacing {
+            row_mm: first.pixel_spacing[0],
+            col_mm: first.pixel_spacing[1],
+            slice_mm: slice_step,
+        },
         origin: first.position,
         row_direction: first.row_direction(),
         column_direction: first.column_direction(),

@@ -7,7 +7,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use crate::dicom::volume::Volume;
+use crate::dicom::volume::{Spacing, Volume};
 
 /// A label map and its voxel → RAS (mm) affine.
 #[derive(Debug, Clone)]
@@ -176,7 +176,7 @@ pub fn lay_on(mask: &Mask, volume: &Volume) -> Result<Vec<u8>, String> {
         ));
     }
     let inverse = invert(&mask.affine).ok_or("the mask's affine is singular")?;
-    let [row_mm, col_mm, _] = volume.spacing_mm;
+    let Spacing { row_mm, col_mm, .. } = volume.spacing_mm;
     let z0 = volume.slice_positions_mm[0];
     let mut out = vec![0u8; volume.rows * volume.columns * volume.slices];
     let mut outside = 0usize;
@@ -258,7 +258,11 @@ mod tests {
             rows: 3,
             columns: 4,
             slices: 2,
-            spacing_mm: [0.7, 0.8, 2.0],
+            spacing_mm: Spacing {
+                row_mm: 0.7,
+                col_mm: 0.8,
+                slice_mm: 2.0,
+            },
             origin: [-100.0, -120.0, 30.0],
             row_direction: [1.0, 0.0, 0.0],
             column_direction: [0.0, 1.0, 0.0],
@@ -281,7 +285,7 @@ mod tests {
             column_axis: v.row_direction,
             row_axis: v.column_direction,
             slice_axis: v.normal,
-            steps_mm: [v.spacing_mm[1], v.spacing_mm[0], 2.0],
+            steps_mm: [v.spacing_mm.col_mm, v.spacing_mm.row_mm, 2.0],
         };
         let dims = Dims {
             slices: 2,
