@@ -18,7 +18,7 @@ use log::{error, info, warn};
 use crate::analysis::Analyzer;
 use crate::analysis::models::ModelSet;
 use crate::config::Config;
-use crate::db::{self, Database, ReadQueries};
+use crate::db::{self, Database, EventLevel, ReadQueries};
 use crate::dicom::InstanceHeader;
 use crate::dimse;
 use crate::ingest::stability::StabilityTracker;
@@ -73,9 +73,8 @@ pub fn prepare(config: &Config) -> anyhow::Result<(Database, Dirs)> {
         info!("{requeued} jobs were running when lungwatch stopped; they are pending again");
     }
     if given_up > 0 {
-        report(
-            &db,
-            "error",
+        db.report(
+            EventLevel::Error,
             &format!(
                 "{given_up} jobs were interrupted {} times (lungwatch was killed or crashed \
                  while analysing them each time); they are failed and not retried",
@@ -199,9 +198,7 @@ pub fn serve(config: Config, config_path: Option<PathBuf>, signals: Signals) -> 
             let full = disk_full(&config.paths.data);
             if full != paused.load(Ordering::SeqCst) {
                 if full {
-                    report(
-                        &db,
-                        "error",
+                    db.report(EventLevel::Error,
                         &format!(
                             "less than {} MiB free on {}: ingest and analysis paused; files wait in the drop folder",
                             MIN_FREE_BYTES >> 20,
@@ -232,9 +229,8 @@ pub fn serve(config: Config, config_path: Option<PathBuf>, signals: Signals) -> 
                 Ok(found) => found
                     .iter()
                     .for_each(|p| observe(&mut tracker, &config, p, now)),
-                Err(e) => report(
-                    &db,
-                    "error",
+                Err(e) => db.report(
+                    EventLevel::Error,
                     &format!("cannot scan {}: {e}", config.paths.incoming.display()),
                 ),
             }
@@ -251,7 +247,7 @@ pub fn serve(config: Config, config_path: Option<PathBuf>, signals: Signals) -> 
             ingest_ready(&mut db, &dirs, &config, &mut tracker, &path);
         }
         if let Err(e) = complete_quiet_series(&mut db, &config) {
-            report(&db, "error", &format!("series completion failed: {e}"));
+            db.report(EventLevel::Error, &format!("series completion failed: {e}"));
         }
         // Sleep, but wake at once for an event.
         if let Ok(p) = rx.recv_timeout(TICK) {
@@ -364,9 +360,8 @@ fn reload(
     let new = match Config::load(path) {
         Ok(new) => new,
         Err(e) => {
-            report(
-                db,
-                "error",
+            db.report(
+                EventLevel::Error,
                 &format!("SIGHUP: config not reloaded, keeping the running one: {e}"),
             );
             return;
@@ -389,9 +384,8 @@ fn reload(
             )
         };
         if let Err(e) = new.web.validate() {
-            report(
-                db,
-                "error",
+            db.report(
+                EventLevel::Error,
                 &format!("SIGHUP: config not reloaded, keeping the running one: {e:#}"),
             );
             return;
@@ -409,16 +403,14 @@ fn reload(
                 *web_handle = Some(handle);
             }
             Err(e) => {
-                report(
-                    db,
-                    "error",
+                db.report(EventLevel::Error,
                     &format!(
                         "SIGHUP: new web settings failed ({e:#}); restarting the page with the old ones"
                     ),
                 );
                 match start(&config.web, &config.audit) {
                     Ok(handle) => *web_handle = Some(handle),
-                    Err(e) => report(db, "error", &format!("the web page is down: {e:#}")),
+                    Err(e) => db.report(EventLevel::Error, &format!("the web page is down: {e:#}")),
                 }
                 return;
             }
@@ -479,7 +471,10 @@ fn ingest_ready(
             tracker.forget(path);
         }
         Ok(Outcome::Quarantined(r)) => {
-            report(db, "warn", &format!("quarantined {}: {r}", path.display()));
+            db.report(
+                EventLevel::Warn,
+                &format!("quarantined {}: {r}", path.display()),
+            );
             tracker.forget(path);
         }
         Ok(Outcome::Deferred(r)) => {
@@ -491,9 +486,8 @@ fn ingest_ready(
         }
         Ok(Outcome::Vanished) => tracker.forget(path),
         Err(e) => {
-            report(
-                db,
-                "error",
+            db.report(
+                EventLevel::Error,
                 &format!("cannot ingest {}: {e}; will retry", path.display()),
             );
             tracker.defer(path, now);
@@ -516,9 +510,8 @@ pub fn complete_quiet_series(db: &mut Database, config: &Config) -> anyhow::Resu
                 (instances.len(), verdict)
             }
             Err(e) => {
-                report(
-                    db,
-                    "error",
+                db.report(
+                    EventLevel::Error,
                     &format!("series {series_uid}: its index rows cannot be read: {e}"),
                 );
                 (0, Err(format!("its index rows cannot be read: {e}")))
@@ -541,15 +534,4 @@ pub fn complete_quiet_series(db: &mut Database, config: &Config) -> anyhow::Resu
         }
     }
     Ok(())
-}
-
-/// Logs to stderr and keeps the message for the status views.
-fn report(db: &Database, level: &str, message: &str) {
-    match level {
-        "error" => error!("{message}"),
-        _ => warn!("{message}"),
-    }
-    if let Err(e) = db.log_event(level, message, db::now_secs()) {
-        error!("cannot record event in the database: {e}");
-    }
 }

@@ -19,7 +19,7 @@ use log::{error, info, warn};
 
 use crate::analysis::Analyzer;
 use crate::config::Config;
-use crate::db::{self, Database, FailureKind, Job, ReadQueries};
+use crate::db::{self, Database, EventLevel, FailureKind, Job, ReadQueries};
 use crate::outbox::{self, Routes};
 use crate::pipeline::{self, Failure};
 
@@ -109,7 +109,7 @@ fn record(db: &Database, job: &Job, outcome: Outcome, started: Instant) -> rusql
                 db::now_secs(),
             )?;
             db.log_event(
-                "error",
+                EventLevel::Error,
                 &format!(
                     "analysis of series {} failed: {}",
                     job.series_uid, failure.message
@@ -184,8 +184,7 @@ fn process(
         }
         Err(e) => {
             let message = format!("job {}: DICOM objects not written: {e:#}", job.id);
-            warn!("{message}");
-            let _ = db.log_event("warn", &message, db::now_secs());
+            db.report(EventLevel::Warn, &message);
             Vec::new()
         }
     };

@@ -5,7 +5,7 @@ mod common;
 
 use lungwatch::dicom::pixels::decode_stored;
 use lungwatch::dicom::read::{Extent, parse};
-use lungwatch::ingest::examine;
+use lungwatch::ingest::{RejectionCode, examine};
 use proptest::prelude::*;
 
 fn decode(bytes: &[u8]) -> Option<Vec<i64>> {
@@ -114,7 +114,7 @@ fn every_decodable_conformance_file_passes_the_completeness_check() {
         let bytes = std::fs::read(&path).unwrap();
         if decode(&bytes).is_some() {
             if let Err(r) = examine(&bytes)
-                && r.code == "truncated"
+                && r.code == RejectionCode::Truncated
             {
                 wrongly_truncated.push(format!("{}: {r}", path.display()));
             }

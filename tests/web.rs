@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use lungwatch::config::{AuditConfig, Role, WebConfig, WebUser};
-use lungwatch::db::{Database, FailureKind, NewInstance, now_secs};
+use lungwatch::db::{Database, EventLevel, FailureKind, NewInstance, now_secs};
 use lungwatch::dicom::InstanceHeader;
 use lungwatch::report::{
     AffectedRatio, BelowThreshold, ModelRef, Probabilities, SeriesReport, Sides, Timings, Zones,
@@ -360,10 +360,18 @@ fn fixture() -> Fixture {
         now,
     )
     .unwrap();
-    db.log_event("error", "cannot scan /mnt/pacs: <permission denied>", now)
-        .unwrap();
-    db.log_event("info", "routine message not for the status page", now)
-        .unwrap();
+    db.log_event(
+        EventLevel::Error,
+        "cannot scan /mnt/pacs: <permission denied>",
+        now,
+    )
+    .unwrap();
+    db.log_event(
+        EventLevel::Info,
+        "routine message not for the status page",
+        now,
+    )
+    .unwrap();
     Fixture {
         _root: root,
         db_path,

@@ -356,10 +356,10 @@ impl Database {
         Ok(())
     }
 
-    pub fn log_event(&self, level: &str, message: &str, now: i64) -> Result<()> {
+    pub fn log_event(&self, level: EventLevel, message: &str, now: i64) -> Result<()> {
         self.conn.execute(
             "INSERT INTO events (at, level, message) VALUES (?1, ?2, ?3)",
-            params![now, level, message],
+            params![now, level.as_str(), message],
         )?;
         // Keep the table bounded: it is a recent-errors view, not an archive.
         self.conn.execute(
@@ -367,6 +367,40 @@ impl Database {
             [],
         )?;
         Ok(())
+    }
+}
+
+/// The level of a recorded event (the status page's "recent problems" are errors and
+/// warnings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventLevel {
+    Error,
+    Warn,
+    Info,
+}
+
+impl EventLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventLevel::Error => "error",
+            EventLevel::Warn => "warn",
+            EventLevel::Info => "info",
+        }
+    }
+}
+
+impl Database {
+    /// Logs `message` to stderr and keeps it for the status views; a database that cannot
+    /// take it is logged too, never an error for the caller.
+    pub fn report(&self, level: EventLevel, message: &str) {
+        match level {
+            EventLevel::Error => log::error!("{message}"),
+            EventLevel::Warn => log::warn!("{message}"),
+            EventLevel::Info => log::info!("{message}"),
+        }
+        if let Err(e) = self.log_event(level, message, now_secs()) {
+            log::error!("cannot record event in the database: {e}");
+        }
     }
 }
 

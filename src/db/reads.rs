@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::results::row_to_result;
 use super::{
-    AssociationRecord, Database, EventEntry, Job, QuarantineEntry, Result, SeriesState,
+    AssociationRecord, Database, EventEntry, EventLevel, Job, QuarantineEntry, Result, SeriesState,
     SkippedSeries, StatusCounts, StoredInstance, StoredResult, parse_series_state, row_to_instance,
     row_to_job, schema,
 };
@@ -307,9 +307,14 @@ pub trait ReadQueries: Connected {
             })
     }
 
-    /// The newest events of the given levels (e.g. `["error", "warn"]`).
-    fn recent_events_at_levels(&self, levels: &[&str], limit: i64) -> Result<Vec<EventEntry>> {
-        let json = serde_json::to_string(levels).expect("strings serialise");
+    /// The newest events of the given levels.
+    fn recent_events_at_levels(
+        &self,
+        levels: &[EventLevel],
+        limit: i64,
+    ) -> Result<Vec<EventEntry>> {
+        let names: Vec<&str> = levels.iter().map(|l| l.as_str()).collect();
+        let json = serde_json::to_string(&names).expect("strings serialise");
         let mut stmt = self.conn().prepare(
             "SELECT at, level, message FROM events
              WHERE level IN (SELECT value FROM json_each(?1)) ORDER BY id DESC LIMIT ?2",
@@ -625,7 +630,7 @@ mod tests {
         );
         std::fs::remove_file(&path).unwrap();
         let db = Database::open(&path).unwrap();
-        db.log_event("error", "boom", 5).unwrap();
+        db.log_event(EventLevel::Error, "boom", 5).unwrap();
         let reader = Reader::open(&path).unwrap();
         assert_eq!(reader.recent_events(5).unwrap()[0].message, "boom");
         assert_eq!(reader.status_counts().unwrap().instances, 0);
@@ -652,10 +657,12 @@ mod tests {
         assert_eq!(db.studies_done_since(0).unwrap(), 0);
         let h = db.processing_histogram(&[1000, 2000]).unwrap();
         assert_eq!((h.cumulative, h.count, h.sum_ms), (vec![0, 0], 0, 0));
-        db.log_event("info", "started", 1).unwrap();
-        db.log_event("error", "boom", 2).unwrap();
-        db.log_event("warn", "odd", 3).unwrap();
-        let e = db.recent_events_at_levels(&["error", "warn"], 10).unwrap();
+        db.log_event(EventLevel::Info, "started", 1).unwrap();
+        db.log_event(EventLevel::Error, "boom", 2).unwrap();
+        db.log_event(EventLevel::Warn, "odd", 3).unwrap();
+        let e = db
+            .recent_events_at_levels(&[EventLevel::Error, EventLevel::Warn], 10)
+            .unwrap();
         assert_eq!(
             e.iter().map(|e| e.message.as_str()).collect::<Vec<_>>(),
             ["odd", "boom"]

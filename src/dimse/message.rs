@@ -5,7 +5,7 @@
 //! presentation context's transfer syntax.
 
 use dicom_core::{DataElement, PrimitiveValue, VR};
-use dicom_dictionary_std::tags;
+use dicom_dictionary_std::{tags, uids};
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN;
 use dicom_ul::Pdu;
@@ -19,7 +19,7 @@ pub const C_ECHO_RSP: u16 = 0x8030;
 /// Command Data Set Type: no data set follows.
 const NO_DATA_SET: u16 = 0x0101;
 /// The Verification SOP Class.
-pub const VERIFICATION: &str = "1.2.840.10008.1.1";
+pub const VERIFICATION: &str = uids::VERIFICATION;
 
 /// The fields of a request command this SCP acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]

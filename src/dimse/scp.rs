@@ -34,7 +34,7 @@ use super::message::{self, C_ECHO_RQ, C_STORE_RQ, Command, Status};
 use super::syntaxes::{STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES};
 use super::tls;
 use crate::config::DicomConfig;
-use crate::db::{self, AssociationRecord, Database};
+use crate::db::{self, AssociationRecord, Database, EventLevel};
 use crate::ingest::{self, Dirs, Outcome};
 
 /// Identifies lungwatch as the writer of the file meta groups it frames received data sets
@@ -594,7 +594,7 @@ fn store(shared: &Shared, db: &mut Database, inc: &Incoming, tally: &mut Tally) 
         }
         Ok(Outcome::Quarantined(r)) => {
             tally.record.refused += 1;
-            report(db, "warn", &format!("quarantined {origin}: {r}"));
+            db.report(EventLevel::Warn, &format!("quarantined {origin}: {r}"));
             Status::CannotUnderstand(r.to_string())
         }
         // Neither happens with quarantine_truncated = true and bytes in memory.
@@ -608,7 +608,7 @@ fn store(shared: &Shared, db: &mut Database, inc: &Incoming, tally: &mut Tally) 
         }
         Err(e) => {
             tally.record.refused += 1;
-            report(db, "error", &format!("cannot store {origin}: {e}"));
+            db.report(EventLevel::Error, &format!("cannot store {origin}: {e}"));
             Status::OutOfResources(format!("not stored: {e}"))
         }
     }
@@ -810,16 +810,5 @@ fn finish(db: &Database, mut tally: Tally) {
     }
     if let Err(e) = db.log_association(r) {
         log::error!("cannot record the DICOM association: {e}");
-    }
-}
-
-/// Logs and keeps the message for the status page, as the drop folder's ingest does.
-fn report(db: &Database, level: &str, message: &str) {
-    match level {
-        "error" => log::error!("{message}"),
-        _ => warn!("{message}"),
-    }
-    if let Err(e) = db.log_event(level, message, db::now_secs()) {
-        log::error!("cannot record event in the database: {e}");
     }
 }

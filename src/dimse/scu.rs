@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use dicom_dictionary_std::uids;
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 use dicom_ul::ClientAssociationOptions;
 use dicom_ul::Pdu;
@@ -24,7 +25,10 @@ const TIMEOUT: Duration = Duration::from_secs(15);
 const STORE_TIMEOUT: Duration = Duration::from_secs(120);
 /// The transfer syntaxes proposed for every object: lungwatch writes explicit VR little
 /// endian, and re-encodes in implicit VR little endian for a peer that takes only that.
-const STORE_SYNTAXES: [&str; 2] = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"];
+const STORE_SYNTAXES: [&str; 2] = [
+    uids::EXPLICIT_VR_LITTLE_ENDIAN,
+    uids::IMPLICIT_VR_LITTLE_ENDIAN,
+];
 
 /// One object to send: its SOP class and instance, and the Part 10 file it is in.
 #[derive(Debug, Clone)]

@@ -1,6 +1,8 @@
 //! What the receiver negotiates: the SOP classes it accepts and the transfer syntaxes it
 //! offers for them.
 
+use dicom_dictionary_std::uids;
+
 /// Image storage SOP classes a PACS sends with a chest CT study: the CT images (classic,
 /// enhanced and legacy-converted multi-frame), the secondary captures that travel with them
 /// (dose screens, reformats exported as images) and PET of a PET/CT; and the Segmentation
@@ -10,39 +12,42 @@
 /// peer learns that at association time instead of getting a failure per instance; a
 /// foreign SR without Pixel Data is quarantined as `missing-pixel-data`.
 pub const STORAGE_SOP_CLASSES: &[(&str, &str)] = &[
-    ("1.2.840.10008.5.1.4.1.1.66.4", "Segmentation Storage"),
-    ("1.2.840.10008.5.1.4.1.1.88.33", "Comprehensive SR Storage"),
-    ("1.2.840.10008.5.1.4.1.1.2", "CT Image Storage"),
-    ("1.2.840.10008.5.1.4.1.1.2.1", "Enhanced CT Image Storage"),
+    (uids::SEGMENTATION_STORAGE, "Segmentation Storage"),
+    (uids::COMPREHENSIVE_SR_STORAGE, "Comprehensive SR Storage"),
+    (uids::CT_IMAGE_STORAGE, "CT Image Storage"),
+    (uids::ENHANCED_CT_IMAGE_STORAGE, "Enhanced CT Image Storage"),
     (
-        "1.2.840.10008.5.1.4.1.1.2.2",
+        uids::LEGACY_CONVERTED_ENHANCED_CT_IMAGE_STORAGE,
         "Legacy Converted Enhanced CT Image Storage",
     ),
     (
-        "1.2.840.10008.5.1.4.1.1.7",
+        uids::SECONDARY_CAPTURE_IMAGE_STORAGE,
         "Secondary Capture Image Storage",
     ),
     (
-        "1.2.840.10008.5.1.4.1.1.7.1",
+        uids::MULTI_FRAME_SINGLE_BIT_SECONDARY_CAPTURE_IMAGE_STORAGE,
         "Multi-frame Single Bit Secondary Capture Image Storage",
     ),
     (
-        "1.2.840.10008.5.1.4.1.1.7.2",
+        uids::MULTI_FRAME_GRAYSCALE_BYTE_SECONDARY_CAPTURE_IMAGE_STORAGE,
         "Multi-frame Grayscale Byte Secondary Capture Image Storage",
     ),
     (
-        "1.2.840.10008.5.1.4.1.1.7.3",
+        uids::MULTI_FRAME_GRAYSCALE_WORD_SECONDARY_CAPTURE_IMAGE_STORAGE,
         "Multi-frame Grayscale Word Secondary Capture Image Storage",
     ),
     (
-        "1.2.840.10008.5.1.4.1.1.7.4",
+        uids::MULTI_FRAME_TRUE_COLOR_SECONDARY_CAPTURE_IMAGE_STORAGE,
         "Multi-frame True Color Secondary Capture Image Storage",
     ),
     (
-        "1.2.840.10008.5.1.4.1.1.128",
+        uids::POSITRON_EMISSION_TOMOGRAPHY_IMAGE_STORAGE,
         "Positron Emission Tomography Image Storage",
     ),
-    ("1.2.840.10008.5.1.4.1.1.130", "Enhanced PET Image Storage"),
+    (
+        uids::ENHANCED_PET_IMAGE_STORAGE,
+        "Enhanced PET Image Storage",
+    ),
 ];
 
 /// Every transfer syntax lungwatch decodes (README, "Transfer syntaxes"), offered for each
@@ -50,36 +55,38 @@ pub const STORAGE_SOP_CLASSES: &[(&str, &str)] = &[
 /// it holds without recompressing. The 12-bit lossy JPEG processes are left out on
 /// purpose: the decoder refuses them, so accepting them would only fill the quarantine.
 pub const TRANSFER_SYNTAXES: &[(&str, &str)] = &[
-    ("1.2.840.10008.1.2.1", "Explicit VR Little Endian"),
-    ("1.2.840.10008.1.2", "Implicit VR Little Endian"),
-    ("1.2.840.10008.1.2.2", "Explicit VR Big Endian"),
+    (uids::EXPLICIT_VR_LITTLE_ENDIAN, "Explicit VR Little Endian"),
+    (uids::IMPLICIT_VR_LITTLE_ENDIAN, "Implicit VR Little Endian"),
+    // Retired from the standard, and still sent by older modalities and archives.
+    #[allow(deprecated)]
+    (uids::EXPLICIT_VR_BIG_ENDIAN, "Explicit VR Big Endian"),
     (
-        "1.2.840.10008.1.2.1.99",
+        uids::DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
         "Deflated Explicit VR Little Endian",
     ),
-    ("1.2.840.10008.1.2.5", "RLE Lossless"),
-    ("1.2.840.10008.1.2.4.50", "JPEG Baseline (Process 1)"),
+    (uids::RLE_LOSSLESS, "RLE Lossless"),
+    (uids::JPEG_BASELINE8_BIT, "JPEG Baseline (Process 1)"),
     (
-        "1.2.840.10008.1.2.4.57",
+        uids::JPEG_LOSSLESS,
         "JPEG Lossless, Non-Hierarchical (Process 14)",
     ),
     (
-        "1.2.840.10008.1.2.4.70",
+        uids::JPEG_LOSSLESS_SV1,
         "JPEG Lossless, Non-Hierarchical, First-Order Prediction (Process 14 SV1)",
     ),
-    ("1.2.840.10008.1.2.4.80", "JPEG-LS Lossless"),
-    ("1.2.840.10008.1.2.4.81", "JPEG-LS Lossy (Near-Lossless)"),
-    ("1.2.840.10008.1.2.4.90", "JPEG 2000 (Lossless Only)"),
-    ("1.2.840.10008.1.2.4.91", "JPEG 2000"),
+    (uids::JPEGLS_LOSSLESS, "JPEG-LS Lossless"),
+    (uids::JPEGLS_NEAR_LOSSLESS, "JPEG-LS Lossy (Near-Lossless)"),
+    (uids::JPEG2000_LOSSLESS, "JPEG 2000 (Lossless Only)"),
+    (uids::JPEG2000, "JPEG 2000"),
     (
-        "1.2.840.10008.1.2.4.201",
+        uids::HTJ2K_LOSSLESS,
         "High-Throughput JPEG 2000 (Lossless Only)",
     ),
     (
-        "1.2.840.10008.1.2.4.202",
+        uids::HTJ2K_LOSSLESS_RPCL,
         "High-Throughput JPEG 2000 with RPCL Options (Lossless Only)",
     ),
-    ("1.2.840.10008.1.2.4.203", "High-Throughput JPEG 2000"),
+    (uids::HTJ2K, "High-Throughput JPEG 2000"),
 ];
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use dicom_core::DicomValue;
-use dicom_dictionary_std::tags;
+use dicom_dictionary_std::{tags, uids};
 use dicom_encoding::TransferSyntaxIndex;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
@@ -24,12 +24,47 @@ use crate::dicom::read::{self, Extent, ParseError};
 /// Why a file cannot be used; `code` names its quarantine folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
-    pub code: &'static str,
+    pub code: RejectionCode,
     pub reason: String,
 }
 
+/// Why a file is quarantined. The kebab-case name is what the quarantine folder, the
+/// database, the status page and a C-STORE failure comment show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectionCode {
+    Empty,
+    NoSeriesIdentity,
+    UndecodableTransferSyntax,
+    MissingPixelData,
+    Truncated,
+    Malformed,
+    NotDicom,
+    ConflictingDuplicate,
+}
+
+impl RejectionCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectionCode::Empty => "empty",
+            RejectionCode::NoSeriesIdentity => "no-series-identity",
+            RejectionCode::UndecodableTransferSyntax => "undecodable-transfer-syntax",
+            RejectionCode::MissingPixelData => "missing-pixel-data",
+            RejectionCode::Truncated => "truncated",
+            RejectionCode::Malformed => "malformed",
+            RejectionCode::NotDicom => "not-dicom",
+            RejectionCode::ConflictingDuplicate => "conflicting-duplicate",
+        }
+    }
+}
+
+impl std::fmt::Display for RejectionCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Rejection {
-    fn new(code: &'static str, reason: impl Into<String>) -> Self {
+    fn new(code: RejectionCode, reason: impl Into<String>) -> Self {
         Rejection {
             code,
             reason: reason.into(),
@@ -37,7 +72,7 @@ impl Rejection {
     }
     /// True for a file that may simply not have finished arriving.
     pub fn may_still_be_arriving(&self) -> bool {
-        matches!(self.code, "truncated" | "empty")
+        matches!(self.code, RejectionCode::Truncated | RejectionCode::Empty)
     }
 }
 
@@ -54,7 +89,7 @@ impl std::fmt::Display for Rejection {
 /// rejected here rather than failing an analysis later.
 pub fn examine(bytes: &[u8]) -> Result<InstanceHeader, Rejection> {
     if bytes.is_empty() {
-        return Err(Rejection::new("empty", "the file is empty"));
+        return Err(Rejection::new(RejectionCode::Empty, "the file is empty"));
     }
     let header_obj = read::parse(bytes, Extent::Header).map_err(parse_rejection)?;
     let header = InstanceHeader::from_object(&header_obj);
@@ -62,20 +97,20 @@ pub fn examine(bytes: &[u8]) -> Result<InstanceHeader, Rejection> {
 
     if header.series_instance_uid.is_none() {
         return Err(Rejection::new(
-            "no-series-identity",
+            RejectionCode::NoSeriesIdentity,
             "no Series Instance UID: the file cannot be assigned to a series",
         ));
     }
     match TransferSyntaxRegistry.get(&header.transfer_syntax) {
         None => {
             return Err(Rejection::new(
-                "undecodable-transfer-syntax",
+                RejectionCode::UndecodableTransferSyntax,
                 format!("unknown transfer syntax {}", header.transfer_syntax),
             ));
         }
         Some(ts) if !ts.can_decode_all() => {
             return Err(Rejection::new(
-                "undecodable-transfer-syntax",
+                RejectionCode::UndecodableTransferSyntax,
                 format!(
                     "transfer syntax {} ({}) has no pixel decoder in this build",
                     ts.uid(),
@@ -100,7 +135,7 @@ pub fn examine(bytes: &[u8]) -> Result<InstanceHeader, Rejection> {
             return Ok(header);
         }
         return Err(Rejection::new(
-            "missing-pixel-data",
+            RejectionCode::MissingPixelData,
             "the file has no Pixel Data",
         ));
     };
@@ -111,7 +146,7 @@ pub fn examine(bytes: &[u8]) -> Result<InstanceHeader, Rejection> {
             if let Some(needed) = needed {
                 if have < needed {
                     return Err(Rejection::new(
-                        "truncated",
+                        RejectionCode::Truncated,
                         format!("Pixel Data holds {have} bytes, {needed} expected"),
                     ));
                 }
@@ -119,7 +154,7 @@ pub fn examine(bytes: &[u8]) -> Result<InstanceHeader, Rejection> {
                 // the stored image, and reading it by the header would be garbage.
                 if have > needed + 1 {
                     return Err(Rejection::new(
-                        "malformed",
+                        RejectionCode::Malformed,
                         format!(
                             "Pixel Data holds {have} bytes, but the header's Rows, Columns, \
                              samples, frames and Bits Allocated declare {needed}"
@@ -132,21 +167,40 @@ pub fn examine(bytes: &[u8]) -> Result<InstanceHeader, Rejection> {
             check_fragments(seq.fragments(), &header.transfer_syntax)?;
         }
         DicomValue::Sequence(_) => {
-            return Err(Rejection::new("malformed", "Pixel Data is a sequence"));
+            return Err(Rejection::new(
+                RejectionCode::Malformed,
+                "Pixel Data is a sequence",
+            ));
         }
     }
     Ok(header)
 }
 
+/// The encapsulated syntaxes whose fragments hold JPEG-family codestreams (JPEG, JPEG-LS,
+/// JPEG 2000, HTJ2K), each ending with the marker FF D9.
+const CODESTREAM_SYNTAXES: &[&str] = &[
+    uids::JPEG_BASELINE8_BIT,
+    uids::JPEG_EXTENDED12_BIT,
+    uids::JPEG_LOSSLESS,
+    uids::JPEG_LOSSLESS_SV1,
+    uids::JPEGLS_LOSSLESS,
+    uids::JPEGLS_NEAR_LOSSLESS,
+    uids::JPEG2000_LOSSLESS,
+    uids::JPEG2000,
+    uids::HTJ2K_LOSSLESS,
+    uids::HTJ2K_LOSSLESS_RPCL,
+    uids::HTJ2K,
+];
+
 /// Structural completeness of encapsulated Pixel Data, without decoding it: a file cut
 /// short loses the end of its last codestream. JPEG, JPEG-LS and JPEG 2000 codestreams all
 /// end with the marker FF D9; an RLE fragment's header must point inside the fragment.
 fn check_fragments(fragments: &[Vec<u8>], transfer_syntax: &str) -> Result<(), Rejection> {
-    let truncated = |why: String| Rejection::new("truncated", why);
+    let truncated = |why: String| Rejection::new(RejectionCode::Truncated, why);
     let Some(last) = fragments.iter().rev().find(|f| !f.is_empty()) else {
         return Err(truncated("encapsulated Pixel Data has no fragments".into()));
     };
-    if transfer_syntax.starts_with("1.2.840.10008.1.2.4.") {
+    if CODESTREAM_SYNTAXES.contains(&transfer_syntax) {
         // Encoders pad an odd-length codestream with one byte (0x00 or 0xFF); entropy-coded
         // data never contains FF D9, so finding it among the last bytes is conclusive.
         let tail = &last[last.len().saturating_sub(4)..];
@@ -156,7 +210,7 @@ fn check_fragments(fragments: &[Vec<u8>], transfer_syntax: &str) -> Result<(), R
                 "the compressed image stream ends without its end-of-image marker".into(),
             ));
         }
-    } else if transfer_syntax == "1.2.840.10008.1.2.5" {
+    } else if transfer_syntax == uids::RLE_LOSSLESS {
         for f in fragments.iter().filter(|f| !f.is_empty()) {
             let word = |i: usize| {
                 f.get(i * 4..i * 4 + 4)
@@ -192,10 +246,10 @@ fn expected_native_bytes(h: &InstanceHeader) -> Option<usize> {
 
 fn parse_rejection(e: ParseError) -> Rejection {
     let code = match &e {
-        ParseError::NotDicom(_) => "not-dicom",
-        ParseError::Truncated(_) => "truncated",
-        ParseError::Malformed(_) => "malformed",
-        ParseError::UnsupportedTransferSyntax(_) => "undecodable-transfer-syntax",
+        ParseError::NotDicom(_) => RejectionCode::NotDicom,
+        ParseError::Truncated(_) => RejectionCode::Truncated,
+        ParseError::Malformed(_) => RejectionCode::Malformed,
+        ParseError::UnsupportedTransferSyntax(_) => RejectionCode::UndecodableTransferSyntax,
     };
     Rejection::new(code, e.to_string())
 }
@@ -329,7 +383,7 @@ pub fn ingest_bytes(
             });
         }
         let r = Rejection::new(
-            "conflicting-duplicate",
+            RejectionCode::ConflictingDuplicate,
             format!(
                 "SOP Instance UID {} is already stored with different content",
                 identity.uid
@@ -391,7 +445,12 @@ fn quarantine(
     digest: &[u8; 32],
     rejection: Rejection,
 ) -> Result<Outcome, IngestError> {
-    let dest = store::quarantine_path(&dirs.quarantine, rejection.code, Path::new(origin), digest);
+    let dest = store::quarantine_path(
+        &dirs.quarantine,
+        rejection.code.as_str(),
+        Path::new(origin),
+        digest,
+    );
     store::place_atomically(bytes, &dirs.staging, &dest).map_err(io_err(&dest))?;
     let relative = dest
         .strip_prefix(&dirs.quarantine)
@@ -401,7 +460,7 @@ fn quarantine(
     db.record_quarantine(
         origin,
         &relative,
-        rejection.code,
+        rejection.code.as_str(),
         &rejection.reason,
         db::now_secs(),
     )?;
@@ -498,7 +557,7 @@ mod tests {
         assert!(matches!(ingest(&resent), Outcome::Duplicate { .. }));
         // The same UID with other pixels is a conflict, kept in quarantine.
         match ingest(&tiny_ct("PACS", [9, 9, 9, 9])) {
-            Outcome::Quarantined(r) => assert_eq!(r.code, "conflicting-duplicate"),
+            Outcome::Quarantined(r) => assert_eq!(r.code, RejectionCode::ConflictingDuplicate),
             other => panic!("{other:?}"),
         }
         assert_eq!(db.status_counts().unwrap().instances, 1);
@@ -507,7 +566,10 @@ mod tests {
 
     #[test]
     fn garbage_is_rejected_with_a_code() {
-        assert_eq!(examine(b"").unwrap_err().code, "empty");
-        assert_eq!(examine(&[7u8; 4000]).unwrap_err().code, "not-dicom");
+        assert_eq!(examine(b"").unwrap_err().code, RejectionCode::Empty);
+        assert_eq!(
+            examine(&[7u8; 4000]).unwrap_err().code,
+            RejectionCode::NotDicom
+        );
     }
 }

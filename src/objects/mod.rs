@@ -15,7 +15,7 @@ pub mod sr;
 pub mod summary;
 
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
-use dicom_dictionary_std::tags;
+use dicom_dictionary_std::{tags, uids};
 use dicom_object::mem::InMemElement;
 use dicom_object::{DefaultDicomObject, FileMetaTableBuilder, InMemDicomObject};
 use sha2::{Digest, Sha256};
@@ -344,7 +344,7 @@ fn to_part10(obj: InMemDicomObject, sop_class: &str, sop_instance: &str) -> Vec<
     let file = obj
         .with_meta(
             FileMetaTableBuilder::new()
-                .transfer_syntax("1.2.840.10008.1.2.1")
+                .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)
                 .media_storage_sop_class_uid(sop_class)
                 .media_storage_sop_instance_uid(sop_instance)
                 .implementation_class_uid(crate::dimse::IMPLEMENTATION_CLASS_UID)

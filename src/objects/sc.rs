@@ -5,14 +5,14 @@
 
 use dicom_core::value::DataSetSequence;
 use dicom_core::{DataElement, PrimitiveValue, VR, dicom_value};
-use dicom_dictionary_std::tags;
+use dicom_dictionary_std::{tags, uids};
 use dicom_object::InMemDicomObject;
 
 use super::{DISCLAIMER, PatientStudy, SourceRef, element, equipment, to_part10, us};
 use crate::analysis::preview::Rgb;
 
 /// Secondary Capture Image Storage.
-pub const SOP_CLASS_UID: &str = "1.2.840.10008.5.1.4.1.1.7";
+pub const SOP_CLASS_UID: &str = uids::SECONDARY_CAPTURE_IMAGE_STORAGE;
 
 /// lungwatch's key-image series in the source study.
 #[derive(Debug, Clone, PartialEq, Eq)]

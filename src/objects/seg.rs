@@ -10,7 +10,7 @@
 
 use dicom_core::value::DataSetSequence;
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR, dicom_value};
-use dicom_dictionary_std::tags;
+use dicom_dictionary_std::{tags, uids};
 use dicom_object::InMemDicomObject;
 use dicom_object::mem::InMemElement;
 
@@ -21,7 +21,7 @@ use crate::analysis::postprocess::{
 };
 
 /// Segmentation Storage.
-pub const SOP_CLASS_UID: &str = "1.2.840.10008.5.1.4.1.1.66.4";
+pub const SOP_CLASS_UID: &str = uids::SEGMENTATION_STORAGE;
 pub const SERIES_DESCRIPTION: &str = "lungwatch segmentation (decision support only)";
 
 /// A code: (value, scheme, meaning).

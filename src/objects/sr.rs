@@ -13,7 +13,7 @@
 
 use dicom_core::value::DataSetSequence;
 use dicom_core::{DataElement, VR};
-use dicom_dictionary_std::tags;
+use dicom_dictionary_std::{tags, uids};
 use dicom_object::InMemDicomObject;
 use dicom_object::mem::InMemElement;
 
@@ -22,7 +22,7 @@ use super::{DISCLAIMER, PatientStudy, SourceRef, element, equipment, to_part10};
 use crate::report::SeriesReport;
 
 /// Comprehensive SR Storage.
-pub const SOP_CLASS_UID: &str = "1.2.840.10008.5.1.4.1.1.88.33";
+pub const SOP_CLASS_UID: &str = uids::COMPREHENSIVE_SR_STORAGE;
 pub const SERIES_DESCRIPTION: &str = "lungwatch measurement report (decision support only)";
 const LOCAL: &str = "99LUNGWATCH";
 

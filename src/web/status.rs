@@ -8,8 +8,8 @@ use serde::Serialize;
 use super::html::{self, esc, fmt_bytes, fmt_duration, fmt_ms, fmt_time};
 use super::server::Ctx;
 use crate::db::{
-    self, AssociationRecord, Delivery, EventEntry, FailedJob, OutboxCounts, QuarantineEntry,
-    QueuedJob, ReadQueries, Reader, SkippedSeries, StatusCounts,
+    self, AssociationRecord, Delivery, EventEntry, EventLevel, FailedJob, OutboxCounts,
+    QuarantineEntry, QueuedJob, ReadQueries, Reader, SkippedSeries, StatusCounts,
 };
 use crate::report::ModelRef;
 
@@ -158,7 +158,8 @@ pub fn collect(ctx: &Ctx, db: &Reader) -> db::Result<StatusView> {
             median_ms: median(&times),
             p95_ms: percentile(&times, 0.95),
         },
-        recent_errors: db.recent_events_at_levels(&["error", "warn"], LIST_LIMIT)?,
+        recent_errors: db
+            .recent_events_at_levels(&[EventLevel::Error, EventLevel::Warn], LIST_LIMIT)?,
         failed_jobs: db.recent_failed_jobs(LIST_LIMIT)?,
         quarantine_by_reason: db
             .quarantine_by_reason()?
@@ -336,7 +337,11 @@ pub fn render(v: &StatusView) -> String {
     } else {
         b.push_str("<table><tr><th>When</th><th>Level</th><th>Message</th></tr>");
         for e in &v.recent_errors {
-            let kind = if e.level == "error" { "bad" } else { "warn" };
+            let kind = if e.level == EventLevel::Error.as_str() {
+                "bad"
+            } else {
+                "warn"
+            };
             let _ = write!(
                 b,
                 "<tr><td class=\"nowrap\">{}</td><td><span class=\"badge {kind}\">{}</span></td><td>{}</td></tr>",
