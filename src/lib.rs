@@ -9,6 +9,7 @@ pub mod analyze;
 pub mod audit_export;
 pub mod calibrate;
 pub mod config;
+pub mod config_edit;
 pub mod daemon;
 pub mod db;
 pub mod dicom;

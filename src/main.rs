@@ -15,7 +15,7 @@ use lungwatch::analysis::models::ModelSet;
 use lungwatch::analyze::{self, AnalyzeOptions};
 use lungwatch::config::Config;
 use lungwatch::db::Reader;
-use lungwatch::{audit_export, daemon, inspect};
+use lungwatch::{audit_export, config_edit, daemon, inspect};
 
 #[derive(Parser)]
 #[command(
@@ -150,6 +150,13 @@ enum Command {
     /// Make the Argon2id `password_hash = "..."` line of a [[web.users]] entry. Asks for
     /// the password without echo, or reads one line from stdin when it is not a terminal.
     Passwd,
+    /// Read or change the config file in place, keeping its comments. A change is checked
+    /// as `serve` checks the config at start-up and written only if it passes; `serve`
+    /// takes it on SIGHUP or at its next start.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// Export the audit trail (who read which patient's data, failed logins) from a day on.
     Audit {
         #[arg(long, short)]
@@ -162,6 +169,34 @@ enum Command {
         csv: bool,
     },
 }
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Print KEY's value as the file sets it (a string as its text, other values as TOML;
+    /// for web.users or destinations, the names, one per line). Exits 1 when not set.
+    Get {
+        /// Dotted key: web.listen, dicom.port, web.users.NAME.role, destinations.NAME.host.
+        key: String,
+        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// Set one or more keys (KEY VALUE pairs) and remove others (--unset KEY), as one
+    /// change. A VALUE that reads as TOML (11112, true, ["seg", "sr"], "text") is taken as
+    /// such, anything else as a string.
+    Set {
+        /// KEY VALUE [KEY VALUE ...]
+        #[arg(value_name = "KEY VALUE", num_args = 0..)]
+        pairs: Vec<String>,
+        /// A key to remove (web.users.NAME removes that user).
+        #[arg(long, value_name = "KEY")]
+        unset: Vec<String>,
+        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+}
+
+/// Where install.sh and the image put the config.
+const DEFAULT_CONFIG_PATH: &str = "/etc/lungwatch/lungwatch.toml";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -382,6 +417,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", lungwatch::passwd::hash_line(&password)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Config { action } => run_config(action),
         Command::Audit { config, since, csv } => {
             let Some(since) = lungwatch::web::day_start(&since) else {
                 anyhow::bail!("--since must be a date as YYYY-MM-DD, got {since:?}");
@@ -551,5 +587,49 @@ fn print_inspect_table(report: &inspect::Report) {
     }
     for r in &report.rejected {
         println!("rejected {}: {}", r.path.display(), r.reason);
+    }
+}
+
+fn run_config(action: ConfigAction) -> anyhow::Result<ExitCode> {
+    match action {
+        ConfigAction::Get { key, config } => {
+            let text = std::fs::read_to_string(&config)
+                .with_context(|| format!("cannot read {}", config.display()))?;
+            match config_edit::get(&text, &key)? {
+                Some(value) => {
+                    println!("{value}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => {
+                    eprintln!("lungwatch: {key} is not set in {}", config.display());
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        ConfigAction::Set {
+            pairs,
+            unset,
+            config,
+        } => {
+            if pairs.len() % 2 != 0 {
+                anyhow::bail!(
+                    "give KEY VALUE pairs: {:?} has no value",
+                    pairs[pairs.len() - 1]
+                );
+            }
+            if pairs.is_empty() && unset.is_empty() {
+                anyhow::bail!("nothing to change: give KEY VALUE pairs or --unset KEY");
+            }
+            let edits: Vec<config_edit::Edit> = unset
+                .into_iter()
+                .map(|key| config_edit::Edit { key, value: None })
+                .chain(pairs.chunks_exact(2).map(|kv| config_edit::Edit {
+                    key: kv[0].clone(),
+                    value: Some(kv[1].clone()),
+                }))
+                .collect();
+            config_edit::edit_file(&config, &edits)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
