@@ -6,6 +6,7 @@
 #                                 models/train/requirements.txt as $PYTHON, and dcmtk)
 # The 300-slice series is made once from covid19-P002 by bench/make_long_series.py.
 set -euo pipefail
+case "${1:-}" in -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;; esac
 cd "$(dirname "$0")/.."
 data=../shared/data/covid-ct-md
 [ -d "$data" ] || { echo "SKIPPED: $data not present"; exit 0; }

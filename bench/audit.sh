@@ -9,6 +9,7 @@
 # difference; the target is under 1 ms added at the median. Every audited request is
 # checked to have left a row.
 set -euo pipefail
+case "${1:-}" in -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;; esac
 cd "$(dirname "$0")/.."
 out="$(cargo test --release --test web audit_latency_bench -- --ignored --nocapture --test-threads 1 2>&1)" ||
   { echo "$out" >&2; exit 1; }

@@ -6,6 +6,7 @@
 # 133-slice series and on all three; and `serve` ingesting all three series from the drop
 # folder (read, hash, examine, store with fsync, index) until every slice is indexed.
 set -euo pipefail
+case "${1:-}" in -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;; esac
 cd "$(dirname "$0")/.."
 data=../shared/data/covid-ct-md
 [ -d "$data" ] || { echo "SKIPPED: $data not present"; exit 0; }

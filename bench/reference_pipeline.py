@@ -19,6 +19,9 @@ import pipeline as P
 
 
 def main():
+    if not sys.argv[1:] or sys.argv[1] in ("-h", "--help"):
+        print(__doc__)
+        sys.exit(0 if sys.argv[1:] else 2)
     models = P.Models(os.path.join(HERE, "..", "models"), threads=2)
     for folder in sys.argv[1:]:
         t0 = time.perf_counter()

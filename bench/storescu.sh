@@ -8,6 +8,7 @@
 #   bash bench/storescu.sh      (needs ../shared/data, dcmtk and a release build;
 #                                LUNGWATCH_BIN=path reuses a binary already built)
 set -euo pipefail
+case "${1:-}" in -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;; esac
 cd "$(dirname "$0")/.."
 series=../shared/data/covid-ct-md/normal-normal002
 [ -d "$series" ] || { echo "SKIPPED: $series not present"; exit 0; }

@@ -8,6 +8,7 @@
 # The settings are described in image/esp/lungwatch-firstboot.conf.example. A qcow2 image
 # must be converted first: qemu-img convert -O raw lungwatch-appliance.qcow2 box.raw
 set -euo pipefail
+case "${1:-}" in -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;; esac
 
 die() { echo "preseed.sh: error: $*" >&2; exit 1; }
 [ $# -eq 2 ] || die "usage: $0 IMAGE.raw SETTINGS-FILE"

@@ -31,122 +31,32 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon: watch the drop folder, store and index files, queue complete series.
-    Serve {
-        /// Config file (TOML). Without it the embedded default is used.
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-    },
+    Serve(ServeArgs),
     /// Group files or folders into series, judge them and build their HU volumes.
-    Inspect {
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// Config whose selection rules to apply (default: the embedded default).
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-    },
+    Inspect(InspectArgs),
     /// Analyse files or folders end to end (decode, segment, quantify, classify) without
     /// the store or the database.
-    Analyze {
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
-        /// Print a JSON array, one object per analysed series.
-        #[arg(long)]
-        json: bool,
-        /// Add per-slice lung and lesion areas.
-        #[arg(long)]
-        per_slice: bool,
-        /// Write previews (PNG), the label mask (NIfTI) and report.json under DIR/<series>/.
-        #[arg(long, value_name = "DIR")]
-        out: Option<PathBuf>,
-        /// Folder with manifest.toml and the ONNX models (default: the installed models,
-        /// else ./models).
-        #[arg(long, value_name = "DIR")]
-        models: Option<PathBuf>,
-        /// Analysis threads, each running whole slices (default: one per CPU core).
-        #[arg(long)]
-        threads: Option<usize>,
-        /// Threads inside each tract matrix product instead (for benchmarking; default 1).
-        #[arg(long, default_value_t = 1)]
-        tract_threads: usize,
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-    },
+    Analyze(AnalyzeArgs),
     /// Measure the models on your own labelled series: class calls (accuracy, confusion
     /// matrix, sensitivity, specificity, AUC with 95 % interval), calibration (Brier, ECE,
     /// reliability diagram), slice detection and lesion Dice. Reads the series in place;
     /// writes nothing but --out.
-    Validate {
-        /// CSV with columns path, class (covid19, other_pneumonia, normal) and optional
-        /// slice_labels and mask; see the README, "Validating at your site".
-        labels: PathBuf,
-        #[arg(long, value_name = "DIR")]
-        models: Option<PathBuf>,
-        /// Print the report as JSON instead of tables.
-        #[arg(long)]
-        json: bool,
-        /// Write report.json and reliability.png into DIR.
-        #[arg(long, value_name = "DIR")]
-        out: Option<PathBuf>,
-        /// A labelled slice is called infected at this lesion area.
-        #[arg(long, value_name = "MM2", default_value_t = lungwatch::validate::DEFAULT_SLICE_THRESHOLD_MM2)]
-        slice_threshold_mm2: f64,
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-    },
+    Validate(ValidateArgs),
     /// Refit the pattern classifier on your own labelled series (the validate CSV; at
     /// least 10 per class): cross-validated figures before and after, and a complete new
     /// models folder in --out (the shipped models are never touched).
-    Calibrate {
-        labels: PathBuf,
-        /// A new (absent or empty) folder for the calibrated models.
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
-        #[arg(long, value_name = "DIR")]
-        models: Option<PathBuf>,
-        /// Cross-validation folds (stratified, fixed seed).
-        #[arg(long, default_value_t = lungwatch::calibrate::DEFAULT_FOLDS)]
-        folds: usize,
-        /// Print the report as JSON instead of the table.
-        #[arg(long)]
-        json: bool,
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-    },
+    Calibrate(CalibrateArgs),
     /// Check the config (and the TLS certificates and CA files, if set) and the models (checksums,
     /// loading) and say what is wrong.
-    Check {
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        #[arg(long, value_name = "DIR")]
-        models: Option<PathBuf>,
-    },
+    Check(CheckArgs),
     /// C-ECHO a configured destination ([[destinations]] NAME) as dicom.ae_title.
-    Echo {
-        /// The destination's name.
-        name: String,
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-    },
+    Echo(EchoArgs),
     /// Send a study's DICOM objects (SEG, SR, key images) again: to every configured
     /// destination, or to NAME only ("folder": the folder outbox). Prints each object's
     /// outcome; what fails for a transient reason is retried by `serve`.
-    Send {
-        study_uid: String,
-        /// A destination's name.
-        name: Option<String>,
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-    },
+    Send(SendArgs),
     /// Show counts of instances, series, jobs and quarantined files, and the last errors.
-    Status {
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        #[arg(long)]
-        json: bool,
-    },
+    Status(StatusArgs),
     /// Make the Argon2id `password_hash = "..."` line of a [[web.users]] entry. Asks for
     /// the password without echo, or reads one line from stdin when it is not a terminal.
     Passwd,
@@ -158,16 +68,136 @@ enum Command {
         action: ConfigAction,
     },
     /// Export the audit trail (who read which patient's data, failed logins) from a day on.
-    Audit {
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// First day to export, YYYY-MM-DD (UTC).
-        #[arg(long, value_name = "YYYY-MM-DD")]
-        since: String,
-        /// CSV (RFC 4180, with a header line) instead of a table.
-        #[arg(long)]
-        csv: bool,
-    },
+    Audit(AuditArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Config file (TOML). Without it the embedded default is used.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct InspectArgs {
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Config whose selection rules to apply (default: the embedded default).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct AnalyzeArgs {
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Print a JSON array, one object per analysed series.
+    #[arg(long)]
+    json: bool,
+    /// Add per-slice lung and lesion areas.
+    #[arg(long)]
+    per_slice: bool,
+    /// Write previews (PNG), the label mask (NIfTI) and report.json under DIR/<series>/.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Folder with manifest.toml and the ONNX models (default: the installed models,
+    /// else ./models).
+    #[arg(long, value_name = "DIR")]
+    models: Option<PathBuf>,
+    /// Analysis threads, each running whole slices (default: one per CPU core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Threads inside each tract matrix product instead (for benchmarking; default 1).
+    #[arg(long, default_value_t = 1)]
+    tract_threads: usize,
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct ValidateArgs {
+    /// CSV with columns path, class (covid19, other_pneumonia, normal) and optional
+    /// slice_labels and mask; see the README, "Validating at your site".
+    labels: PathBuf,
+    #[arg(long, value_name = "DIR")]
+    models: Option<PathBuf>,
+    /// Print the report as JSON instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// Write report.json and reliability.png into DIR.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// A labelled slice is called infected at this lesion area.
+    #[arg(long, value_name = "MM2", default_value_t = lungwatch::validate::DEFAULT_SLICE_THRESHOLD_MM2)]
+    slice_threshold_mm2: f64,
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct CalibrateArgs {
+    labels: PathBuf,
+    /// A new (absent or empty) folder for the calibrated models.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    #[arg(long, value_name = "DIR")]
+    models: Option<PathBuf>,
+    /// Cross-validation folds (stratified, fixed seed).
+    #[arg(long, default_value_t = lungwatch::calibrate::DEFAULT_FOLDS)]
+    folds: usize,
+    /// Print the report as JSON instead of the table.
+    #[arg(long)]
+    json: bool,
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    #[arg(long, value_name = "DIR")]
+    models: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct EchoArgs {
+    /// The destination's name.
+    name: String,
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct SendArgs {
+    study_uid: String,
+    /// A destination's name.
+    name: Option<String>,
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct StatusArgs {
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct AuditArgs {
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// First day to export, YYYY-MM-DD (UTC).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    since: String,
+    /// CSV (RFC 4180, with a header line) instead of a table.
+    #[arg(long)]
+    csv: bool,
 }
 
 #[derive(Subcommand)]
@@ -219,219 +249,224 @@ fn init_logging(config: &Config) {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve {
-            config: config_path,
-        } => {
-            let config = Config::load_or_default(config_path.as_deref())?;
-            init_logging(&config);
-            let shutdown = Arc::new(AtomicBool::new(false));
-            for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-                // A second signal while shutting down exits at once.
-                signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&shutdown))?;
-                signal_hook::flag::register(signal, Arc::clone(&shutdown))?;
-            }
-            let reload = Arc::new(AtomicBool::new(false));
-            signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))?;
-            daemon::serve(config, config_path, daemon::Signals { shutdown, reload })?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Inspect {
-            paths,
-            json,
-            config,
-        } => {
-            let config = Config::load_or_default(config.as_deref())?;
-            init_logging(&config);
-            let report = inspect::inspect(&paths, &config)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print_inspect_table(&report);
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Analyze {
-            paths,
-            json,
-            per_slice,
-            out,
-            models,
-            threads,
-            tract_threads,
-            config,
-        } => {
-            let config = Config::load_or_default(config.as_deref())?;
-            init_logging(&config);
-            if tract_threads > 1 {
-                use tract_linalg::multithread::{Executor, set_default_executor};
-                set_default_executor(Executor::multithread(tract_threads));
-            }
-            let models = load_models(models.unwrap_or_else(|| config.models_dir()))?;
-            let threads = threads.unwrap_or_else(|| config.decode_threads());
-            let analyzer = Analyzer::new(Arc::new(models), threads);
-            let options = AnalyzeOptions { per_slice, out };
-            let outcome = analyze::analyze(&paths, &config, &analyzer, &options)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&outcome.analysed)?);
-            } else {
-                for report in &outcome.analysed {
-                    println!("{}", analyze::summary(report));
-                }
-            }
-            for (series, reason) in &outcome.not_analysed {
-                eprintln!("not analysed {series}: {reason}");
-            }
-            for r in &outcome.rejected {
-                eprintln!("rejected {}: {}", r.path.display(), r.reason);
-            }
-            Ok(if outcome.analysed.is_empty() {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
-        }
-        Command::Validate {
-            labels,
-            models,
-            json,
-            out,
-            slice_threshold_mm2,
-            config,
-        } => validate_command(
-            &labels,
-            models,
-            json,
-            out.as_deref(),
-            slice_threshold_mm2,
-            config.as_deref(),
-        ),
-        Command::Calibrate {
-            labels,
-            out,
-            models,
-            folds,
-            json,
-            config,
-        } => calibrate_command(&labels, &out, models, folds, json, config.as_deref()),
-        Command::Check { config, models } => {
-            let config = Config::load_or_default(config.as_deref())?;
-            println!(
-                "config: ok (incoming {}, data {})",
-                config.paths.incoming.display(),
-                config.paths.data.display()
-            );
-            if let Some(fingerprint) = lungwatch::web::check_tls(&config.web)? {
-                println!("web TLS certificate: ok, SHA-256 fingerprint {fingerprint}");
-            }
-            if let Some(fingerprint) = lungwatch::dimse::tls::check_server(&config.dicom)? {
-                println!("DICOM TLS certificate: ok, SHA-256 fingerprint {fingerprint}");
-            }
-            for d in config.destinations.iter().filter(|d| d.tls) {
-                lungwatch::dimse::tls::client_config(&config.dicom, d)?;
-                println!(
-                    "destination {}: TLS trust and client certificate ok",
-                    d.name
-                );
-            }
-            let models = load_models(models.unwrap_or_else(|| config.models_dir()))?;
-            for m in models.references() {
-                println!(
-                    "model {}: version {}, sha256 {} verified, loaded",
-                    m.name, m.version, m.sha256
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Echo { name, config } => {
-            let config = Config::load_or_default(config.as_deref())?;
-            let Some(destination) = config.destinations.iter().find(|d| d.name == name) else {
-                let known: Vec<&str> = config
-                    .destinations
-                    .iter()
-                    .map(|d| d.name.as_str())
-                    .collect();
-                anyhow::bail!(
-                    "no destination {name:?} in the config (configured: {})",
-                    if known.is_empty() {
-                        "none".to_string()
-                    } else {
-                        known.join(", ")
-                    }
-                );
-            };
-            let took = lungwatch::dimse::scu::echo(&config.dicom, destination)?;
-            println!(
-                "C-ECHO {} ({} at {}:{}) as {}: success in {} ms",
-                destination.name,
-                destination.ae_title,
-                destination.host,
-                destination.port,
-                config.dicom.ae_title,
-                took.as_millis()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Send {
-            study_uid,
-            name,
-            config,
-        } => {
-            let config = Config::load_or_default(config.as_deref())?;
-            let rows = lungwatch::send::send_study(&config, &study_uid, name.as_deref())?;
-            let mut all_sent = true;
-            for row in &rows {
-                let outcome = match row.state.as_str() {
-                    "sent" => "sent".to_string(),
-                    "sending" => "being sent by the running serve".to_string(),
-                    state => {
-                        all_sent = false;
-                        format!("{state}: {}", row.last_error.as_deref().unwrap_or(""))
-                    }
-                };
-                println!(
-                    "{:<10} {:<3} {}  {outcome}",
-                    row.destination, row.kind, row.sop_instance_uid
-                );
-            }
-            let sent = rows.iter().filter(|r| r.state == "sent").count();
-            println!("{sent} of {} objects sent", rows.len());
-            Ok(if all_sent {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
-        }
-        Command::Status { config, json } => {
-            let config = Config::load_or_default(config.as_deref())?;
-            let db = open_reader(&config)?;
-            let status = lungwatch::status::collect(&db)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&status)?);
-            } else {
-                print!("{}", lungwatch::status::render_text(&status));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Passwd => {
-            let password = lungwatch::passwd::read_password()?;
-            println!("{}", lungwatch::passwd::hash_line(&password)?);
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Config { action } => run_config(action),
-        Command::Audit { config, since, csv } => {
-            let Some(since) = lungwatch::web::day_start(&since) else {
-                anyhow::bail!("--since must be a date as YYYY-MM-DD, got {since:?}");
-            };
-            let config = Config::load_or_default(config.as_deref())?;
-            let rows = audit_export::collect(&open_reader(&config)?, since)?;
-            if csv {
-                print!("{}", audit_export::render_csv(&rows));
-            } else {
-                print!("{}", audit_export::render_text(&rows));
-            }
-            Ok(ExitCode::SUCCESS)
+        Command::Serve(args) => serve_command(args),
+        Command::Inspect(args) => inspect_command(args),
+        Command::Analyze(args) => analyze_command(args),
+        Command::Validate(args) => validate_command(args),
+        Command::Calibrate(args) => calibrate_command(args),
+        Command::Check(args) => check_command(args),
+        Command::Echo(args) => echo_command(args),
+        Command::Send(args) => send_command(args),
+        Command::Status(args) => status_command(args),
+        Command::Passwd => passwd_command(),
+        Command::Config { action } => config_command(action),
+        Command::Audit(args) => audit_command(args),
+    }
+}
+
+fn serve_command(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let ServeArgs {
+        config: config_path,
+    } = args;
+    let config = Config::load_or_default(config_path.as_deref())?;
+    init_logging(&config);
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        // A second signal while shutting down exits at once.
+        signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&shutdown))?;
+        signal_hook::flag::register(signal, Arc::clone(&shutdown))?;
+    }
+    let reload = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))?;
+    daemon::serve(config, config_path, daemon::Signals { shutdown, reload })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn inspect_command(args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let InspectArgs {
+        paths,
+        json,
+        config,
+    } = args;
+    let config = Config::load_or_default(config.as_deref())?;
+    init_logging(&config);
+    let report = inspect::inspect(&paths, &config)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_inspect_table(&report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn analyze_command(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
+    let AnalyzeArgs {
+        paths,
+        json,
+        per_slice,
+        out,
+        models,
+        threads,
+        tract_threads,
+        config,
+    } = args;
+    let config = Config::load_or_default(config.as_deref())?;
+    init_logging(&config);
+    if tract_threads > 1 {
+        use tract_linalg::multithread::{Executor, set_default_executor};
+        set_default_executor(Executor::multithread(tract_threads));
+    }
+    let models = load_models(models.unwrap_or_else(|| config.models_dir()))?;
+    let threads = threads.unwrap_or_else(|| config.decode_threads());
+    let analyzer = Analyzer::new(Arc::new(models), threads);
+    let options = AnalyzeOptions { per_slice, out };
+    let outcome = analyze::analyze(&paths, &config, &analyzer, &options)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&outcome.analysed)?);
+    } else {
+        for report in &outcome.analysed {
+            println!("{}", analyze::summary(report));
         }
     }
+    for (series, reason) in &outcome.not_analysed {
+        eprintln!("not analysed {series}: {reason}");
+    }
+    for r in &outcome.rejected {
+        eprintln!("rejected {}: {}", r.path.display(), r.reason);
+    }
+    Ok(if outcome.analysed.is_empty() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn check_command(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let CheckArgs { config, models } = args;
+    let config = Config::load_or_default(config.as_deref())?;
+    println!(
+        "config: ok (incoming {}, data {})",
+        config.paths.incoming.display(),
+        config.paths.data.display()
+    );
+    if let Some(fingerprint) = lungwatch::web::check_tls(&config.web)? {
+        println!("web TLS certificate: ok, SHA-256 fingerprint {fingerprint}");
+    }
+    if let Some(fingerprint) = lungwatch::dimse::tls::check_server(&config.dicom)? {
+        println!("DICOM TLS certificate: ok, SHA-256 fingerprint {fingerprint}");
+    }
+    for d in config.destinations.iter().filter(|d| d.tls) {
+        lungwatch::dimse::tls::client_config(&config.dicom, d)?;
+        println!(
+            "destination {}: TLS trust and client certificate ok",
+            d.name
+        );
+    }
+    let models = load_models(models.unwrap_or_else(|| config.models_dir()))?;
+    for m in models.references() {
+        println!(
+            "model {}: version {}, sha256 {} verified, loaded",
+            m.name, m.version, m.sha256
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn echo_command(args: EchoArgs) -> anyhow::Result<ExitCode> {
+    let EchoArgs { name, config } = args;
+    let config = Config::load_or_default(config.as_deref())?;
+    let Some(destination) = config.destinations.iter().find(|d| d.name == name) else {
+        let known: Vec<&str> = config
+            .destinations
+            .iter()
+            .map(|d| d.name.as_str())
+            .collect();
+        anyhow::bail!(
+            "no destination {name:?} in the config (configured: {})",
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        );
+    };
+    let took = lungwatch::dimse::scu::echo(&config.dicom, destination)?;
+    println!(
+        "C-ECHO {} ({} at {}:{}) as {}: success in {} ms",
+        destination.name,
+        destination.ae_title,
+        destination.host,
+        destination.port,
+        config.dicom.ae_title,
+        took.as_millis()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn send_command(args: SendArgs) -> anyhow::Result<ExitCode> {
+    let SendArgs {
+        study_uid,
+        name,
+        config,
+    } = args;
+    let config = Config::load_or_default(config.as_deref())?;
+    let rows = lungwatch::send::send_study(&config, &study_uid, name.as_deref())?;
+    let mut all_sent = true;
+    for row in &rows {
+        let outcome = match row.state.as_str() {
+            "sent" => "sent".to_string(),
+            "sending" => "being sent by the running serve".to_string(),
+            state => {
+                all_sent = false;
+                format!("{state}: {}", row.last_error.as_deref().unwrap_or(""))
+            }
+        };
+        println!(
+            "{:<10} {:<3} {}  {outcome}",
+            row.destination, row.kind, row.sop_instance_uid
+        );
+    }
+    let sent = rows.iter().filter(|r| r.state == "sent").count();
+    println!("{sent} of {} objects sent", rows.len());
+    Ok(if all_sent {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn status_command(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let StatusArgs { config, json } = args;
+    let config = Config::load_or_default(config.as_deref())?;
+    let db = open_reader(&config)?;
+    let status = lungwatch::status::collect(&db)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{}", lungwatch::status::render_text(&status));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn passwd_command() -> anyhow::Result<ExitCode> {
+    let password = lungwatch::passwd::read_password()?;
+    println!("{}", lungwatch::passwd::hash_line(&password)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn audit_command(args: AuditArgs) -> anyhow::Result<ExitCode> {
+    let AuditArgs { config, since, csv } = args;
+    let Some(since) = lungwatch::web::day_start(&since) else {
+        anyhow::bail!("--since must be a date as YYYY-MM-DD, got {since:?}");
+    };
+    let config = Config::load_or_default(config.as_deref())?;
+    let rows = audit_export::collect(&open_reader(&config)?, since)?;
+    if csv {
+        print!("{}", audit_export::render_csv(&rows));
+    } else {
+        print!("{}", audit_export::render_text(&rows));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn open_reader(config: &Config) -> anyhow::Result<Reader> {
@@ -469,15 +504,17 @@ fn series_progress_bar() -> indicatif::ProgressBar {
 }
 
 /// `lungwatch validate`: a progress bar on the terminal, then the tables or the JSON.
-fn validate_command(
-    labels: &std::path::Path,
-    models: Option<PathBuf>,
-    json: bool,
-    out: Option<&std::path::Path>,
-    slice_threshold_mm2: f64,
-    config: Option<&std::path::Path>,
-) -> anyhow::Result<ExitCode> {
-    let (config, analyzer) = labelled_run_setup(config, models)?;
+fn validate_command(args: ValidateArgs) -> anyhow::Result<ExitCode> {
+    let ValidateArgs {
+        labels,
+        models,
+        json,
+        out,
+        slice_threshold_mm2,
+        config,
+    } = args;
+    let (labels, out) = (labels.as_path(), out.as_deref());
+    let (config, analyzer) = labelled_run_setup(config.as_deref(), models)?;
     let bar = series_progress_bar();
     let result = lungwatch::validate::validate(
         labels,
@@ -520,15 +557,17 @@ fn validate_command(
     })
 }
 
-fn calibrate_command(
-    labels: &std::path::Path,
-    out: &std::path::Path,
-    models: Option<PathBuf>,
-    folds: usize,
-    json: bool,
-    config: Option<&std::path::Path>,
-) -> anyhow::Result<ExitCode> {
-    let (config, analyzer) = labelled_run_setup(config, models)?;
+fn calibrate_command(args: CalibrateArgs) -> anyhow::Result<ExitCode> {
+    let CalibrateArgs {
+        labels,
+        out,
+        models,
+        folds,
+        json,
+        config,
+    } = args;
+    let (labels, out) = (labels.as_path(), out.as_path());
+    let (config, analyzer) = labelled_run_setup(config.as_deref(), models)?;
     let bar = series_progress_bar();
     let result = lungwatch::calibrate::calibrate(
         labels,
@@ -590,7 +629,7 @@ fn print_inspect_table(report: &inspect::Report) {
     }
 }
 
-fn run_config(action: ConfigAction) -> anyhow::Result<ExitCode> {
+fn config_command(action: ConfigAction) -> anyhow::Result<ExitCode> {
     match action {
         ConfigAction::Get { key, config } => {
             let text = std::fs::read_to_string(&config)

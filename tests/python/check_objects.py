@@ -147,6 +147,9 @@ def check_sr(sr_path, report):
 
 
 def main():
+    if len(sys.argv) != 6 or sys.argv[1] in ("-h", "--help"):
+        print(__doc__)
+        sys.exit(0 if sys.argv[1:2] in (["-h"], ["--help"]) else 2)
     seg_path, sr_path, labels_path, report_path, sources_path = sys.argv[1:6]
     sources = [
         (uid, pydicom.dcmread(path, stop_before_pixels=True))
