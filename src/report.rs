@@ -21,8 +21,7 @@ pub struct SeriesReport {
     /// Row spacing, column spacing and slice step, in mm.
     pub spacing_mm: [f64; 3],
     pub probabilities: Probabilities,
-    /// "covid19", "other_pneumonia" or "normal".
-    pub top_class: String,
+    pub top_class: Class,
     pub lung_volume_ml: Sides,
     pub lesion_volume_ml: f64,
     pub ggo_volume_ml: f64,
@@ -101,6 +100,63 @@ impl BelowThreshold {
     }
 }
 
+/// The classifier's three classes, in its output order. One vocabulary for the whole
+/// product: reports, the database and the labels CSV name them by `as_str` ("covid19",
+/// "other_pneumonia", "normal"), the model manifest by `manifest_label`, people by `label`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Class {
+    Covid19,
+    OtherPneumonia,
+    Normal,
+}
+
+impl Class {
+    /// In the classifier's output order (index = output position).
+    pub const ALL: [Class; 3] = [Class::Covid19, Class::OtherPneumonia, Class::Normal];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Covid19 => "covid19",
+            Class::OtherPneumonia => "other_pneumonia",
+            Class::Normal => "normal",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Class> {
+        Class::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
+    /// Position in `ALL` and in the classifier's output.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The label `models/manifest.toml` gives the classifier output.
+    pub fn manifest_label(self) -> &'static str {
+        match self {
+            Class::Covid19 => "covid19_pneumonia",
+            Class::OtherPneumonia => "common_pneumonia",
+            Class::Normal => "normal_other",
+        }
+    }
+
+    /// For people: the page, the SR, the reports' tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            Class::Covid19 => "COVID-19 pneumonia",
+            Class::OtherPneumonia => "Other pneumonia",
+            Class::Normal => "Normal / other",
+        }
+    }
+}
+
+impl std::fmt::Display for Class {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 pub struct Probabilities {
     pub covid19: f64,
@@ -109,13 +165,11 @@ pub struct Probabilities {
 }
 
 impl Probabilities {
-    /// The probability of `class` as the report names it ("covid19", "other_pneumonia",
-    /// anything else: "normal").
-    pub fn of(&self, class: &str) -> f64 {
+    pub fn of(&self, class: Class) -> f64 {
         match class {
-            "covid19" => self.covid19,
-            "other_pneumonia" => self.other_pneumonia,
-            _ => self.normal,
+            Class::Covid19 => self.covid19,
+            Class::OtherPneumonia => self.other_pneumonia,
+            Class::Normal => self.normal,
         }
     }
 }
@@ -207,10 +261,7 @@ mod tests {
             other_pneumonia: 0.2,
             normal: 0.7,
         };
-        assert_eq!(
-            ["covid19", "other_pneumonia", "normal"].map(|c| p.of(c)),
-            [0.1, 0.2, 0.7]
-        );
+        assert_eq!(Class::ALL.map(|c| p.of(c)), [0.1, 0.2, 0.7]);
     }
 
     #[test]

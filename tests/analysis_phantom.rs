@@ -181,8 +181,8 @@ fn quantification_of_exact_phantom_masks_matches_the_geometry() {
     let ggo_truth = sphere_ml(&p.spheres[0]);
     let cons_truth = sphere_ml(&p.spheres[1]);
     let errors = [
-        ("right lung", relative_error(ml(q.lung[0]), right_truth)),
-        ("left lung", relative_error(ml(q.lung[1]), left_truth)),
+        ("right lung", relative_error(ml(q.lung.right), right_truth)),
+        ("left lung", relative_error(ml(q.lung.left), left_truth)),
         (
             "ground-glass sphere",
             relative_error(ml(q.ground_glass), ggo_truth),
@@ -203,8 +203,7 @@ fn quantification_of_exact_phantom_masks_matches_the_geometry() {
     assert!(q.bilateral());
     assert!((q.lesion_share(q.ground_glass) - ggo_truth / (ggo_truth + cons_truth)).abs() < 0.02);
     // Severity: the lesion zones are under 25 % each, so each involved zone scores 1.
-    let involved: Vec<f64> = q
-        .zone_ratio
+    let involved: Vec<f64> = [q.zone_ratio.right, q.zone_ratio.left]
         .iter()
         .flatten()
         .copied()

@@ -123,6 +123,6 @@ fn three_real_series_give_plausible_results_matching_the_reference() {
         covid.affected_ratio.total > 2.0 * cap.affected_ratio.total,
         "P002 clearly above cap002"
     );
-    assert_eq!(normal.top_class, "normal");
-    assert_eq!(covid.top_class, "covid19");
+    assert_eq!(normal.top_class.as_str(), "normal");
+    assert_eq!(covid.top_class.as_str(), "covid19");
 }

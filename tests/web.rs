@@ -11,7 +11,8 @@ use lungwatch::config::{AuditConfig, Role, WebConfig, WebUser};
 use lungwatch::db::{Database, EventLevel, FailureKind, NewInstance, now_secs};
 use lungwatch::dicom::InstanceHeader;
 use lungwatch::report::{
-    AffectedRatio, BelowThreshold, ModelRef, Probabilities, SeriesReport, Sides, Timings, Zones,
+    AffectedRatio, BelowThreshold, Class, ModelRef, Probabilities, SeriesReport, Sides, Timings,
+    Zones,
 };
 use lungwatch::web::{self, WebHandle, WebState};
 
@@ -55,11 +56,11 @@ fn report(s: &Study) -> SeriesReport {
     let p_other = (1.0 - s.p_covid) * 0.6;
     let p_normal = 1.0 - s.p_covid - p_other;
     let top = if s.p_covid >= p_other && s.p_covid >= p_normal {
-        "covid19"
+        Class::Covid19
     } else if p_other >= p_normal {
-        "other_pneumonia"
+        Class::OtherPneumonia
     } else {
-        "normal"
+        Class::Normal
     };
     let lung = 2400.0;
     SeriesReport {
@@ -77,7 +78,7 @@ fn report(s: &Study) -> SeriesReport {
             other_pneumonia: p_other,
             normal: p_normal,
         },
-        top_class: top.into(),
+        top_class: top,
         lung_volume_ml: Sides {
             left: lung * 0.45,
             right: lung * 0.55,

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::report::Class;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     #[error("{path}: cannot read the model manifest: {source}")]
@@ -216,9 +218,7 @@ impl Manifest {
                 super::quantify::FEATURES.join(", ")
             ));
         }
-        if c.output_shape != [1, 3]
-            || c.labels != ["covid19_pneumonia", "common_pneumonia", "normal_other"]
-        {
+        if c.output_shape != [1, 3] || c.labels != Class::ALL.map(Class::manifest_label) {
             return Err("models.classifier must output [1, 3]: covid19_pneumonia, common_pneumonia, normal_other".into());
         }
         Ok(())

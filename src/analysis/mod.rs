@@ -25,12 +25,12 @@ use rayon::prelude::*;
 use crate::dicom::InstanceHeader;
 use crate::dicom::volume::Volume;
 use crate::report::{
-    self, AffectedRatio, BelowThreshold, Probabilities, SeriesReport, Sides, SliceFigures, Timings,
-    Zones,
+    self, AffectedRatio, BelowThreshold, Class, Probabilities, SeriesReport, Sides, SliceFigures,
+    Timings, Zones,
 };
 use models::ModelSet;
 use morphology::Dims;
-use quantify::Quantities;
+use quantify::{Quantities, Side};
 use resample::Grid;
 use segment::{CtSlices, StageClock, Window};
 
@@ -40,9 +40,6 @@ use segment::{CtSlices, StageClock, Window};
 /// 1 mm ones. The lung network samples z as coarsely as its own in-plane pixel (3 mm):
 /// the lung boundary is smooth at that scale, and finer z sampling would only add cost.
 pub const MAX_INFERENCE_SPACING_MM: f64 = 2.5;
-
-/// Class names of the classifier's outputs, in the manifest's order.
-pub const CLASS_NAMES: [&str; 3] = ["covid19", "other_pneumonia", "normal"];
 
 /// Runs the pipeline on a shared, loaded model set with its own thread pool.
 pub struct Analyzer {
@@ -326,12 +323,12 @@ fn build_report(
     let top = (0..3).fold(0, |best, k| if p[k] > p[best] { k } else { best });
     let ml = |voxels: u64| voxels as f64 * q.voxel_ml;
     let zones = Zones {
-        right_lower: q.zone_ratio[0][0],
-        right_middle: q.zone_ratio[0][1],
-        right_upper: q.zone_ratio[0][2],
-        left_lower: q.zone_ratio[1][0],
-        left_middle: q.zone_ratio[1][1],
-        left_upper: q.zone_ratio[1][2],
+        right_lower: q.zone_ratio.right[0],
+        right_middle: q.zone_ratio.right[1],
+        right_upper: q.zone_ratio.right[2],
+        left_lower: q.zone_ratio.left[0],
+        left_middle: q.zone_ratio.left[1],
+        left_upper: q.zone_ratio.left[2],
     };
     let features = models
         .classifier
@@ -367,18 +364,18 @@ fn build_report(
             other_pneumonia: p[1],
             normal: p[2],
         },
-        top_class: CLASS_NAMES[top].to_string(),
+        top_class: Class::ALL[top],
         lung_volume_ml: Sides {
-            right: ml(q.lung[0]),
-            left: ml(q.lung[1]),
+            right: ml(q.lung.right),
+            left: ml(q.lung.left),
         },
         lesion_volume_ml: ml(q.lesion_total()),
         ggo_volume_ml: ml(q.ground_glass),
         consolidation_volume_ml: ml(q.consolidation),
         affected_ratio: AffectedRatio {
             total: q.affected_ratio(),
-            right: q.side_ratio(0),
-            left: q.side_ratio(1),
+            right: q.side_ratio(Side::Right),
+            left: q.side_ratio(Side::Left),
         },
         ggo_share: q.lesion_share(q.ground_glass),
         consolidation_share: q.lesion_share(q.consolidation),

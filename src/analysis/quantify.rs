@@ -33,21 +33,80 @@ pub const FEATURES: [&str; 12] = [
     "lung_base_ratio",
 ];
 
+/// One lung, by the patient's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Right,
+    Left,
+}
+
+impl Side {
+    pub const BOTH: [Side; 2] = [Side::Right, Side::Left];
+
+    /// This lung's label in the lung mask.
+    pub fn lung_label(self) -> u8 {
+        match self {
+            Side::Right => RIGHT_LUNG,
+            Side::Left => LEFT_LUNG,
+        }
+    }
+
+    pub fn of_lung_label(label: u8) -> Option<Side> {
+        match label {
+            RIGHT_LUNG => Some(Side::Right),
+            LEFT_LUNG => Some(Side::Left),
+            _ => None,
+        }
+    }
+}
+
+/// One value per lung, indexed by `Side`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PerSide<T> {
+    pub right: T,
+    pub left: T,
+}
+
+impl<T> std::ops::Index<Side> for PerSide<T> {
+    type Output = T;
+    fn index(&self, side: Side) -> &T {
+        match side {
+            Side::Right => &self.right,
+            Side::Left => &self.left,
+        }
+    }
+}
+
+impl<T> std::ops::IndexMut<Side> for PerSide<T> {
+    fn index_mut(&mut self, side: Side) -> &mut T {
+        match side {
+            Side::Right => &mut self.right,
+            Side::Left => &mut self.left,
+        }
+    }
+}
+
+impl PerSide<u64> {
+    pub fn total(&self) -> u64 {
+        self.right + self.left
+    }
+}
+
 /// Voxel counts of one slice.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SliceCounts {
-    pub lung: [u64; 2],
-    pub lesion: [u64; 2],
+    pub lung: PerSide<u64>,
+    pub lesion: PerSide<u64>,
     pub ground_glass: u64,
     pub consolidation: u64,
 }
 
 impl SliceCounts {
     pub fn lung_total(&self) -> u64 {
-        self.lung[0] + self.lung[1]
+        self.lung.total()
     }
     pub fn lesion_total(&self) -> u64 {
-        self.lesion[0] + self.lesion[1]
+        self.lesion.total()
     }
 }
 
@@ -57,33 +116,23 @@ pub struct Quantities {
     pub voxel_ml: f64,
     pub pixel_mm2: f64,
     pub per_slice: Vec<SliceCounts>,
-    /// Lung voxels: right, left.
-    pub lung: [u64; 2],
-    /// Lesion voxels in the right and left lung.
-    pub lesion: [u64; 2],
+    pub lung: PerSide<u64>,
+    /// Lesion voxels in each lung.
+    pub lesion: PerSide<u64>,
     pub ground_glass: u64,
     pub consolidation: u64,
-    /// Lesion / lung voxels in each zone, [lung: right, left][third: lower, middle, upper].
-    pub zone_ratio: [[f64; 3]; 2],
+    /// Lesion / lung voxels in each zone: per lung, [lower, middle, upper] third.
+    pub zone_ratio: PerSide<[f64; 3]>,
     /// Lesion voxels in the lower third of their own lung.
     pub lower_zone_lesion: u64,
     pub peripheral_lesion: u64,
     pub largest_lesion_component: u64,
     /// Consolidation voxels in the largest lesion component.
     pub largest_component_consolidation: u64,
-    /// 3D 6-connected components of lesion voxels within each lung: right, left.
-    pub components: [u64; 2],
+    /// 3D 6-connected components of lesion voxels within each lung.
+    pub components: PerSide<u64>,
     /// Lung voxels of the lower thirds of both lungs.
     pub lower_zone_lung: u64,
-}
-
-/// Index 0 is the right lung, 1 the left.
-fn side_index(lung_label: u8) -> Option<usize> {
-    match lung_label {
-        RIGHT_LUNG => Some(0),
-        LEFT_LUNG => Some(1),
-        _ => None,
-    }
 }
 
 /// `lung` holds 0 / RIGHT_LUNG / LEFT_LUNG and `lesion` 0 / GROUND_GLASS / CONSOLIDATION
@@ -102,7 +151,7 @@ pub fn measure(lung: &[u8], lesion: &[u8], dims: Dims, spacing: Spacing) -> Quan
             let lesion = &lesion[z * plane..(z + 1) * plane];
             let mut counts = SliceCounts::default();
             for (&l, &s) in lung.iter().zip(lesion) {
-                if let Some(side) = side_index(l) {
+                if let Some(side) = Side::of_lung_label(l) {
                     counts.lung[side] += 1;
                     if s != 0 {
                         counts.lesion[side] += 1;
@@ -123,27 +172,27 @@ pub fn measure(lung: &[u8], lesion: &[u8], dims: Dims, spacing: Spacing) -> Quan
         voxel_ml: row_mm * col_mm * slice_mm / 1000.0,
         pixel_mm2: row_mm * col_mm,
         per_slice: per_slice.iter().map(|(c, _)| *c).collect(),
-        lung: [0; 2],
-        lesion: [0; 2],
+        lung: PerSide::default(),
+        lesion: PerSide::default(),
         ground_glass: 0,
         consolidation: 0,
-        zone_ratio: [[0.0; 3]; 2],
+        zone_ratio: PerSide::default(),
         lower_zone_lesion: 0,
         peripheral_lesion: per_slice.iter().map(|(_, p)| p).sum(),
         largest_lesion_component: 0,
         largest_component_consolidation: 0,
-        components: [0; 2],
+        components: PerSide::default(),
         lower_zone_lung: 0,
     };
     for c in &q.per_slice {
-        for side in 0..2 {
+        for side in Side::BOTH {
             q.lung[side] += c.lung[side];
             q.lesion[side] += c.lesion[side];
         }
         q.ground_glass += c.ground_glass;
         q.consolidation += c.consolidation;
     }
-    for side in 0..2 {
+    for side in Side::BOTH {
         let with_lung: Vec<usize> = (0..dims.slices)
             .filter(|&z| q.per_slice[z].lung[side] > 0)
             .collect();
@@ -183,7 +232,8 @@ pub fn measure(lung: &[u8], lesion: &[u8], dims: Dims, spacing: Spacing) -> Quan
                 }
             }
         }
-        for (side, label) in [RIGHT_LUNG, LEFT_LUNG].into_iter().enumerate() {
+        for side in Side::BOTH {
+            let label = side.lung_label();
             if q.lesion[side] > 0 {
                 q.components[side] = components(dims, |i| lesion[i] != 0 && lung[i] == label)
                     .sizes
@@ -250,16 +300,16 @@ fn peripheral_pixels(
 
 impl Quantities {
     pub fn lung_total(&self) -> u64 {
-        self.lung[0] + self.lung[1]
+        self.lung.total()
     }
     pub fn lesion_total(&self) -> u64 {
-        self.lesion[0] + self.lesion[1]
+        self.lesion.total()
     }
     pub fn affected_ratio(&self) -> f64 {
         ratio(self.lesion_total(), self.lung_total())
     }
-    /// Affected ratio of the right (0) or left (1) lung.
-    pub fn side_ratio(&self, side: usize) -> f64 {
+    /// Affected ratio of one lung.
+    pub fn side_ratio(&self, side: Side) -> f64 {
         ratio(self.lesion[side], self.lung[side])
     }
     /// Share of lesion voxels of one class (0 without lesion).
@@ -267,29 +317,34 @@ impl Quantities {
         ratio(voxels, self.lesion_total())
     }
     pub fn bilateral(&self) -> bool {
-        self.side_ratio(0) >= BILATERAL_MIN_RATIO && self.side_ratio(1) >= BILATERAL_MIN_RATIO
+        Side::BOTH
+            .iter()
+            .all(|&side| self.side_ratio(side) >= BILATERAL_MIN_RATIO)
     }
     /// Sum of the six zone scores; zones under `zone_min_ratio` score 0.
     pub fn severity_score(&self, zone_min_ratio: f64) -> u8 {
-        self.zone_ratio
-            .iter()
-            .flatten()
-            .map(|&r| zone_score(r, zone_min_ratio))
+        self.zone_ratios()
+            .map(|r| zone_score(r, zone_min_ratio))
             .sum()
     }
 
     /// Zones that hold lesion but less than `zone_min_ratio` (they score 0).
     pub fn zones_below(&self, zone_min_ratio: f64) -> u8 {
-        self.zone_ratio
-            .iter()
-            .flatten()
-            .filter(|&&r| r > 0.0 && r < zone_min_ratio)
+        self.zone_ratios()
+            .filter(|&r| r > 0.0 && r < zone_min_ratio)
             .count() as u8
+    }
+
+    /// The six zones' lesion ratios, right lung first.
+    fn zone_ratios(&self) -> impl Iterator<Item = f64> + '_ {
+        Side::BOTH
+            .into_iter()
+            .flat_map(|side| self.zone_ratio[side])
     }
 
     /// A classifier feature by its manifest name; None for a name this version lacks.
     pub fn feature(&self, name: &str) -> Option<f64> {
-        let (right, left) = (self.side_ratio(0), self.side_ratio(1));
+        let (right, left) = (self.side_ratio(Side::Right), self.side_ratio(Side::Left));
         Some(match name {
             "affected_ratio" => self.affected_ratio(),
             "log_affected_pct" => (100.0 * self.affected_ratio() + 0.1).log10(),
@@ -306,19 +361,15 @@ impl Quantities {
             "lower_zone_share" => self.lesion_share(self.lower_zone_lesion),
             "zones_involved" => {
                 let involved = self
-                    .zone_ratio
-                    .iter()
-                    .flatten()
-                    .filter(|&&r| r >= ZONE_INVOLVED_RATIO)
+                    .zone_ratios()
+                    .filter(|&r| r >= ZONE_INVOLVED_RATIO)
                     .count();
                 involved as f64 / 6.0
             }
             "largest_component_share" => self.lesion_share(self.largest_lesion_component),
-            "lesion_components_log" => {
-                ((1 + self.components[0] + self.components[1]) as f64).log10()
-            }
+            "lesion_components_log" => ((1 + self.components.total()) as f64).log10(),
             "bilateral_components_log" => {
-                ((1 + self.components[0].min(self.components[1])) as f64).log10()
+                ((1 + self.components.right.min(self.components.left)) as f64).log10()
             }
             "largest_component_consolidation_share" => ratio(
                 self.largest_component_consolidation,
@@ -463,13 +514,13 @@ mod tests {
             slice_mm: 1.0,
         };
         let q = measure(&lung, &lesion, dims, unit);
-        assert_eq!(q.lung, [24, 24]);
-        assert_eq!(q.lesion, [8, 0]);
-        assert_eq!(q.zone_ratio[0], [1.0, 0.0, 0.0]);
+        assert_eq!([q.lung.right, q.lung.left], [24, 24]);
+        assert_eq!([q.lesion.right, q.lesion.left], [8, 0]);
+        assert_eq!(q.zone_ratio[Side::Right], [1.0, 0.0, 0.0]);
         assert_eq!(q.severity_score(0.0), 4);
         assert_eq!(q.severity_score(0.01), 4);
         assert_eq!(q.zones_below(0.01), 0);
-        assert_eq!(q.components, [1, 0]);
+        assert_eq!([q.components.right, q.components.left], [1, 0]);
         assert_eq!(q.lower_zone_lung, 16);
         assert_eq!(q.feature("lesion_components_log"), Some(2f64.log10()));
         assert_eq!(q.feature("bilateral_components_log"), Some(0.0));

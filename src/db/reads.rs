@@ -8,6 +8,8 @@
 use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use crate::report::Class;
 use serde::Serialize;
 
 use super::results::row_to_result;
@@ -91,7 +93,7 @@ pub struct ResultRow {
     pub study_date: Option<String>,
     pub accession_number: Option<String>,
     pub series_description: Option<String>,
-    pub top_class: String,
+    pub top_class: Class,
     pub p_covid19: f64,
     pub p_other: f64,
     pub p_normal: f64,
@@ -170,7 +172,17 @@ fn row_to_result_row(r: &rusqlite::Row) -> Result<ResultRow> {
         study_date: r.get(5)?,
         accession_number: r.get(6)?,
         series_description: r.get(7)?,
-        top_class: r.get(8)?,
+        top_class: {
+            let name: String = r.get(8)?;
+            // Written only from `Class::as_str`: anything else is a damaged row.
+            Class::parse(&name).ok_or_else(|| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    8,
+                    rusqlite::types::Type::Text,
+                    format!("unknown class {name:?}").into(),
+                )
+            })?
+        },
         p_covid19: r.get(9)?,
         p_other: r.get(10)?,
         p_normal: r.get(11)?,

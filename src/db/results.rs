@@ -54,7 +54,7 @@ impl Database {
                 report.patient_id,
                 report.study_date,
                 report.accession_number,
-                report.top_class,
+                report.top_class.as_str(),
                 p.covid19,
                 p.other_pneumonia,
                 p.normal,

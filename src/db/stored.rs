@@ -144,7 +144,7 @@ mod tests {
                 other_pneumonia: 0.25,
                 normal: 0.25,
             },
-            top_class: "covid19".into(),
+            top_class: Class::Covid19,
             lung_volume_ml: Sides {
                 left: 1800.0,
                 right: 2100.5,

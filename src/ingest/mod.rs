@@ -59,7 +59,7 @@ impl RejectionCode {
 
 impl std::fmt::Display for RejectionCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 

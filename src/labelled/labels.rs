@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::metrics::CLASSES;
+use crate::report::Class;
 
 /// One labelled series, its files checked to exist.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,13 +93,13 @@ pub fn read(labels: &Path) -> Result<Vec<LabelledSeries>, Vec<String>> {
             }
         };
         let class = match field(Some(class_col)) {
-            Some(v) => match CLASSES.iter().position(|c| *c == v) {
-                Some(k) => k,
+            Some(v) => match Class::parse(v) {
+                Some(class) => class.index(),
                 None => {
                     errors.push(format!(
                         "{}: unknown class {v:?} (expected {})",
                         at("class"),
-                        CLASSES.join(", ")
+                        CLASSES.map(Class::as_str).join(", ")
                     ));
                     bad = true;
                     0

@@ -5,8 +5,10 @@
 
 use serde::Serialize;
 
+use crate::report::Class;
+
 /// The three classes, in the classifier's output order.
-pub const CLASSES: [&str; 3] = ["covid19", "other_pneumonia", "normal"];
+pub const CLASSES: [Class; 3] = Class::ALL;
 
 /// One labelled series as the pipeline called it.
 #[derive(Debug, Clone)]
@@ -60,7 +62,7 @@ pub fn auc(scores: &[f64], positive: &[bool]) -> Option<f64> {
 /// Per-class figures, one class against the rest.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ClassFigures {
-    pub class: &'static str,
+    pub class: Class,
     pub series: usize,
     pub sensitivity: Option<f64>,
     pub specificity: Option<f64>,

@@ -510,7 +510,7 @@ fn decimal_string(v: f64) -> String {
 pub(crate) mod tests {
     use super::*;
     use crate::objects::UidMaker;
-    use crate::report::{AffectedRatio, ModelRef, Probabilities, Sides, Timings, Zones};
+    use crate::report::{AffectedRatio, Class, ModelRef, Probabilities, Sides, Timings, Zones};
 
     pub(crate) fn sample_report() -> SeriesReport {
         SeriesReport {
@@ -528,7 +528,7 @@ pub(crate) mod tests {
                 other_pneumonia: 0.2,
                 normal: 0.1,
             },
-            top_class: "covid19".into(),
+            top_class: Class::Covid19,
             lung_volume_ml: Sides {
                 left: 2000.0,
                 right: 2500.5,

@@ -22,7 +22,7 @@ use crate::labelled::metrics::{
 };
 use crate::labelled::{Prepared, fmt, labels, mask, prepare};
 use crate::pipeline;
-use crate::report::ModelRef;
+use crate::report::{Class, ModelRef};
 
 /// Slices are called infected at this lesion area: the threshold `eval_series.py` fixed
 /// before any evaluation, so the two agree.
@@ -33,9 +33,9 @@ pub const DEFAULT_SLICE_THRESHOLD_MM2: f64 = 100.0;
 pub struct SeriesRow {
     pub line: u64,
     pub path: PathBuf,
-    pub truth: &'static str,
+    pub truth: Class,
     /// The call, or None when the analysis failed (`error` says why).
-    pub call: Option<&'static str>,
+    pub call: Option<Class>,
     pub probabilities: Option<[f64; 3]>,
     pub affected_ratio: Option<f64>,
     pub severity_score: Option<u8>,
@@ -221,7 +221,7 @@ pub fn render_text(r: &Report) -> String {
             "{:<5} {:<16} {:<16} {:>7.3} {:>7.3} {:>7.3} {:>8.2}% {:>4} {:>8}  {}{}",
             s.line,
             s.truth,
-            s.call.unwrap_or("FAILED"),
+            s.call.map_or("FAILED", Class::as_str),
             p[0],
             p[1],
             p[2],

@@ -3,6 +3,8 @@
 
 use std::fmt::Write;
 
+use crate::report::Class;
+
 /// The disclaimer every page carries.
 pub const DISCLAIMER: &str = "Decision support only, not a diagnosis.";
 
@@ -172,28 +174,14 @@ pub fn pct(ratio: f64) -> String {
     }
 }
 
-/// Human name of a classifier class.
-pub fn class_label(class: &str) -> &'static str {
-    match class {
-        "covid19" => "COVID-19 pneumonia",
-        "other_pneumonia" => "Other pneumonia",
-        "normal" => "Normal / other",
-        _ => "Unknown class",
-    }
-}
-
-/// CSS class for a badge of a classifier class.
-pub fn class_badge(class: &str) -> String {
+/// A badge of a classifier class.
+pub fn class_badge(class: Class) -> String {
     let kind = match class {
-        "covid19" => "bad",
-        "other_pneumonia" => "warn",
-        "normal" => "good",
-        _ => "muted",
+        Class::Covid19 => "bad",
+        Class::OtherPneumonia => "warn",
+        Class::Normal => "good",
     };
-    format!(
-        "<span class=\"badge {kind}\">{}</span>",
-        esc(class_label(class))
-    )
+    format!("<span class=\"badge {kind}\">{}</span>", esc(class.label()))
 }
 
 /// Which navigation entry is highlighted.

@@ -11,6 +11,7 @@ use super::html::{
 };
 use super::url::encode_segment;
 use crate::db::{self, ReadQueries, Reader, StoredResult};
+use crate::report::Class;
 
 /// A change in affected ratio larger than this many percentage points (absolute) between
 /// consecutive studies is progression (up) or regression (down); smaller is "stable".
@@ -43,7 +44,7 @@ pub struct TimelineEntry {
     /// The figures are those of the study's series with the largest affected ratio.
     pub key_series_uid: String,
     pub result_id: i64,
-    pub top_class: String,
+    pub top_class: Class,
     pub affected_ratio: f64,
     pub lesion_volume_ml: f64,
     pub severity_score: u8,
@@ -98,7 +99,7 @@ pub fn collect(db: &Reader, patient_id: &str) -> db::Result<Option<PatientView>>
             series_analysed: g.len(),
             key_series_uid: key.report.series_instance_uid.clone(),
             result_id: key.id,
-            top_class: key.report.top_class.clone(),
+            top_class: key.report.top_class,
             affected_ratio: ratio,
             lesion_volume_ml: key.report.lesion_volume_ml,
             severity_score: key.report.severity_score,
@@ -171,7 +172,7 @@ pub fn render(v: &PatientView) -> String {
             encode_segment(&s.study_uid),
             esc(&fmt_dicom_date(s.study_date.as_deref())),
             esc_opt(s.accession_number.as_deref()),
-            class_badge(&s.top_class),
+            class_badge(s.top_class),
             pct(s.affected_ratio),
             s.lesion_volume_ml,
             s.severity_score,

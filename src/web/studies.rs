@@ -7,13 +7,13 @@ use serde::Serialize;
 
 use super::artifacts;
 use super::html::{
-    self, bar, class_badge, class_label, esc, esc_opt, fmt_dicom_date, fmt_ms, fmt_time, mask_id,
-    pct, person_name,
+    self, bar, class_badge, esc, esc_opt, fmt_dicom_date, fmt_ms, fmt_time, mask_id, pct,
+    person_name,
 };
 use super::server::Ctx;
 use super::url::{Target, encode_segment};
 use crate::db::{self, ReadQueries, Reader, ResultRow, StudyFilter};
-use crate::report::{Probabilities, SeriesReport, zone_score};
+use crate::report::{Class, Probabilities, SeriesReport, zone_score};
 
 /// Most series results read for one list page, and most studies shown.
 const MAX_ROWS: i64 = 5000;
@@ -39,7 +39,7 @@ pub struct StudySummary {
     pub series_analysed: usize,
     /// The figures below are those of the series with the largest affected ratio.
     pub key_series_uid: String,
-    pub top_class: String,
+    pub top_class: Class,
     pub top_probability: f64,
     pub affected_ratio: f64,
     pub severity_score: i64,
@@ -139,13 +139,13 @@ pub fn collect_list(ctx: &Ctx, db: &Reader, t: &Target) -> db::Result<StudiesVie
                 accession_number: best.accession_number.clone(),
                 series_analysed: rows.len(),
                 key_series_uid: best.series_uid.clone(),
-                top_class: best.top_class.clone(),
+                top_class: best.top_class,
                 top_probability: Probabilities {
                     covid19: best.p_covid19,
                     other_pneumonia: best.p_other,
                     normal: best.p_normal,
                 }
-                .of(&best.top_class),
+                .of(best.top_class),
                 affected_ratio: best.affected_ratio,
                 severity_score: best.severity_score,
                 analysed_at: rows.iter().map(|r| r.created_at).max().unwrap_or(0),
@@ -229,7 +229,7 @@ pub fn render_list(v: &StudiesView) -> String {
                 encode_segment(&s.study_uid),
                 esc(&fmt_dicom_date(s.study_date.as_deref())),
                 esc_opt(s.accession_number.as_deref()),
-                class_badge(&s.top_class),
+                class_badge(s.top_class),
                 pct(s.top_probability),
                 pct(s.affected_ratio),
                 s.severity_score,
@@ -392,7 +392,7 @@ fn render_series(b: &mut String, s: &SeriesResult) {
          <p class=\"muted\">Series <span class=\"mono\">{}</span> · {} slices · \
          spacing {:.2} × {:.2} × {:.2} mm · analysed {}</p>",
         esc_opt(r.series_description.as_deref()),
-        class_badge(&r.top_class),
+        class_badge(r.top_class),
         esc(&r.series_instance_uid),
         r.slice_count,
         r.spacing_mm[0],
@@ -400,7 +400,7 @@ fn render_series(b: &mut String, s: &SeriesResult) {
         r.spacing_mm[2],
         fmt_time(s.analysed_at)
     );
-    let top_p = p.of(&r.top_class);
+    let top_p = p.of(r.top_class);
     let _ = write!(
         b,
         "<div class=\"tiles\">\
@@ -409,7 +409,7 @@ fn render_series(b: &mut String, s: &SeriesResult) {
          <div class=\"tile\"><div class=\"label\">Lesion volume</div><div class=\"value\">{}</div><div class=\"sub\">{} ground-glass</div></div>\
          <div class=\"tile\"><div class=\"label\">Severity score</div><div class=\"value\">{} / 24</div><div class=\"sub\">{}</div></div></div>",
         pct(top_p),
-        esc(class_label(&r.top_class)),
+        esc(r.top_class.label()),
         pct(r.affected_ratio.total),
         pct(r.affected_ratio.right),
         pct(r.affected_ratio.left),
@@ -430,16 +430,13 @@ fn render_series(b: &mut String, s: &SeriesResult) {
         b.push_str("</div>");
     }
     b.push_str("<div class=\"grid\"><div><h3>Probabilities</h3><table>");
-    for (class, v) in [
-        ("covid19", p.covid19),
-        ("other_pneumonia", p.other_pneumonia),
-        ("normal", p.normal),
-    ] {
+    for class in Class::ALL {
+        let v = p.of(class);
         let _ = write!(
             b,
             "<tr><td>{}</td><td style=\"width:45%\">{}</td><td class=\"num\">{}</td></tr>",
-            esc(class_label(class)),
-            bar(v, class),
+            esc(class.label()),
+            bar(v, class.as_str()),
             pct(v)
         );
     }
