@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What the audit trail costs a page request; prints a table.
 #   bash bench/audit.sh                     (LUNGWATCH_BENCH_REQUESTS=N, default 2000)
-# Runs tests/web.rs's `audit_latency_bench`: two web servers in one process on the same
+# Runs tests/web/audit.rs's `audit_latency_bench`: two web servers in one process on the same
 # database (the study page of a study with two analysed series, a logged-in user, Argon2
 # check cached), one with `audit.enabled = true` and one without, requested alternately
 # over fresh HTTP/1.0 connections from one client thread, so that other load on the

@@ -203,7 +203,7 @@ fn twenty_series_dropped_at_once_complete_and_build_a_timeline() {
 }
 
 /// Renders each page with Debian's headless Chromium into target/screenshots/NAME.png
-/// (tests/web.rs writes its synthetic-data pages beside them).
+/// (tests/web/ writes its synthetic-data pages beside them).
 /// Skips with a message where Chromium is not installed.
 fn screenshot_pages(d: &Daemon, pages: &[(&str, String)]) {
     let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
