@@ -24,6 +24,11 @@ VERSION = {"lung_seg": "0.1.0", "lesion_seg": "0.3.0", "classifier": "0.2.0"}
 #   "involved" in the classifier feature zones_involved.
 RULES = {"min_component_ml": 0.25, "zone_min_ratio": 0.01}
 
+# The lung model's gas-pocket rule (MODEL_CARD.md, "Lung segmentation", post-processing),
+# read by pipeline.py and by lungwatch from the manifest written here: aerated = below
+# -500 HU; an aerated component under 10 % of the largest and of at least 2 mL is gas.
+GAS_POCKETS = {"gas_pocket_aerated_below_hu": -500.0, "gas_pocket_max_share": 0.1, "gas_pocket_min_ml": 2.0}
+
 
 def io_shapes(path):
     m = onnx.load(path)
@@ -76,7 +81,8 @@ def main():
                   "slices = \"every slice is the reference (pipeline.py); accepted speed trade-off (lungwatch): infer every k-th slice, k = max(1, floor(max(pixel_mm, 2.5) / slice spacing)), and the last, and interpolate the logits linearly in z for the slices between\"",
                   "[models.lung_seg.postprocessing]",
                   'back_to_native = "native pixel (r,c) reads the logits at u = (r - cy) * PixelSpacing[row] / pixel_mm + N/2 - 0.5 (same for columns), clamped to [0, N-1], bilinear; then argmax"',
-                  'gas_pockets = "BEFORE the component step: aerated = lung label and HU < -500; 3D 6-connected components of aerated voxels smaller than 10 % of the largest aerated component and >= 2 mL are bowel/stomach gas: set them to background, and also every 3D 6-connected component of dense lung-labelled voxels (HU >= -500) that touches a removed pocket (6-neighbourhood)"',
+                  'gas_pockets = "BEFORE the component step: aerated = lung label and HU < gas_pocket_aerated_below_hu; 3D 6-connected components of aerated voxels smaller than gas_pocket_max_share of the largest aerated component and >= gas_pocket_min_ml are bowel/stomach gas: set them to background, and also every 3D 6-connected component of dense lung-labelled voxels (HU >= gas_pocket_aerated_below_hu) that touches a removed pocket (6-neighbourhood)"',
+                  *[f"{k} = {v}" for k, v in GAS_POCKETS.items()],
                   'components = "then keep the largest 3D 6-connected component of each lung label"',
                   ""]
         elif name == "lesion_seg":

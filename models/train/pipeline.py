@@ -49,6 +49,14 @@ def load_rules(models_dir):
     return {"min_component_ml": float(pp["min_component_ml"]), "zone_min_ratio": float(pp["zone_min_ratio"])}
 
 
+def load_gas_pocket_rules(models_dir):
+    """The lung model's gas-pocket rule from manifest.toml, as remove_gas_pockets's keywords."""
+    with open(os.path.join(models_dir, "manifest.toml"), "rb") as f:
+        pp = tomllib.load(f)["models"]["lung_seg"]["postprocessing"]
+    return {"aer_hu": float(pp["gas_pocket_aerated_below_hu"]), "keep_frac": float(pp["gas_pocket_max_share"]),
+            "pocket_ml": float(pp["gas_pocket_min_ml"])}
+
+
 MODELS_DIR = os.path.join(C.HERE, "..")
 
 
@@ -56,6 +64,7 @@ class Models:
     def __init__(self, models_dir=MODELS_DIR, threads=2, rules=None):
         import onnxruntime as ort
         self.rules = rules if rules is not None else load_rules(models_dir)
+        self.gas_pockets = load_gas_pocket_rules(models_dir)
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
@@ -120,7 +129,7 @@ def segment_lungs(models, vol, spacing):
         x = C.normalise(C.sample_plane(vol[z], C.LUNG_N, center, C.LUNG_PIX_MM, spacing[1:]))
         lg = models.run("lung_seg", x[None, None])[0]
         lab[z] = back_to_native(lg, (H, W), center, C.LUNG_PIX_MM, spacing[1:]).argmax(0)
-    lab = remove_gas_pockets(lab, vol, spacing)
+    lab = remove_gas_pockets(lab, vol, spacing, **models.gas_pockets)
     out = np.zeros_like(lab)
     for k in (1, 2):
         cc, n = ndi.label(lab == k)
@@ -130,12 +139,13 @@ def segment_lungs(models, vol, spacing):
     return out
 
 
-def remove_gas_pockets(lab, vol, spacing, aer_hu=-500.0, keep_frac=0.1, pocket_ml=2.0):
+def remove_gas_pockets(lab, vol, spacing, aer_hu, keep_frac, pocket_ml):
     """Bowel/stomach gas under the diaphragm that the lung model labels as lung.
-    aerated = lung label & HU < -500. 3D 6-connected components of aerated voxels smaller
-    than 10 % of the largest are 'pockets'; pockets >= 2 mL are removed, and so is every
-    3D 6-connected component of dense lung-labelled voxels (HU >= -500) that touches
-    (6-neighbourhood) a removed pocket (bowel content next to bowel gas)."""
+    aerated = lung label & HU < aer_hu. 3D 6-connected components of aerated voxels smaller
+    than keep_frac of the largest are 'pockets'; pockets >= pocket_ml are removed, and so is
+    every 3D 6-connected component of dense lung-labelled voxels (HU >= aer_hu) that touches
+    (6-neighbourhood) a removed pocket (bowel content next to bowel gas). The numbers are the
+    manifest's (models.lung_seg.postprocessing, load_gas_pocket_rules)."""
     lung = lab > 0
     aer = lung & (vol < aer_hu)
     cc, n = ndi.label(aer)

@@ -77,7 +77,8 @@ impl Preprocessing {
     }
 }
 
-/// `models.lesion_seg.postprocessing`: what is reported as a finding.
+/// The numeric rules of a segmentation model's `postprocessing` table: the lesion model's
+/// false-positive control, the lung model's gas-pocket removal.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Postprocessing {
     /// 3D 6-connected lesion components under this volume are not reported.
@@ -86,6 +87,23 @@ pub struct Postprocessing {
     /// A zone scores in the severity score only from this lesion share on.
     #[serde(default)]
     pub zone_min_ratio: Option<f64>,
+    /// Lung model: lung-labelled voxels below this HU are aerated.
+    #[serde(default)]
+    pub gas_pocket_aerated_below_hu: Option<f64>,
+    /// Lung model: an aerated component under this share of the largest is a pocket...
+    #[serde(default)]
+    pub gas_pocket_max_share: Option<f64>,
+    /// ...removed when it holds at least this volume.
+    #[serde(default)]
+    pub gas_pocket_min_ml: Option<f64>,
+}
+
+/// The lung model's gas-pocket rule, validated (see `Manifest::validate`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GasPocketRules {
+    pub aerated_below_hu: i16,
+    pub max_share: f64,
+    pub min_ml: f64,
 }
 
 /// The lesion model's false-positive rules, validated (see `Manifest::validate`).
@@ -96,6 +114,16 @@ pub struct LesionRules {
 }
 
 impl ModelEntry {
+    /// The gas-pocket rule of the lung model's entry (validated at load).
+    pub fn gas_pocket_rules(&self) -> GasPocketRules {
+        let p = self.postprocessing.clone().unwrap_or_default();
+        GasPocketRules {
+            aerated_below_hu: p.gas_pocket_aerated_below_hu.expect("validated") as i16,
+            max_share: p.gas_pocket_max_share.expect("validated"),
+            min_ml: p.gas_pocket_min_ml.expect("validated"),
+        }
+    }
+
     /// The false-positive rules of the lesion model's entry (validated at load).
     pub fn lesion_rules(&self) -> LesionRules {
         let p = self.postprocessing.clone().unwrap_or_default();
@@ -186,6 +214,38 @@ impl Manifest {
                 "models.lesion_seg.preprocessing needs box_scale > 0 and box_margin_mm >= 0".into(),
             );
         }
+        let lung_rules = m.lung_seg.postprocessing.clone().unwrap_or_default();
+        for (key, value, range) in [
+            (
+                "gas_pocket_aerated_below_hu",
+                lung_rules.gas_pocket_aerated_below_hu,
+                -1000.0..=0.0,
+            ),
+            (
+                "gas_pocket_max_share",
+                lung_rules.gas_pocket_max_share,
+                0.0..=1.0,
+            ),
+            (
+                "gas_pocket_min_ml",
+                lung_rules.gas_pocket_min_ml,
+                0.0..=1000.0,
+            ),
+        ] {
+            match value {
+                Some(v) if range.contains(&v) => {}
+                Some(_) => {
+                    return Err(format!(
+                        "models.lung_seg.postprocessing.{key} must be in {range:?}"
+                    ));
+                }
+                None => {
+                    return Err(format!(
+                        "models.lung_seg.postprocessing.{key} is missing (the gas-pocket rule)"
+                    ));
+                }
+            }
+        }
         let rules = m.lesion_seg.postprocessing.as_ref();
         match rules.and_then(|r| r.min_component_ml) {
             Some(v) if v.is_finite() && (0.0..=100.0).contains(&v) => {}
@@ -251,8 +311,10 @@ mod tests {
         let rules = m.models.lesion_seg.lesion_rules();
         assert!(rules.min_component_ml > 0.0);
         assert!(rules.zone_min_ratio > 0.0);
-        // The lung model's postprocessing table holds only words: no rules there.
+        // The lung model's table holds the gas-pocket rule, not the lesion rules.
         assert_eq!(m.models.lung_seg.lesion_rules(), LesionRules::default());
+        let gas = m.models.lung_seg.gas_pocket_rules();
+        assert!(gas.aerated_below_hu < 0 && gas.max_share > 0.0 && gas.min_ml > 0.0);
     }
 
     #[test]

@@ -160,7 +160,13 @@ impl Analyzer {
             &clock,
         )?;
         let cleanup_started = Instant::now();
-        postprocess::remove_gas_pockets(&mut lung, &volume.hu, dims, voxel_ml);
+        postprocess::remove_gas_pockets(
+            &mut lung,
+            &volume.hu,
+            dims,
+            voxel_ml,
+            models.lung.entry.gas_pocket_rules(),
+        );
         postprocess::keep_largest_per_lung(&mut lung, dims);
         let boxes: Vec<Option<Window>> = lung
             .par_chunks(dims.plane())

@@ -1,6 +1,7 @@
 //! Clean-up of the lung labels, as the manifest's `postprocessing` specifies: remove gas
 //! pockets under the diaphragm, then keep the largest 3D component of each lung.
 
+use super::manifest::GasPocketRules;
 use super::morphology::{Components, Dims, Run, components};
 
 pub const RIGHT_LUNG: u8 = 1;
@@ -8,12 +9,6 @@ pub const LEFT_LUNG: u8 = 2;
 pub const GROUND_GLASS: u8 = 1;
 pub const CONSOLIDATION: u8 = 2;
 
-/// Aerated lung is below this HU; denser lung-labelled voxels are tissue or fluid.
-const AERATED_BELOW_HU: i16 = -500;
-/// An aerated component under this share of the largest is a pocket candidate...
-const POCKET_MAX_SHARE: f64 = 0.10;
-/// ...and is removed if it holds at least this volume (smaller ones are left alone).
-const POCKET_MIN_ML: f64 = 2.0;
 /// Marks pocket voxels while the dense components next to them are found.
 const POCKET_MARK: u8 = 0x80;
 
@@ -24,9 +19,18 @@ fn paint(labels: &mut [u8], dims: Dims, run: &Run, value: u8) {
 
 /// Bowel and stomach gas that the lung model takes for lung: aerated components much
 /// smaller than the lungs, with every dense lung-labelled component touching them (their
-/// content). Returns the voxels removed.
-pub fn remove_gas_pockets(labels: &mut [u8], hu: &[i16], dims: Dims, voxel_ml: f64) -> u64 {
-    let aerated = components(dims, |i| labels[i] != 0 && hu[i] < AERATED_BELOW_HU);
+/// content). The thresholds are the manifest's (`models.lung_seg.postprocessing`): voxels
+/// below `aerated_below_hu` are aerated; an aerated component under `max_share` of the
+/// largest and of at least `min_ml` is a pocket. Returns the voxels removed.
+pub fn remove_gas_pockets(
+    labels: &mut [u8],
+    hu: &[i16],
+    dims: Dims,
+    voxel_ml: f64,
+    rules: GasPocketRules,
+) -> u64 {
+    let aerated_below_hu = rules.aerated_below_hu;
+    let aerated = components(dims, |i| labels[i] != 0 && hu[i] < aerated_below_hu);
     let Some(largest) = aerated.largest() else {
         return 0;
     };
@@ -35,7 +39,7 @@ pub fn remove_gas_pockets(labels: &mut [u8], hu: &[i16], dims: Dims, voxel_ml: f
     }
     let largest_size = aerated.sizes[largest as usize] as f64;
     let is_pocket = |size: u64| {
-        (size as f64) < POCKET_MAX_SHARE * largest_size && size as f64 * voxel_ml >= POCKET_MIN_ML
+        (size as f64) < rules.max_share * largest_size && size as f64 * voxel_ml >= rules.min_ml
     };
     let mut removed = 0;
     for (run, id) in aerated.labelled_runs() {
@@ -48,7 +52,7 @@ pub fn remove_gas_pockets(labels: &mut [u8], hu: &[i16], dims: Dims, voxel_ml: f
         return 0;
     }
     let dense = components(dims, |i| {
-        labels[i] != 0 && labels[i] != POCKET_MARK && hu[i] >= AERATED_BELOW_HU
+        labels[i] != 0 && labels[i] != POCKET_MARK && hu[i] >= aerated_below_hu
     });
     let touching = touching_components(&dense, dims, |i| labels[i] == POCKET_MARK);
     for (run, id) in dense.labelled_runs() {
@@ -190,13 +194,19 @@ mod tests {
                 }
             }
         }
+        // The shipped manifest's rule, which this geometry is laid out around.
+        let rules = GasPocketRules {
+            aerated_below_hu: -500,
+            max_share: 0.1,
+            min_ml: 2.0,
+        };
         // Voxels of 1 mL: the pocket (8 mL) is removed.
-        let removed = remove_gas_pockets(&mut labels, &hu, dims, 1.0);
+        let removed = remove_gas_pockets(&mut labels, &hu, dims, 1.0, rules);
         assert_eq!(removed, 16);
         assert_eq!(labels.iter().filter(|&&l| l == LEFT_LUNG).count(), 1000);
         // With tiny voxels the pocket is under 2 mL and stays.
         let before = labels.clone();
-        assert_eq!(remove_gas_pockets(&mut labels, &hu, dims, 0.0001), 0);
+        assert_eq!(remove_gas_pockets(&mut labels, &hu, dims, 0.0001, rules), 0);
         assert_eq!(labels, before);
     }
 
