@@ -100,25 +100,7 @@ impl Analyzer {
         per_slice: bool,
     ) -> anyhow::Result<Analysis> {
         let started = Instant::now();
-        let mut warnings = Vec::new();
-        let orientation = orient::to_canonical(&mut volume);
-        if orientation.transposed_in_plane {
-            warnings.push("rows of this series run left-right (rotated in-plane orientation): the left/right lung assignment may be swapped".to_string());
-        }
-        if let Some(spacing) = &volume.spacing {
-            if !spacing.gaps_after.is_empty() {
-                warnings.push(format!(
-                    "{} gap(s) between slices: volumes are underestimated",
-                    spacing.gaps_after.len()
-                ));
-            }
-            if spacing.duplicate_positions > 0 {
-                warnings.push(format!(
-                    "{} slice(s) share a position with a neighbour",
-                    spacing.duplicate_positions
-                ));
-            }
-        }
+        let mut warnings = canonical_geometry(&mut volume);
         let orient_ns = started.elapsed().as_nanos() as u64;
         let dims = Dims {
             slices: volume.slices,
@@ -143,51 +125,16 @@ impl Analyzer {
 
         // 1. Lungs on every slice, then the gas-pocket and largest-component clean-up.
         let segment_started = Instant::now();
-        let mut lung = vec![0u8; dims.voxels()];
-        let whole = Some((0..dims.rows, 0..dims.columns));
-        let lung_frame = segment::lung_frame(&models.lung, grid);
-        let lung_step = segment::slice_step(
-            volume.spacing_mm.slice_mm,
-            lung_frame.pixel_mm.max(MAX_INFERENCE_SPACING_MM),
-        );
-        segment::label_slices(
-            &models.lung,
-            &ct,
-            lung_frame,
-            |_| whole.clone(),
-            lung_step,
-            &mut lung,
-            &clock,
-        )?;
-        let cleanup_started = Instant::now();
-        postprocess::remove_gas_pockets(
-            &mut lung,
-            &volume.hu,
-            dims,
-            voxel_ml,
-            models.lung.entry.gas_pocket_rules(),
-        );
-        postprocess::keep_largest_per_lung(&mut lung, dims);
-        let boxes: Vec<Option<Window>> = lung
-            .par_chunks(dims.plane())
-            .map(|s| bounding_box(s, dims.columns))
-            .collect();
-        let lung_box = boxes.iter().flatten().cloned().reduce(|a, b| {
-            (
-                a.0.start.min(b.0.start)..a.0.end.max(b.0.end),
-                a.1.start.min(b.1.start)..a.1.end.max(b.1.end),
-            )
-        });
-        let mut cleanup_ns = cleanup_started.elapsed().as_nanos() as u64;
-
+        let lungs = segment_lungs(models, &ct, voxel_ml, &clock)?;
+        let mut cleanup_ns = lungs.cleanup_ns;
         // 2. Lesions on the slices that hold lung, only where the lung is.
         let mut lesion = vec![0u8; dims.voxels()];
-        if let Some(frame) = segment::lesion_frame(&models.lesion, grid, lung_box) {
+        if let Some(frame) = segment::lesion_frame(&models.lesion, grid, lungs.lung_box.clone()) {
             segment::label_slices(
                 &models.lesion,
                 &ct,
                 frame,
-                |z| boxes[z].clone(),
+                |z| lungs.boxes[z].clone(),
                 segment::slice_step(volume.spacing_mm.slice_mm, MAX_INFERENCE_SPACING_MM),
                 &mut lesion,
                 &clock,
@@ -197,22 +144,10 @@ impl Analyzer {
         }
         let segment_wall = segment_started.elapsed().as_nanos() as u64 - cleanup_ns;
         let measure_started = Instant::now();
-        lesion
-            .par_iter_mut()
-            .zip(lung.par_iter())
-            .for_each(|(s, &l)| {
-                if l == 0 {
-                    *s = 0;
-                }
-            });
-        // False-positive control: components under the manifest's minimum volume go.
+        let lung = lungs.lung;
         let rules = models.lesion.entry.lesion_rules();
-        let suppressed = postprocess::suppress_small_lesions(
-            &mut lesion,
-            dims,
-            voxel_ml,
-            rules.min_component_ml,
-        );
+        let suppressed =
+            confine_lesions(&mut lesion, &lung, dims, voxel_ml, rules.min_component_ml);
 
         // 3. Measurements, features and the classifier.
         let q = quantify::measure(&lung, &lesion, dims, volume.spacing_mm);
@@ -226,25 +161,15 @@ impl Analyzer {
                 "implausible total lung volume {lung_ml:.0} mL: check the segmentation previews"
             ));
         }
-
-        // The segmentation loops interleave the stages on every thread: their wall time
-        // is split in proportion to the thread-time each stage took.
-        let (pre, inf, post) = (
-            clock.preprocess.load(Ordering::Relaxed),
-            clock.inference.load(Ordering::Relaxed),
-            clock.postprocess.load(Ordering::Relaxed),
-        );
-        let busy = (pre + inf + post).max(1) as f64;
-        let share = |ns: u64| (segment_wall as f64 * ns as f64 / busy) as u64;
-        let ms = |ns: u64| ns / 1_000_000;
-        let analysis_ms = ms(started.elapsed().as_nanos() as u64);
-        let timings = Timings {
-            decode: decode_ms,
-            preprocess: ms(orient_ns + share(pre)),
-            inference: ms(share(inf) + classify_ns),
-            postprocess: ms(share(post) + cleanup_ns),
-            total: decode_ms + analysis_ms,
-        };
+        let timings = StageTimes {
+            decode_ms,
+            orient_ns,
+            segment_wall_ns: segment_wall,
+            cleanup_ns,
+            classify_ns,
+            analysis_ns: started.elapsed().as_nanos() as u64,
+        }
+        .timings(&clock);
         let below = BelowThreshold {
             lesion_ml: suppressed.voxels as f64 * voxel_ml,
             components: suppressed.components,
@@ -290,6 +215,141 @@ pub(crate) fn bounding_box(slice: &[u8], columns: usize) -> Option<Window> {
         }
     }
     (r0 != usize::MAX).then(|| (r0..r1 + 1, c0..c1 + 1))
+}
+
+/// Puts `volume` in the trained orientation; returns the warnings its geometry calls for.
+fn canonical_geometry(volume: &mut Volume) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let orientation = orient::to_canonical(volume);
+    if orientation.transposed_in_plane {
+        warnings.push("rows of this series run left-right (rotated in-plane orientation): the left/right lung assignment may be swapped".to_string());
+    }
+    if let Some(spacing) = &volume.spacing {
+        if !spacing.gaps_after.is_empty() {
+            warnings.push(format!(
+                "{} gap(s) between slices: volumes are underestimated",
+                spacing.gaps_after.len()
+            ));
+        }
+        if spacing.duplicate_positions > 0 {
+            warnings.push(format!(
+                "{} slice(s) share a position with a neighbour",
+                spacing.duplicate_positions
+            ));
+        }
+    }
+    warnings
+}
+
+/// The lung labels after clean-up, with each slice's lung bounding box and their union.
+struct Lungs {
+    lung: Vec<u8>,
+    boxes: Vec<Option<Window>>,
+    lung_box: Option<Window>,
+    /// Time spent in the clean-up, which is not inference.
+    cleanup_ns: u64,
+}
+
+fn segment_lungs(
+    models: &ModelSet,
+    ct: &CtSlices,
+    voxel_ml: f64,
+    clock: &StageClock,
+) -> anyhow::Result<Lungs> {
+    let dims = ct.dims;
+    let mut lung = vec![0u8; dims.voxels()];
+    let whole = Some((0..dims.rows, 0..dims.columns));
+    let lung_frame = segment::lung_frame(&models.lung, ct.grid);
+    let lung_step = segment::slice_step(
+        ct.slice_mm,
+        lung_frame.pixel_mm.max(MAX_INFERENCE_SPACING_MM),
+    );
+    segment::label_slices(
+        &models.lung,
+        ct,
+        lung_frame,
+        |_| whole.clone(),
+        lung_step,
+        &mut lung,
+        clock,
+    )?;
+    let cleanup_started = Instant::now();
+    postprocess::remove_gas_pockets(
+        &mut lung,
+        ct.hu,
+        dims,
+        voxel_ml,
+        models.lung.entry.gas_pocket_rules(),
+    );
+    postprocess::keep_largest_per_lung(&mut lung, dims);
+    let boxes: Vec<Option<Window>> = lung
+        .par_chunks(dims.plane())
+        .map(|s| bounding_box(s, dims.columns))
+        .collect();
+    let lung_box = boxes.iter().flatten().cloned().reduce(|a, b| {
+        (
+            a.0.start.min(b.0.start)..a.0.end.max(b.0.end),
+            a.1.start.min(b.1.start)..a.1.end.max(b.1.end),
+        )
+    });
+    Ok(Lungs {
+        lung,
+        boxes,
+        lung_box,
+        cleanup_ns: cleanup_started.elapsed().as_nanos() as u64,
+    })
+}
+
+/// Lesion only inside the lung, then the false-positive rule: components under the
+/// manifest's minimum volume go (what went is returned).
+fn confine_lesions(
+    lesion: &mut [u8],
+    lung: &[u8],
+    dims: Dims,
+    voxel_ml: f64,
+    min_component_ml: f64,
+) -> postprocess::Suppressed {
+    lesion
+        .par_iter_mut()
+        .zip(lung.par_iter())
+        .for_each(|(s, &l)| {
+            if l == 0 {
+                *s = 0;
+            }
+        });
+    postprocess::suppress_small_lesions(lesion, dims, voxel_ml, min_component_ml)
+}
+
+/// Where one analysis spent its time, before the split into the report's stages.
+struct StageTimes {
+    decode_ms: u64,
+    orient_ns: u64,
+    segment_wall_ns: u64,
+    cleanup_ns: u64,
+    classify_ns: u64,
+    analysis_ns: u64,
+}
+
+impl StageTimes {
+    /// The segmentation loops interleave the stages on every thread: their wall time is
+    /// split in proportion to the thread-time each stage took.
+    fn timings(&self, clock: &StageClock) -> Timings {
+        let (pre, inf, post) = (
+            clock.preprocess.load(Ordering::Relaxed),
+            clock.inference.load(Ordering::Relaxed),
+            clock.postprocess.load(Ordering::Relaxed),
+        );
+        let busy = (pre + inf + post).max(1) as f64;
+        let share = |ns: u64| (self.segment_wall_ns as f64 * ns as f64 / busy) as u64;
+        let ms = |ns: u64| ns / 1_000_000;
+        Timings {
+            decode: self.decode_ms,
+            preprocess: ms(self.orient_ns + share(pre)),
+            inference: ms(share(inf) + self.classify_ns),
+            postprocess: ms(share(post) + self.cleanup_ns),
+            total: self.decode_ms + ms(self.analysis_ns),
+        }
+    }
 }
 
 fn classify(models: &ModelSet, q: &Quantities) -> anyhow::Result<[f64; 3]> {
