@@ -383,9 +383,22 @@ fn ml(v: f64) -> String {
     format!("{v:.0} mL")
 }
 
+/// One analysed series' card on the study page.
 fn render_series(b: &mut String, s: &SeriesResult) {
+    series_heading(b, s);
+    summary_tiles(b, s);
+    warnings_banner(b, s);
+    probabilities_table(b, s);
+    zones_table(b, s);
+    measurements_table(b, s);
+    timings_and_models(b, s);
+    previews(b, s);
+    b.push_str("</div>");
+}
+
+/// The card's title line: description, class, UID, grid, when.
+fn series_heading(b: &mut String, s: &SeriesResult) {
     let r = &s.report;
-    let p = &r.probabilities;
     let _ = write!(
         b,
         "<div class=\"card\"><h2>{} {}</h2>\
@@ -400,6 +413,12 @@ fn render_series(b: &mut String, s: &SeriesResult) {
         r.spacing_mm[2],
         fmt_time(s.analysed_at)
     );
+}
+
+/// Top class, affected lung, lesion volume and severity at a glance.
+fn summary_tiles(b: &mut String, s: &SeriesResult) {
+    let r = &s.report;
+    let p = &r.probabilities;
     let top_p = p.of(r.top_class);
     let _ = write!(
         b,
@@ -422,6 +441,11 @@ fn render_series(b: &mut String, s: &SeriesResult) {
             "not bilateral"
         },
     );
+}
+
+/// The analysis's warnings, which a reader must see.
+fn warnings_banner(b: &mut String, s: &SeriesResult) {
+    let r = &s.report;
     if !r.warnings.is_empty() {
         b.push_str("<div class=\"banner warn\">");
         for w in &r.warnings {
@@ -429,6 +453,11 @@ fn render_series(b: &mut String, s: &SeriesResult) {
         }
         b.push_str("</div>");
     }
+}
+
+/// The three class probabilities, as bars.
+fn probabilities_table(b: &mut String, s: &SeriesResult) {
+    let p = &s.report.probabilities;
     b.push_str("<div class=\"grid\"><div><h3>Probabilities</h3><table>");
     for class in Class::ALL {
         let v = p.of(class);
@@ -440,6 +469,11 @@ fn render_series(b: &mut String, s: &SeriesResult) {
             pct(v)
         );
     }
+}
+
+/// Each zone's affected share and score.
+fn zones_table(b: &mut String, s: &SeriesResult) {
+    let r = &s.report;
     b.push_str(
         "</table><h3>Zones (affected share of each third)</h3>\
         <table class=\"zones\"><tr><th></th><th>Right lung</th><th>Left lung</th></tr>",
@@ -460,6 +494,11 @@ fn render_series(b: &mut String, s: &SeriesResult) {
             zone_score(left, r.below_threshold.zone_min_ratio)
         );
     }
+}
+
+/// Volumes, ratios, shares, and what is below the reporting threshold.
+fn measurements_table(b: &mut String, s: &SeriesResult) {
+    let r = &s.report;
     let a = &r.affected_ratio;
     let _ = write!(
         b,
@@ -491,6 +530,11 @@ fn render_series(b: &mut String, s: &SeriesResult) {
     if let Some(line) = r.below_threshold.line() {
         let _ = write!(b, "<p class=\"muted below-threshold\">{}</p>", esc(&line));
     }
+}
+
+/// Where the time went, and the models that made the result.
+fn timings_and_models(b: &mut String, s: &SeriesResult) {
+    let r = &s.report;
     let t = &r.timings_ms;
     let _ = write!(
         b,
@@ -517,6 +561,10 @@ fn render_series(b: &mut String, s: &SeriesResult) {
         );
     }
     b.push_str("</table></div></div>");
+}
+
+/// The preview images and the label-mask download.
+fn previews(b: &mut String, s: &SeriesResult) {
     b.push_str("<h3>Previews</h3>");
     if s.previews.is_empty() {
         b.push_str("<p class=\"empty\">No preview images stored for this result.</p>");
@@ -550,7 +598,6 @@ fn render_series(b: &mut String, s: &SeriesResult) {
             esc(crate::report::LABELS_FILE)
         );
     }
-    b.push_str("</div>");
 }
 
 pub fn render_study(v: &StudyView) -> String {
