@@ -156,6 +156,8 @@ pub fn serve(config: Config, config_path: Option<PathBuf>, signals: Signals) -> 
     let outbox = outbox::spawn(config.database_path(), routes.clone(), outbox_stop.clone())
         .context("cannot start the outbox")?;
     let scp = start_dicom(&config, &dirs, &paused, &tls)?;
+    let bound = scp.as_ref().map(|s| s.local_addr());
+    state.set_dicom_security(tls.describe(&config.dicom, &config.destinations, bound));
     let (tx, rx) = mpsc::channel::<PathBuf>();
     let _watcher = match watcher::watch(&config.paths.incoming, tx) {
         Ok(w) => Some(w),
@@ -191,6 +193,7 @@ pub fn serve(config: Config, config_path: Option<PathBuf>, signals: Signals) -> 
                 &tls,
                 &db,
             );
+            state.set_dicom_security(tls.describe(&config.dicom, &config.destinations, bound));
             tracker = StabilityTracker::new(config.stable_after());
             routes.update(config.clone());
         }

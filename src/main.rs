@@ -369,7 +369,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status { config, json } => {
             let config = Config::load_or_default(config.as_deref())?;
             let db = open_reader(&config)?;
-            let status = lungwatch::status::collect(&db)?;
+            let status = lungwatch::status::collect(&db, &config)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
