@@ -17,7 +17,7 @@ use log::{error, info, warn};
 
 use crate::analysis::Analyzer;
 use crate::analysis::models::ModelSet;
-use crate::config::Config;
+use crate::config::{Config, DicomConfig};
 use crate::db::{self, Database, EventLevel, ReadQueries};
 use crate::dicom::InstanceHeader;
 use crate::dimse;
@@ -133,7 +133,15 @@ pub fn serve(config: Config, config_path: Option<PathBuf>, signals: Signals) -> 
     let mut web_handle = Some(web_handle);
     let analyzer = Arc::new(Analyzer::new(Arc::new(models), config.decode_threads()));
     let mut config = Arc::new(config);
-    let routes = outbox::Routes::new(config.clone());
+    // The receiver's TLS files must load (it would accept nothing); a destination's are
+    // tried again at each of its associations.
+    let (tls, tls_problems) = dimse::TlsConfigs::load(&config.dicom, &config.destinations)
+        .context("cannot start the DICOM receiver")?;
+    for problem in tls_problems {
+        warn!("{problem}");
+    }
+    let tls = Arc::new(tls);
+    let routes = outbox::Routes::new(config.clone(), tls.clone());
     let worker_stop = Arc::new(AtomicBool::new(false));
     let paused = Arc::new(AtomicBool::new(false));
     let worker = worker::spawn(
@@ -147,7 +155,9 @@ pub fn serve(config: Config, config_path: Option<PathBuf>, signals: Signals) -> 
     let outbox_stop = Arc::new(AtomicBool::new(false));
     let outbox = outbox::spawn(config.database_path(), routes.clone(), outbox_stop.clone())
         .context("cannot start the outbox")?;
-    let scp = start_dicom(&config, &dirs, &paused)?;
+    let scp = start_dicom(&config, &dirs, &paused, &tls)?;
+    let bound = scp.as_ref().map(|s| s.local_addr());
+    state.set_dicom_security(tls.describe(&config.dicom, &config.destinations, bound));
     let (tx, rx) = mpsc::channel::<PathBuf>();
     let _watcher = match watcher::watch(&config.paths.incoming, tx) {
         Ok(w) => Some(w),
@@ -180,8 +190,10 @@ pub fn serve(config: Config, config_path: Option<PathBuf>, signals: Signals) -> 
                 config_path.as_deref(),
                 &mut web_handle,
                 &state,
+                &tls,
                 &db,
             );
+            state.set_dicom_security(tls.describe(&config.dicom, &config.destinations, bound));
             tracker = StabilityTracker::new(config.stable_after());
             routes.update(config.clone());
         }
@@ -307,11 +319,13 @@ fn check_worker(
 }
 
 /// The DICOM receiver, when `dicom.listen` is set: another edge of ingest, sharing the
-/// ingest lock in `dirs` and the disk-full pause.
+/// ingest lock in `dirs` and the disk-full pause; over TLS with `tls`'s server
+/// configuration when it has one.
 fn start_dicom(
     config: &Config,
     dirs: &Dirs,
     paused: &Arc<AtomicBool>,
+    tls: &Arc<dimse::TlsConfigs>,
 ) -> anyhow::Result<Option<dimse::ScpHandle>> {
     if config.dicom.listen.is_none() {
         return Ok(None);
@@ -320,9 +334,10 @@ fn start_dicom(
         db_path: config.database_path(),
         dirs: dirs.clone(),
         paused: paused.clone(),
+        tls: tls.clone(),
     };
     let handle = dimse::start(&config.dicom, context).context("cannot start the DICOM receiver")?;
-    if let Some(fingerprint) = dimse::tls::check_server(&config.dicom)? {
+    if let Some(fingerprint) = tls.server_fingerprint() {
         info!(
             "DICOM TLS only (TLS 1.2/1.3), certificate SHA-256 fingerprint {fingerprint}; {}",
             match &config.dicom.tls_ca {
@@ -344,13 +359,16 @@ fn disk_full(data: &std::path::Path) -> bool {
 }
 
 /// SIGHUP: load the config again. Watch, series and selection settings apply at once and
-/// the web page restarts with its new settings; `paths.*`, `decode.*` and the models need a
-/// restart (they are logged as such). A bad file changes nothing.
+/// the web page restarts with its new settings; DICOM TLS files that changed are loaded for
+/// the next association (one that fails keeps what is in service); `paths.*`, the rest of
+/// `dicom.*`, `decode.*` and the models need a restart (they are logged as such). A bad
+/// file changes nothing.
 fn reload(
     config: &mut Arc<Config>,
     path: Option<&std::path::Path>,
     web_handle: &mut Option<web::WebHandle>,
     state: &Arc<WebState>,
+    tls: &dimse::TlsConfigs,
     db: &Database,
 ) {
     let Some(path) = path else {
@@ -416,12 +434,28 @@ fn reload(
             }
         }
     }
-    if new.dicom != config.dicom {
+    for outcome in tls.reload(&new.dicom, &new.destinations) {
+        match outcome {
+            dimse::Reloaded::Loaded(line) => info!("SIGHUP: {line}"),
+            dimse::Reloaded::Failed(line) => {
+                db.report(EventLevel::Error, &format!("SIGHUP: {line}"))
+            }
+            dimse::Reloaded::NeedsRestart(line) => warn!("SIGHUP: {line}"),
+        }
+    }
+    // The TLS files' keys apply now (above); the rest of dicom.* at the next restart.
+    let dicom = DicomConfig {
+        tls_cert: new.dicom.tls_cert.clone(),
+        tls_key: new.dicom.tls_key.clone(),
+        tls_ca: new.dicom.tls_ca.clone(),
+        ..config.dicom.clone()
+    };
+    if new.dicom != dicom {
         warn!("SIGHUP: dicom.* changed; it takes effect at the next restart");
     }
     let mut merged = new;
     merged.paths = config.paths.clone();
-    merged.dicom = config.dicom.clone();
+    merged.dicom = dicom;
     *config = Arc::new(merged);
     info!("SIGHUP: config reloaded from {}", path.display());
 }

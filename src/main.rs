@@ -439,7 +439,7 @@ fn status_command(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let StatusArgs { config, json } = args;
     let config = Config::load_or_default(config.as_deref())?;
     let db = open_reader(&config)?;
-    let status = lungwatch::status::collect(&db)?;
+    let status = lungwatch::status::collect(&db, &config)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {

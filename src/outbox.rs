@@ -22,6 +22,7 @@ use crate::config::{Config, FOLDER_DESTINATION, ObjectKind};
 use crate::db::{self, Database, Delivery, NewDelivery};
 use crate::dicom::header::path_component;
 use crate::dicom::read::{Extent, parse};
+use crate::dimse::TlsConfigs;
 use crate::dimse::scu::{self, StoreOutcome, StoreRequest};
 
 /// How often an idle outbox looks for due rows.
@@ -34,21 +35,35 @@ const BATCH: i64 = 64;
 const FOLDER_STAGING: &str = ".lungwatch-partial";
 
 /// The config the worker and the outbox route by, replaced on SIGHUP so that a new or
-/// changed destination takes effect without a restart.
+/// changed destination takes effect without a restart, and the destinations' DICOM TLS
+/// configurations in service (which SIGHUP reloads in place).
 #[derive(Clone)]
-pub struct Routes(Arc<RwLock<Arc<Config>>>);
+pub struct Routes {
+    config: Arc<RwLock<Arc<Config>>>,
+    tls: Arc<TlsConfigs>,
+}
 
 impl Routes {
-    pub fn new(config: Arc<Config>) -> Self {
-        Routes(Arc::new(RwLock::new(config)))
+    pub fn new(config: Arc<Config>, tls: Arc<TlsConfigs>) -> Self {
+        Routes {
+            config: Arc::new(RwLock::new(config)),
+            tls,
+        }
     }
 
     pub fn update(&self, config: Arc<Config>) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = config;
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = config;
     }
 
     pub fn current(&self) -> Arc<Config> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn tls(&self) -> &TlsConfigs {
+        &self.tls
     }
 }
 
@@ -162,8 +177,14 @@ pub struct Tally {
 }
 
 /// Sends `batch` (rows this process claimed) and records each row's outcome. Rows are
-/// grouped by destination, one association each.
-pub fn deliver(db: &Database, config: &Config, batch: &[Delivery]) -> anyhow::Result<Tally> {
+/// grouped by destination, one association each, over TLS with `tls`'s configuration for
+/// a destination with `tls`.
+pub fn deliver(
+    db: &Database,
+    config: &Config,
+    tls: &TlsConfigs,
+    batch: &[Delivery],
+) -> anyhow::Result<Tally> {
     let mut tally = Tally::default();
     let mut destinations: Vec<&str> = batch.iter().map(|d| d.destination.as_str()).collect();
     destinations.sort_unstable();
@@ -192,7 +213,7 @@ pub fn deliver(db: &Database, config: &Config, batch: &[Delivery]) -> anyhow::Re
                             path: config.paths.data.join(&d.path),
                         })
                         .collect();
-                    scu::store(&config.dicom, destination, &requests)
+                    scu::store(&config.dicom, destination, tls, &requests)
                 }
                 None => refuse_all(
                     &rows,
@@ -289,7 +310,7 @@ fn run(db_path: &Path, routes: &Routes, stop: &AtomicBool) -> anyhow::Result<()>
             continue;
         }
         let config = routes.current();
-        match deliver(&db, &config, &batch) {
+        match deliver(&db, &config, routes.tls(), &batch) {
             Ok(t) if t.sent > 0 => info!(
                 "outbox: {} object(s) sent, {} to retry, {} failed",
                 t.sent, t.retried, t.failed

@@ -9,6 +9,7 @@ use anyhow::Context;
 
 use crate::config::{Config, FOLDER_DESTINATION};
 use crate::db::{self, Database, Delivery, ReadQueries};
+use crate::dimse::TlsConfigs;
 use crate::outbox;
 
 /// Queues and sends the objects of the newest result of each series of `study_uid`.
@@ -67,6 +68,7 @@ pub fn send_study(
         "nothing to send: the study's results have no DICOM objects that the destination(s) take"
     );
     let batch = db.claim_deliveries(&ids)?;
-    outbox::deliver(&db, config, &batch)?;
+    // One association per destination: each TLS configuration is built once, here.
+    outbox::deliver(&db, config, &TlsConfigs::clients_only(), &batch)?;
     Ok(db.outbox_rows(&ids)?)
 }

@@ -1,10 +1,14 @@
-//! What `lungwatch status` reports: counts by state and the most recent problems.
+//! What `lungwatch status` reports: counts by state, the most recent problems, and DICOM
+//! TLS as the config sets it.
 
 use serde::Serialize;
 
+use crate::config::Config;
 use crate::db::{
     EventEntry, OutboxCounts, QuarantineEntry, ReadQueries, Reader, SkippedSeries, StatusCounts,
 };
+use crate::dimse::DicomSecurity;
+use crate::dimse::in_service;
 
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -13,10 +17,14 @@ pub struct Status {
     pub recent_quarantine: Vec<QuarantineEntry>,
     pub recent_skipped: Vec<SkippedSeries>,
     pub outbox: Vec<OutboxCounts>,
+    /// From the config file: the running `serve` took its files at start or at its last
+    /// SIGHUP (its status page shows the certificate in service).
+    pub dicom: DicomSecurity,
 }
 
-pub fn collect(db: &Reader) -> rusqlite::Result<Status> {
+pub fn collect(db: &Reader, config: &Config) -> rusqlite::Result<Status> {
     Ok(Status {
+        dicom: in_service::describe(&config.dicom, &config.destinations),
         counts: db.status_counts()?,
         recent_errors: db.recent_events(10)?,
         recent_quarantine: db.recent_quarantine(10)?,
@@ -41,6 +49,7 @@ pub fn render_text(s: &Status) -> String {
         c.jobs_failed,
         c.quarantined
     );
+    out.push_str(&render_dicom(&s.dicom));
     for o in &s.outbox {
         out.push_str(&format!(
             "outbox      {}: {} pending, {} sending, {} sent, {} failed\n",
@@ -67,6 +76,40 @@ pub fn render_text(s: &Status) -> String {
         for q in &s.recent_skipped {
             out.push_str(&format!("  {}: {}\n", q.series_uid, q.reason));
         }
+    }
+    out
+}
+
+/// One line per receiver and destination, for `lungwatch status`.
+fn render_dicom(s: &DicomSecurity) -> String {
+    let mut out = String::new();
+    if let Some(r) = &s.receiver {
+        let how = if r.tls {
+            match &r.client_ca {
+                Some(ca) => format!("DICOM TLS, client certificates signed by {ca} required"),
+                None => "DICOM TLS, no client certificate asked for".to_string(),
+            }
+        } else if r.plain_on_network {
+            "plain TCP, reachable from the network (unencrypted)".to_string()
+        } else {
+            "plain TCP, this machine only".to_string()
+        };
+        out.push_str(&format!(
+            "receiver    {} on {}: {how}\n",
+            r.ae_title, r.listen
+        ));
+    }
+    for d in &s.destinations {
+        out.push_str(&format!(
+            "destination {}: {} at {}, {}\n",
+            d.name,
+            d.ae_title,
+            d.address,
+            match &d.trust {
+                Some(trust) => format!("DICOM TLS (trusting {trust})"),
+                None => "plain TCP".to_string(),
+            }
+        ));
     }
     out
 }

@@ -448,3 +448,241 @@ fn echo_and_the_outbox_reach_a_tls_storescp() {
         );
     }
 }
+
+/// The SHA-256 fingerprint `openssl` gives the certificate in `pem` (`AB:CD:...`).
+fn fingerprint(pem: &Path) -> String {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(pem)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.trim().rsplit('=').next().unwrap().to_string()
+}
+
+/// Sends SIGHUP and waits until the log holds `needle` `n` times.
+fn sighup_and_wait(d: &Daemon, needle: &str, n: usize) {
+    let pid = d.child.as_ref().unwrap().id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while d.log().matches(needle).count() < n {
+        assert!(
+            Instant::now() < deadline,
+            "no {needle:?} (x{n}) after SIGHUP:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn api_status(d: &Daemon) -> serde_json::Value {
+    let (code, body) = d.http_get("/api/status");
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// `systemctl reload lungwatch` after the site renews its DICOM certificates: the files
+/// behind unchanged `dicom.tls_*` keys are replaced (a new node certificate and key from a
+/// new CA, and that CA for client certificates) and SIGHUP puts them in service for the
+/// next association, on the receiver and as the client certificate offered to a
+/// destination. A garbage certificate on a later SIGHUP is logged as an error and changes
+/// nothing: the receiver keeps answering with the new certificate, and the outbox still
+/// reaches a destination that only trusts the new CA. The status page and `/api/status`
+/// show the receiver's TLS and certificate in service and the destination's TLS.
+#[test]
+fn sighup_reloads_the_dicom_tls_certificates_and_keeps_them_on_a_bad_file() {
+    if !installed("DICOM TLS reload") {
+        return;
+    }
+    let (old, new) = (Pki::make(), Pki::make());
+    let live = tempfile::tempdir().unwrap();
+    let (cert, key, ca) = (
+        live.path().join("dicom.pem"),
+        live.path().join("dicom.key"),
+        live.path().join("site-ca.pem"),
+    );
+    let install = |pki: &Pki| {
+        std::fs::copy(&pki.node.0, &cert).unwrap();
+        std::fs::copy(&pki.node.1, &key).unwrap();
+        std::fs::copy(&pki.ca, &ca).unwrap();
+    };
+    install(&old);
+    // The destination: its server certificate from the old CA (which its tls_ca names, and
+    // which does not change), but client certificates accepted only from the new CA.
+    let port = free_port();
+    let tls = [
+        "+tls".as_ref(),
+        old.peer.1.as_os_str(),
+        old.peer.0.as_os_str(),
+        "+cf".as_ref(),
+        new.ca.as_os_str(),
+    ];
+    let mut d = Daemon::new(&format!(
+        "[dicom]\nlisten = \"127.0.0.1:0\"\nae_title = \"LUNGWATCH\"\ntls_cert = {cert:?}\n\
+         tls_key = {key:?}\ntls_ca = {ca:?}\n{}[outbox]\nretry_min_secs = 1\nretry_max_secs = 2\n\
+         [selection]\nmin_slices = 4\n",
+        tls_destination("peer", "PEER", port, &old.ca)
+    ));
+    let peer = StoreScp::start_with(d.root.path(), port, tls);
+    d.start();
+    let addr = dicom_address(&d);
+
+    // At start: the old certificate, checked against the old CA both ways.
+    let ok = echoscu(addr, Some(&old.peer), &old.ca);
+    assert!(ok.status.success(), "old certificates: {}", text(&ok));
+    let s = api_status(&d);
+    let receiver = &s["dicom"]["receiver"];
+    assert_eq!(receiver["tls"], true, "{s:#}");
+    assert_eq!(receiver["plain_on_network"], false, "{s:#}");
+    assert_eq!(receiver["fingerprint"], fingerprint(&old.node.0), "{s:#}");
+    assert_eq!(receiver["client_ca"], ca.display().to_string(), "{s:#}");
+    assert_eq!(receiver["listen"], addr.to_string(), "{s:#}");
+    let destination = &s["dicom"]["destinations"][0];
+    assert_eq!(destination["name"], "peer", "{s:#}");
+    assert_eq!(destination["tls"], true, "{s:#}");
+    assert_eq!(destination["trust"], old.ca.display().to_string(), "{s:#}");
+    let (code, page) = d.http_get("/");
+    assert_eq!(code, 200);
+    assert!(page.contains("<h2>DICOM</h2>"), "{page}");
+    assert!(page.contains("DICOM TLS (TLS 1.2/1.3)"), "{page}");
+    assert!(page.contains(&fingerprint(&old.node.0)), "{page}");
+    assert!(
+        page.contains(&format!(
+            "<td class=\"mono\">peer</td><td class=\"mono\">PEER</td>\
+             <td class=\"mono\">127.0.0.1:{port}</td><td>DICOM TLS"
+        )),
+        "{page}"
+    );
+
+    // The new pair and CA under the same keys, then SIGHUP.
+    install(&new);
+    sighup_and_wait(&d, "SIGHUP: DICOM TLS certificate reloaded", 1);
+    assert!(
+        d.log()
+            .contains("SIGHUP: DICOM TLS of destination peer reloaded"),
+        "{}",
+        d.log()
+    );
+    let ok = echoscu(addr, Some(&new.peer), &new.ca);
+    assert!(ok.status.success(), "new certificates: {}", text(&ok));
+    // lungwatch's certificate is the new CA's now, and the old CA's client certificates
+    // are no longer accepted.
+    let stale_trust = echoscu(addr, Some(&new.peer), &old.ca);
+    assert!(!stale_trust.status.success(), "{}", text(&stale_trust));
+    let stale_client = echoscu(addr, Some(&old.peer), &new.ca);
+    assert!(!stale_client.status.success(), "{}", text(&stale_client));
+    let s = api_status(&d);
+    assert_eq!(
+        s["dicom"]["receiver"]["fingerprint"],
+        fingerprint(&new.node.0),
+        "{s:#}"
+    );
+
+    // A garbage certificate: an error, and the new certificate stays in service.
+    std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\ngarbage\n").unwrap();
+    sighup_and_wait(&d, "SIGHUP: new DICOM TLS files failed", 1);
+    assert!(
+        d.log()
+            .contains("new DICOM TLS files of destination peer failed"),
+        "{}",
+        d.log()
+    );
+    let ok = echoscu(addr, Some(&new.peer), &new.ca);
+    assert!(
+        ok.status.success(),
+        "certificate in service after a bad reload: {}\n{}",
+        text(&ok),
+        d.log()
+    );
+    let s = api_status(&d);
+    assert_eq!(
+        s["dicom"]["receiver"]["fingerprint"],
+        fingerprint(&new.node.0),
+        "{s:#}"
+    );
+    let errors = s["recent_errors"].to_string();
+    assert!(
+        errors.contains("SIGHUP: new DICOM TLS files failed") && errors.contains("dicom.tls_cert"),
+        "the error names the key: {errors}"
+    );
+
+    // The outbox: the destination takes only the new CA's client certificates, and the
+    // file on disk is garbage, so only the configuration kept in service gets through.
+    let spec = PhantomSpec::small(1);
+    let staging = d.root.path().join("phantom");
+    for (i, path) in phantom::write(&staging, &phantom::slices(&spec))
+        .iter()
+        .enumerate()
+    {
+        common::drop_file(path, &d.incoming, &format!("p-{i}.dcm"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let rows = d.db().study_deliveries(&spec.study_uid).unwrap();
+        if !rows.is_empty() && rows.iter().all(|r| r.state == "sent") {
+            assert!(rows.iter().all(|r| r.attempts == 1), "{rows:#?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for the outbox; rows {rows:#?}\n--- daemon log ---\n{}\n\
+             --- storescp ---\n{}",
+            d.log(),
+            std::fs::read_to_string(&peer.log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(d.stop_with(15));
+}
+
+/// A plain receiver on an address other machines reach reads as such (not as an alarm)
+/// on the page, in `/api/status` and in `lungwatch status`; so does a plain destination.
+#[test]
+fn a_plain_receiver_on_the_network_is_shown_as_plain() {
+    let mut d = Daemon::new(
+        "[dicom]\nlisten = \"0.0.0.0:0\"\nae_title = \"LUNGWATCH\"\n[[destinations]]\n\
+         name = \"pacs\"\nae_title = \"PACS\"\nhost = \"127.0.0.1\"\nport = 104\n",
+    );
+    d.start();
+    dicom_address(&d);
+    let s = api_status(&d);
+    let receiver = &s["dicom"]["receiver"];
+    assert_eq!(receiver["tls"], false, "{s:#}");
+    assert_eq!(receiver["plain_on_network"], true, "{s:#}");
+    assert!(receiver.get("fingerprint").is_none(), "{s:#}");
+    assert_eq!(s["dicom"]["destinations"][0]["tls"], false, "{s:#}");
+    assert!(
+        s["security_warnings"].as_array().unwrap().is_empty(),
+        "{s:#}"
+    );
+    let (_, page) = d.http_get("/");
+    assert!(
+        page.contains("plain TCP <span class=\"badge muted\">unencrypted on the network</span>"),
+        "{page}"
+    );
+    assert!(!page.contains("Certificate SHA-256"), "{page}");
+    assert!(page.contains("<td>plain TCP</td>"), "{page}");
+    let cli = Command::new(env!("CARGO_BIN_EXE_lungwatch"))
+        .args(["status", "--config"])
+        .arg(&d.config)
+        .output()
+        .unwrap();
+    assert!(cli.status.success(), "{}", text(&cli));
+    let out = text(&cli);
+    assert!(
+        out.contains("receiver    LUNGWATCH on 0.0.0.0:0: plain TCP, reachable from the network"),
+        "{out}"
+    );
+    assert!(
+        out.contains("destination pacs: PACS at 127.0.0.1:104, plain TCP"),
+        "{out}"
+    );
+    assert!(d.stop_with(15));
+}

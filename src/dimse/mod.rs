@@ -10,11 +10,15 @@
 //! - `scp.rs`: the listener, one thread per association, the association log.
 //! - `scu.rs`: lungwatch as a client of a configured destination (C-ECHO, C-STORE).
 //! - `tls.rs`: DICOM TLS, the receiver's and the client's rustls configurations.
+//! - `in_service.rs`: those configurations in service in `serve`, their SIGHUP reload, and
+//!   what the status page says of DICOM TLS.
 
+pub mod in_service;
 pub mod message;
 mod scp;
 pub mod scu;
 pub mod syntaxes;
 pub mod tls;
 
+pub use in_service::{DicomSecurity, Reloaded, TlsConfigs};
 pub use scp::{IMPLEMENTATION_CLASS_UID, ScpContext, ScpHandle, start};

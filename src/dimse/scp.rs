@@ -30,6 +30,7 @@ use dicom_ul::pdu::{
 };
 use log::{info, warn};
 
+use super::in_service::TlsConfigs;
 use super::message::{self, C_ECHO_RQ, C_STORE_RQ, Command, Status};
 use super::syntaxes::{STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES};
 use super::tls;
@@ -56,6 +57,9 @@ pub struct ScpContext {
     pub dirs: Dirs,
     /// Set while the data disk is full: instances are refused with "out of resources".
     pub paused: Arc<AtomicBool>,
+    /// The receiver speaks TLS only when this holds a server configuration; each
+    /// association takes the one in service when it starts (SIGHUP may replace it).
+    pub tls: Arc<TlsConfigs>,
 }
 
 /// The running receiver. `stop` ends it: no new associations, open ones are aborted
@@ -88,12 +92,12 @@ impl Drop for ScpHandle {
 }
 
 /// Binds `config.listen` and serves associations on their own threads: over TLS only when
-/// `dicom.tls_cert` is set.
+/// `context.tls` has a server configuration (`dicom.tls_cert` was set at start).
 pub fn start(config: &DicomConfig, context: ScpContext) -> anyhow::Result<ScpHandle> {
     let addr = config
         .listen_addr()?
         .context("dicom.listen is not set: the DICOM receiver is off")?;
-    let tls = tls::server_config(config)?;
+    let tls = context.tls.server().is_some();
     let listener = TcpListener::bind(addr)
         .with_context(|| format!("cannot listen for DICOM on {addr} (dicom.listen)"))?;
     listener.set_nonblocking(true)?;
@@ -118,8 +122,8 @@ pub fn start(config: &DicomConfig, context: ScpContext) -> anyhow::Result<ScpHan
 
 struct Shared {
     config: DicomConfig,
-    /// The TLS configuration when the receiver speaks TLS (only).
-    tls: Option<Arc<rustls::ServerConfig>>,
+    /// The receiver speaks TLS (only): fixed at start, whatever SIGHUP loads.
+    tls: bool,
     context: ScpContext,
     stop: Arc<AtomicBool>,
     active: AtomicUsize,
@@ -272,13 +276,14 @@ fn serve_association(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     for (uid, _) in TRANSFER_SYNTAXES {
         options = options.with_transfer_syntax(*uid);
     }
-    if let Err(why) = first_bytes(&stream, shared.tls.is_some(), config.idle_timeout()) {
+    if let Err(why) = first_bytes(&stream, shared.tls, config.idle_timeout()) {
         let mut tally = tally;
         tally.record.outcome = format!("not established: {why}");
         finish(&db, tally);
         return;
     }
-    match &shared.tls {
+    // The configuration in service now: this association keeps it to its end.
+    match &shared.context.tls.server() {
         Some(config) => {
             let established = options.tls_config(config.clone()).establish_tls(stream);
             run(established, &gate, shared, db, tally);
@@ -720,7 +725,7 @@ fn reject_busy(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         .set_read_timeout(short)
         .and_then(|()| stream.set_write_timeout(short))
         .map_err(|e| e.to_string())
-        .and_then(|()| match &shared.tls {
+        .and_then(|()| match &shared.context.tls.server() {
             Some(config) => {
                 let conn = rustls::ServerConnection::new(config.clone())
                     .map_err(|e| format!("TLS: {e}"))?;

@@ -15,6 +15,7 @@ use dicom_ul::association::CloseSocket;
 use dicom_ul::association::client::ClientAssociation;
 use dicom_ul::pdu::{PDataValueType, PresentationContextResultReason};
 
+use super::in_service::TlsConfigs;
 use super::message::{self, StoreVerdict};
 use super::tls;
 use crate::config::{Destination, DicomConfig};
@@ -50,13 +51,15 @@ pub enum StoreOutcome {
     Refused(String),
 }
 
-/// Sends `requests` to `destination` in one association as `local.ae_title`. Returns one
-/// outcome per request, in order. An association that cannot be made, or that breaks,
+/// Sends `requests` to `destination` in one association as `local.ae_title`, over TLS with
+/// the destination's configuration in `tls` when it has `tls`. Returns one outcome per
+/// request, in order. An association that cannot be made, or that breaks,
 /// gives `Retry` for every request not yet confirmed: nothing is reported stored that the
 /// destination did not confirm.
 pub fn store(
     local: &DicomConfig,
     destination: &Destination,
+    tls: &TlsConfigs,
     requests: &[StoreRequest],
 ) -> Vec<StoreOutcome> {
     if requests.is_empty() {
@@ -96,8 +99,9 @@ pub fn store(
             Err(e) => no_association(tls::chain(&e)),
         };
     }
-    // A TLS file that cannot be used now may be fixed before the next attempt.
-    let config = match tls::client_config(local, destination) {
+    // With nothing in service yet, a TLS file that cannot be used now may be fixed before
+    // the next attempt.
+    let config = match tls.client(local, destination) {
         Ok(c) => c,
         Err(e) => return no_association(format!("{e:#}")),
     };

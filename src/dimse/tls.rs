@@ -3,8 +3,9 @@
 //! client certificates required and checked against `dicom.tls_ca` when it is set; a
 //! destination's `ClientConfig`, trusting its `tls_ca` (or the system's roots) and
 //! offering this node's certificate when it has one. Every file problem names its key.
+//! `in_service.rs` holds the ones `serve` uses and replaces them on SIGHUP.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -80,13 +81,16 @@ fn roots(path: &Path, key: &str) -> anyhow::Result<RootCertStore> {
     Ok(store)
 }
 
+/// The system's CA bundle: the first of [`SYSTEM_ROOTS`] that is there.
+pub fn system_bundle() -> Option<PathBuf> {
+    SYSTEM_ROOTS.iter().map(PathBuf::from).find(|p| p.is_file())
+}
+
 /// The system's trusted roots, from the first CA bundle found.
 fn system_roots() -> anyhow::Result<RootCertStore> {
-    let path = SYSTEM_ROOTS
-        .iter()
-        .map(Path::new)
-        .find(|p| p.is_file())
+    let path = system_bundle()
         .context("no system CA bundle (ca-certificates) is installed: set tls_ca")?;
+    let path = path.as_path();
     let bytes = pem::read(path, "the system CA bundle")?;
     let mut store = RootCertStore::empty();
     store.add_parsable_certificates(
@@ -115,11 +119,13 @@ fn identity(
     )))
 }
 
-/// The receiver's TLS configuration, or None when `dicom.tls_cert` is not set (plain TCP).
-pub fn server_config(config: &DicomConfig) -> anyhow::Result<Option<Arc<ServerConfig>>> {
+/// The receiver's TLS configuration and its certificate's SHA-256 fingerprint, or None when
+/// `dicom.tls_cert` is not set (plain TCP).
+pub fn server_config(config: &DicomConfig) -> anyhow::Result<Option<(Arc<ServerConfig>, String)>> {
     let Some((chain, key)) = identity(config)? else {
         return Ok(None);
     };
+    let fingerprint = pem::fingerprint(&chain[0]);
     let builder = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(VERSIONS)
         .context("TLS 1.2/1.3 with the ring provider")?;
@@ -138,20 +144,13 @@ pub fn server_config(config: &DicomConfig) -> anyhow::Result<Option<Arc<ServerCo
     let config = builder.with_single_cert(chain, key).context(
         "dicom.tls_key does not fit dicom.tls_cert (or the certificate or key is unusable)",
     )?;
-    Ok(Some(Arc::new(config)))
+    Ok(Some((Arc::new(config), fingerprint)))
 }
 
-/// The SHA-256 fingerprint of the receiver's certificate, when it has one (for the log and
+/// The SHA-256 fingerprint of the receiver's certificate, when it has one (for
 /// `lungwatch check`); checks the whole TLS configuration on the way.
 pub fn check_server(config: &DicomConfig) -> anyhow::Result<Option<String>> {
-    if server_config(config)?.is_none() {
-        return Ok(None);
-    }
-    let chain = certificates(
-        config.tls_cert.as_deref().expect("checked"),
-        "dicom.tls_cert",
-    )?;
-    Ok(Some(pem::fingerprint(&chain[0])))
+    Ok(server_config(config)?.map(|(_, fingerprint)| fingerprint))
 }
 
 /// The TLS configuration for associations with `destination` (`tls = true`): its

@@ -9,7 +9,7 @@
 //! let web = web::start(&config.web, &config.audit, &config.database_path(), &config.paths.data,
 //!                      Arc::clone(&state))?;
 //! // ... while running: state.set_disk_full(true/false), state.set_models(..),
-//! //     state.set_problem("watcher", Some("..")) / None
+//! //     state.set_dicom_security(..), state.set_problem("watcher", Some("..")) / None
 //! web.stop(); // or drop(web): stops accepting and joins the request threads
 //! ```
 //!
@@ -25,8 +25,8 @@
 //!   [`WebState`] so a restart does not reset it) and HTTPS (`tls.rs`) are checked in
 //!   `server.rs` before any page runs.
 //! * Everything the database cannot tell (start time, loaded models, the incoming folder,
-//!   the disk-full pause, other health problems) comes from the shared [`WebState`], which
-//!   the daemon updates as it runs.
+//!   the disk-full pause, DICOM TLS in service, other health problems) comes from the
+//!   shared [`WebState`], which the daemon updates as it runs.
 //! * `web.*` and `audit.*` keys take effect at [`start`]. To apply changed keys on SIGHUP,
 //!   `stop()` the handle and `start` again with the new [`WebConfig`] (the port is free once
 //!   `stop` returns); the shared [`WebState`] can be passed on unchanged. A certificate or
@@ -66,6 +66,7 @@ use std::time::{Duration, Instant};
 use crate::config::{AuditConfig, WebConfig};
 #[cfg(doc)]
 use crate::db::Reader;
+use crate::dimse::DicomSecurity;
 use crate::report::ModelRef;
 
 /// Request-handling threads. The pages are a few SQLite reads each; four threads keep a
@@ -80,6 +81,7 @@ pub struct WebState {
     models: RwLock<Vec<ModelRef>>,
     incoming: RwLock<PathBuf>,
     disk_full: AtomicBool,
+    dicom: RwLock<DicomSecurity>,
     problems: Mutex<BTreeMap<String, String>>,
     logins: throttle::LoginGuard,
 }
@@ -92,6 +94,7 @@ impl WebState {
             models: RwLock::new(models),
             incoming: RwLock::new(incoming),
             disk_full: AtomicBool::new(false),
+            dicom: RwLock::new(DicomSecurity::default()),
             problems: Mutex::new(BTreeMap::new()),
             logins: throttle::LoginGuard::default(),
         }
@@ -112,6 +115,14 @@ impl WebState {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+    /// The receiver's and the destinations' DICOM TLS, as in service (set at start and
+    /// after each SIGHUP).
+    pub fn set_dicom_security(&self, dicom: DicomSecurity) {
+        *self.dicom.write().unwrap_or_else(|e| e.into_inner()) = dicom;
+    }
+    pub fn dicom_security(&self) -> DicomSecurity {
+        self.dicom.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
     pub fn set_incoming(&self, incoming: PathBuf) {
         *self.incoming.write().unwrap_or_else(|e| e.into_inner()) = incoming;

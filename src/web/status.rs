@@ -11,6 +11,7 @@ use crate::db::{
     self, AssociationRecord, Delivery, EventEntry, EventLevel, FailedJob, OutboxCounts,
     QuarantineEntry, QueuedJob, ReadQueries, Reader, SkippedSeries, StatusCounts,
 };
+use crate::dimse::DicomSecurity;
 use crate::report::ModelRef;
 
 /// How many processing times the median and p95 are taken over.
@@ -72,6 +73,8 @@ pub struct StatusView {
     pub security_warnings: Vec<String>,
     pub https: bool,
     pub logins: super::LoginCounts,
+    /// The DICOM receiver's TLS or plain TCP and each destination's, as in service.
+    pub dicom: DicomSecurity,
     /// The DICOM receiver's newest associations (empty when it is off or unused).
     pub recent_associations: Vec<AssociationRecord>,
     /// The outbox by destination: objects pending, being sent, sent and failed.
@@ -171,6 +174,7 @@ pub fn collect(ctx: &Ctx, db: &Reader) -> db::Result<StatusView> {
         security_warnings: ctx.config.plain_http_warning().into_iter().collect(),
         https: ctx.config.tls_configured(),
         logins: ctx.state.login_counts(),
+        dicom: ctx.state.dicom_security(),
         recent_associations: db.recent_associations(LIST_LIMIT)?,
         outbox: db.outbox_counts()?,
         outbox_problems: db.outbox_problems(LIST_LIMIT)?,
@@ -403,6 +407,7 @@ pub fn render(v: &StatusView) -> String {
         b.push_str("</table>");
     }
     b.push_str("</div></div>");
+    render_dicom(&mut b, &v.dicom);
     render_associations(&mut b, &v.recent_associations);
     render_outbox(&mut b, &v.outbox, &v.outbox_problems);
     html::layout("Status", html::Nav::Status, &b)
@@ -461,6 +466,81 @@ fn render_outbox(b: &mut String, counts: &[OutboxCounts], problems: &[Delivery])
                 d.attempts,
                 esc(&next),
                 esc(d.last_error.as_deref().unwrap_or(""))
+            );
+        }
+        b.push_str("</table>");
+    }
+    b.push_str("</div>");
+}
+
+/// The DICOM receiver and the destinations, each TLS or plain TCP; nothing when neither is
+/// configured. A plain receiver other machines reach says so, without alarm: behind a
+/// firewall with `allowed_peers` it is the usual PACS set-up.
+fn render_dicom(b: &mut String, d: &DicomSecurity) {
+    if d.receiver.is_none() && d.destinations.is_empty() {
+        return;
+    }
+    b.push_str("<div class=\"card\"><h2>DICOM</h2>");
+    match &d.receiver {
+        None => b.push_str("<p class=\"muted\">Receiver off (dicom.listen is not set).</p>"),
+        Some(r) => {
+            let connection = if r.tls {
+                "DICOM TLS (TLS 1.2/1.3)".to_string()
+            } else if r.plain_on_network {
+                "plain TCP <span class=\"badge muted\">unencrypted on the network</span>".into()
+            } else {
+                "plain TCP (this machine only)".to_string()
+            };
+            let _ = write!(
+                b,
+                "<dl class=\"kv\"><dt>Receiver</dt><dd><span class=\"mono\">{}</span> on \
+                 <span class=\"mono\">{}</span></dd><dt>Connection</dt><dd>{connection}</dd>",
+                esc(&r.ae_title),
+                esc(&r.listen)
+            );
+            if r.tls {
+                let _ = write!(
+                    b,
+                    "<dt>Client certificates</dt><dd>{}</dd>",
+                    match &r.client_ca {
+                        Some(ca) => format!(
+                            "required, signed by <span class=\"mono\">{}</span>",
+                            esc(ca)
+                        ),
+                        None => "not asked for (dicom.tls_ca is not set)".to_string(),
+                    }
+                );
+            }
+            if let Some(f) = &r.fingerprint {
+                let _ = write!(
+                    b,
+                    "<dt>Certificate SHA-256</dt><dd class=\"mono\">{}</dd>",
+                    esc(f)
+                );
+            }
+            b.push_str("</dl>");
+        }
+    }
+    if !d.destinations.is_empty() {
+        b.push_str(
+            "<table><tr><th>Destination</th><th>AE title</th><th>Address</th>\
+             <th>Connection</th></tr>",
+        );
+        for dest in &d.destinations {
+            let connection = match &dest.trust {
+                Some(trust) => format!(
+                    "DICOM TLS <span class=\"muted\">(trusting {})</span>",
+                    esc(trust)
+                ),
+                None => "plain TCP".to_string(),
+            };
+            let _ = write!(
+                b,
+                "<tr><td class=\"mono\">{}</td><td class=\"mono\">{}</td>\
+                 <td class=\"mono\">{}</td><td>{connection}</td></tr>",
+                esc(&dest.name),
+                esc(&dest.ae_title),
+                esc(&dest.address)
             );
         }
         b.push_str("</table>");
