@@ -131,7 +131,11 @@ pub fn serve(config: Config, config_path: Option<PathBuf>, signals: Signals) -> 
     )
     .context("cannot start the web page")?;
     let mut web_handle = Some(web_handle);
-    let analyzer = Arc::new(Analyzer::new(Arc::new(models), config.decode_threads()));
+    let mut models_in_service = ModelsInService::of(&models_dir)?;
+    let analyzers = Arc::new(worker::AnalyzerSlot::new(Arc::new(Analyzer::new(
+        Arc::new(models),
+        config.decode_threads(),
+    ))));
     let mut config = Arc::new(config);
     // The receiver's TLS files must load (it would accept nothing); a destination's are
     // tried again at each of its associations.
@@ -147,7 +151,7 @@ pub fn serve(config: Config, config_path: Option<PathBuf>, signals: Signals) -> 
     let worker = worker::spawn(
         config.clone(),
         routes.clone(),
-        analyzer.clone(),
+        analyzers.clone(),
         worker_stop.clone(),
         paused.clone(),
     )
@@ -194,6 +198,7 @@ pub fn serve(config: Config, config_path: Option<PathBuf>, signals: Signals) -> 
                 &db,
             );
             state.set_dicom_security(tls.describe(&config.dicom, &config.destinations, bound));
+            reload_models(&config, &mut models_in_service, &analyzers, &state, &db);
             tracker = StabilityTracker::new(config.stable_after());
             routes.update(config.clone());
         }
@@ -361,8 +366,8 @@ fn disk_full(data: &std::path::Path) -> bool {
 /// SIGHUP: load the config again. Watch, series and selection settings apply at once and
 /// the web page restarts with its new settings; DICOM TLS files that changed are loaded for
 /// the next association (one that fails keeps what is in service); `paths.*`, the rest of
-/// `dicom.*`, `decode.*` and the models need a restart (they are logged as such). A bad
-/// file changes nothing.
+/// `dicom.*` and `decode.*` need a restart (they are logged as such); the models are
+/// `reload_models`'s. A bad file changes nothing.
 fn reload(
     config: &mut Arc<Config>,
     path: Option<&std::path::Path>,
@@ -458,6 +463,81 @@ fn reload(
     merged.dicom = dicom;
     *config = Arc::new(merged);
     info!("SIGHUP: config reloaded from {}", path.display());
+}
+
+/// Which models folder is in service, and the manifest it was loaded from: a SIGHUP that
+/// finds either changed (`models.dir` pointed elsewhere, a manifest replaced in place)
+/// loads the models again.
+struct ModelsInService {
+    dir: PathBuf,
+    manifest_sha256: [u8; 32],
+}
+
+impl ModelsInService {
+    fn of(dir: &std::path::Path) -> anyhow::Result<Self> {
+        let manifest = dir.join("manifest.toml");
+        let bytes = std::fs::read(&manifest)
+            .with_context(|| format!("cannot read {}", manifest.display()))?;
+        Ok(ModelsInService {
+            dir: dir.to_path_buf(),
+            manifest_sha256: crate::dicom::header::sha256(&bytes),
+        })
+    }
+}
+
+/// SIGHUP: when the models folder or its manifest changed, loads the models (checksums
+/// verified, as at start-up) and puts them in service for the next job; a job running now
+/// finishes on the old ones. A folder that fails to load is reported and the running
+/// models are kept.
+fn reload_models(
+    config: &Config,
+    in_service: &mut ModelsInService,
+    analyzers: &worker::AnalyzerSlot,
+    state: &WebState,
+    db: &Database,
+) {
+    let dir = config.models_dir();
+    let now = match ModelsInService::of(&dir) {
+        Ok(now) => now,
+        Err(e) => {
+            db.report(
+                EventLevel::Error,
+                &format!("SIGHUP: models not reloaded, keeping those in service: {e:#}"),
+            );
+            return;
+        }
+    };
+    if now.dir == in_service.dir && now.manifest_sha256 == in_service.manifest_sha256 {
+        return;
+    }
+    let loaded = Instant::now();
+    match ModelSet::load(&dir) {
+        Ok(models) => {
+            let names: Vec<String> = models
+                .references()
+                .iter()
+                .map(|m| format!("{} {}", m.name, m.version))
+                .collect();
+            state.set_models(models.references());
+            // decode.threads keeps its start-up value: it changes at a restart.
+            let next = analyzers.current().with_models(Arc::new(models));
+            analyzers.replace(Arc::new(next));
+            *in_service = now;
+            info!(
+                "SIGHUP: models reloaded from {} in {} ms ({}); the next job uses them",
+                dir.display(),
+                loaded.elapsed().as_millis(),
+                names.join(", ")
+            );
+        }
+        Err(e) => db.report(
+            EventLevel::Error,
+            &format!(
+                "SIGHUP: models in {} not loaded, keeping those in service: {e}",
+                dir.display()
+            ),
+        ),
+    }
 }
 
 fn observe(tracker: &mut StabilityTracker, config: &Config, path: &std::path::Path, now: Instant) {

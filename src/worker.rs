@@ -42,7 +42,7 @@ const ERROR_BACKOFF: Duration = Duration::from_secs(5);
 pub fn run(
     config: &Config,
     routes: &Routes,
-    analyzer: &Analyzer,
+    analyzers: &AnalyzerSlot,
     shutdown: &AtomicBool,
     paused: &AtomicBool,
 ) -> anyhow::Result<()> {
@@ -65,7 +65,7 @@ pub fn run(
             }
         };
         let started = Instant::now();
-        let outcome = process(&mut db, config, routes, analyzer, &job);
+        let outcome = process(&mut db, config, routes, &analyzers.current(), &job);
         if let Err(e) = record(&db, &job, outcome, started) {
             // The job stays `running`; start-up requeues it (and counts the attempt).
             error!("cannot record the end of job {}: {e}", job.id);
@@ -358,11 +358,29 @@ fn remove_quietly(dir: &Path) {
     }
 }
 
+/// The analyzer (models and thread pool) new jobs run on. SIGHUP may replace it; a job
+/// keeps the one it started with to its end, so no result mixes two model versions.
+pub struct AnalyzerSlot(std::sync::RwLock<Arc<Analyzer>>);
+
+impl AnalyzerSlot {
+    pub fn new(analyzer: Arc<Analyzer>) -> Self {
+        AnalyzerSlot(std::sync::RwLock::new(analyzer))
+    }
+
+    pub fn current(&self) -> Arc<Analyzer> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn replace(&self, analyzer: Arc<Analyzer>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = analyzer;
+    }
+}
+
 /// Starts the worker thread. Errors that stop it (the database is gone) are logged.
 pub fn spawn(
     config: Arc<Config>,
     routes: Routes,
-    analyzer: Arc<Analyzer>,
+    analyzer: Arc<AnalyzerSlot>,
     shutdown: Arc<AtomicBool>,
     paused: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {

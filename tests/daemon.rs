@@ -5,8 +5,9 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use common::phantom::{self, PhantomSpec};
 use common::{Daemon, covid_series, drop_file, shuffle};
 use lungwatch::db::ReadQueries;
 use lungwatch::ingest::examine;
@@ -513,5 +514,116 @@ fn sighup_reloads_a_replaced_certificate() {
         d.log()
     );
     assert!(!fetch(&cert_a, p));
+    assert!(d.stop_with(15));
+}
+
+/// A copy of the shipped models whose classifier entry carries `version` (the version is
+/// not part of any checksum, so the copy loads as the shipped one does).
+fn models_copy(dir: &std::path::Path, version: &str) {
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    std::fs::create_dir_all(dir).unwrap();
+    for name in ["lung_seg.onnx", "lesion_seg.onnx", "classifier.onnx"] {
+        std::fs::copy(shipped.join(name), dir.join(name)).unwrap();
+    }
+    let manifest = std::fs::read_to_string(shipped.join("manifest.toml")).unwrap();
+    let at = manifest.find("[models.classifier]").unwrap();
+    let (head, tail) = manifest.split_at(at);
+    let tail = tail.replacen("version = \"", &format!("version = \"{version}-"), 1);
+    std::fs::write(dir.join("manifest.toml"), format!("{head}{tail}")).unwrap();
+}
+
+#[test]
+fn sighup_puts_new_models_in_service_and_keeps_them_when_a_folder_is_bad() {
+    let root = tempfile::tempdir().unwrap();
+    let (a, b, bad) = (
+        root.path().join("a"),
+        root.path().join("b"),
+        root.path().join("bad"),
+    );
+    models_copy(&a, "site-a");
+    models_copy(&b, "site-b");
+    models_copy(&bad, "site-bad");
+    std::fs::remove_file(bad.join("lesion_seg.onnx")).unwrap();
+    // The phantom below has 16 slices; [models] stays last, hup() rewrites it.
+    let mut d = common::Daemon::new(&format!(
+        "[selection]\nmin_slices = 4\n[models]\ndir = {a:?}\n"
+    ));
+    d.start();
+    let classifier_version = |d: &common::Daemon| -> String {
+        let (code, body) = d.http_get("/api/status");
+        assert_eq!(code, 200, "{body}");
+        let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+        status["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == "classifier")
+            .unwrap()["version"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(classifier_version(&d).contains("site-a-"));
+    let hup = |d: &common::Daemon, models: &std::path::Path| {
+        let text = std::fs::read_to_string(&d.config).unwrap();
+        let start = text.find("[models]").unwrap();
+        std::fs::write(
+            &d.config,
+            format!("{}[models]\ndir = {models:?}\n", &text[..start]),
+        )
+        .unwrap();
+        let pid = d.child.as_ref().unwrap().id().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    let wait_log = |d: &common::Daemon, needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !d.log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in the log:\n{}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    hup(&d, &b);
+    wait_log(&d, "SIGHUP: models reloaded from");
+    assert!(classifier_version(&d).contains("site-b-"), "{}", d.log());
+    // A folder that does not load: reported, and B stays in service.
+    hup(&d, &bad);
+    wait_log(&d, "not loaded, keeping those in service");
+    assert!(classifier_version(&d).contains("site-b-"));
+    // The next job runs on B: its stored report names B's classifier.
+    let spec = PhantomSpec::small(7);
+    let staging = d.root.path().join("phantom");
+    for (i, path) in phantom::write(&staging, &phantom::slices(&spec))
+        .iter()
+        .enumerate()
+    {
+        common::drop_file(path, &d.incoming, &format!("p-{i}.dcm"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let report = loop {
+        let (_, body) = d.http_get(&format!("/api/studies/{}", spec.study_uid));
+        let study: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        if let Some(series) = study["series"].as_array().and_then(|s| s.first()) {
+            break series["report"].clone();
+        }
+        assert!(Instant::now() < deadline, "no result:\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let used: Vec<&str> = report["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["version"].as_str().unwrap())
+        .collect();
+    assert!(used.iter().any(|v| v.contains("site-b-")), "{report}");
     assert!(d.stop_with(15));
 }

@@ -72,6 +72,11 @@ impl Analyzer {
         Analyzer { models, pool }
     }
 
+    /// The same analysis on other models, with a pool of the same size.
+    pub fn with_models(&self, models: Arc<ModelSet>) -> Self {
+        Analyzer::new(models, self.pool.current_num_threads())
+    }
+
     pub fn models(&self) -> &ModelSet {
         &self.models
     }
