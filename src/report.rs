@@ -37,6 +37,10 @@ pub struct SeriesReport {
     pub peripheral_share: f64,
     pub peripheral_mm: f64,
     pub zones: Zones,
+    /// Each zone's 0–4 score, from which `severity_score` is summed. Absent in reports of
+    /// stored format 1: `db::stored` fills it in from `zones` when it reads one.
+    #[serde(default)]
+    pub zone_scores: ZoneScores,
     /// Sum over the six zones of 0 (none, or under `below_threshold.zone_min_ratio`),
     /// 1 (<25 %), 2 (<50 %), 3 (<75 %), 4 (>=75 %).
     pub severity_score: u8,
@@ -210,6 +214,32 @@ pub struct Zones {
     pub left_upper: f64,
     pub left_middle: f64,
     pub left_lower: f64,
+}
+
+/// The 0–4 score of each zone (`zone_score`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct ZoneScores {
+    pub right_upper: u8,
+    pub right_middle: u8,
+    pub right_lower: u8,
+    pub left_upper: u8,
+    pub left_middle: u8,
+    pub left_lower: u8,
+}
+
+impl ZoneScores {
+    /// The scores of `zones` under the manifest's `zone_min_ratio`.
+    pub fn of(zones: &Zones, min_ratio: f64) -> Self {
+        let score = |r| zone_score(r, min_ratio);
+        ZoneScores {
+            right_upper: score(zones.right_upper),
+            right_middle: score(zones.right_middle),
+            right_lower: score(zones.right_lower),
+            left_upper: score(zones.left_upper),
+            left_middle: score(zones.left_middle),
+            left_lower: score(zones.left_lower),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

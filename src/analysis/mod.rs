@@ -26,7 +26,7 @@ use crate::dicom::InstanceHeader;
 use crate::dicom::volume::Volume;
 use crate::report::{
     self, AffectedRatio, BelowThreshold, Class, Probabilities, SeriesReport, Sides, SliceFigures,
-    Timings, Zones,
+    Timings, ZoneScores, Zones,
 };
 use models::ModelSet;
 use morphology::Dims;
@@ -453,6 +453,7 @@ fn build_report(
         bilateral: q.bilateral(),
         peripheral_share: q.lesion_share(q.peripheral_lesion),
         peripheral_mm: quantify::PERIPHERAL_MM,
+        zone_scores: ZoneScores::of(&zones, below.zone_min_ratio),
         zones,
         severity_score: q.severity_score(below.zone_min_ratio),
         below_threshold: below,

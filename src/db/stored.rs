@@ -13,9 +13,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::dicom::InstanceHeader;
-use crate::report::SeriesReport;
+use crate::report::{SeriesReport, ZoneScores};
 
 /// A type kept as JSON in a column, and the version of the layout this build writes.
+/// `upgraded` brings a value read from an older format up to the current one.
 ///
 /// Raise `FORMAT` when a change to the type changes its JSON (a field renamed, removed,
 /// or added without `#[serde(default)]`): the pinned-layout tests below fail then. The
@@ -26,6 +27,10 @@ pub trait Document: Serialize + DeserializeOwned {
     const COLUMN: &'static str;
     /// The layout version this build writes.
     const FORMAT: u32;
+    /// `self` as read from a row of `format` (older than `FORMAT`), completed.
+    fn upgraded(self, _format: u32) -> Self {
+        self
+    }
 }
 
 /// `instances.header_json`.
@@ -35,9 +40,18 @@ impl Document for InstanceHeader {
 }
 
 /// `results.report_json`: the report of `analyze --json`, with `format` first.
+/// Format 2 added `zone_scores`; a format-1 row gets them from its zones and its
+/// `zone_min_ratio`, the rule it was scored under (0 before the rule existed).
 impl Document for SeriesReport {
     const COLUMN: &'static str = "results.report_json";
-    const FORMAT: u32 = 1;
+    const FORMAT: u32 = 2;
+
+    fn upgraded(mut self, format: u32) -> Self {
+        if format < 2 {
+            self.zone_scores = ZoneScores::of(&self.zones, self.below_threshold.zone_min_ratio);
+        }
+        self
+    }
 }
 
 fn first_format() -> u32 {
@@ -91,7 +105,12 @@ pub fn from_json<T: Document>(text: &str) -> Result<T, ReadError> {
         });
     }
     // `format` itself is an unknown field to the body's type, which ignores it.
-    Ok(serde_json::from_str(text)?)
+    let value: T = serde_json::from_str(text)?;
+    Ok(if version.format < T::FORMAT {
+        value.upgraded(version.format)
+    } else {
+        value
+    })
 }
 
 /// As a rusqlite error on column `column`, for row mappers.
@@ -129,6 +148,14 @@ mod tests {
     /// A report as this build stores it.
     fn sample_report() -> SeriesReport {
         use crate::report::*;
+        let zones = Zones {
+            right_upper: 0.0,
+            right_middle: 0.5,
+            right_lower: 0.25,
+            left_upper: 0.0,
+            left_middle: 0.0,
+            left_lower: 0.125,
+        };
         SeriesReport {
             series_instance_uid: "1.2.3".into(),
             study_instance_uid: Some("1.2".into()),
@@ -162,14 +189,8 @@ mod tests {
             bilateral: true,
             peripheral_share: 0.5,
             peripheral_mm: 20.0,
-            zones: Zones {
-                right_upper: 0.0,
-                right_middle: 0.5,
-                right_lower: 0.25,
-                left_upper: 0.0,
-                left_middle: 0.0,
-                left_lower: 0.125,
-            },
+            zones,
+            zone_scores: ZoneScores::of(&zones, 0.01),
             severity_score: 5,
             below_threshold: BelowThreshold {
                 lesion_ml: 0.5,
@@ -201,9 +222,7 @@ mod tests {
         }
     }
 
-    /// `results.report_json` exactly as this build writes it (format 1). If this test
-    /// fails, the report's JSON changed: raise `SeriesReport`'s `FORMAT` and keep this row
-    /// (and the older ones) reading as they did.
+    /// `results.report_json` as format 1 wrote it (before `zone_scores`).
     const REPORT_ROW_FORMAT_1: &str = concat!(
         r#"{"format":1,"series_instance_uid":"1.2.3","study_instance_uid":"1.2","#,
         r#""patient_id":"P1","patient_name":"Doe^Jane","study_date":"20240131","#,
@@ -226,22 +245,42 @@ mod tests {
         r#""slices":[{"instance_number":7,"z_mm":-12.5,"lung_mm2":100.0,"lesion_mm2":0.0}]}"#,
     );
 
+    /// `results.report_json` exactly as this build writes it (format 2). If this test
+    /// fails, the report's JSON changed: raise `SeriesReport`'s `FORMAT` and keep this row
+    /// (and the older ones) reading as they did.
+    fn report_row_format_2() -> String {
+        REPORT_ROW_FORMAT_1
+            .replacen("\"format\":1", "\"format\":2", 1)
+            .replacen(
+                r#""left_middle":0.0,"left_lower":0.125},"#,
+                concat!(
+                    r#""left_middle":0.0,"left_lower":0.125},"zone_scores":{"right_upper":0,"#,
+                    r#""right_middle":3,"right_lower":2,"left_upper":0,"left_middle":0,"#,
+                    r#""left_lower":1},"#
+                ),
+                1,
+            )
+    }
+
     #[test]
-    fn a_report_row_of_the_current_format_still_reads() {
-        let read: SeriesReport = from_json(REPORT_ROW_FORMAT_1).unwrap();
+    fn report_rows_of_this_and_the_older_format_read() {
+        let read: SeriesReport = from_json(&report_row_format_2()).unwrap();
         assert_eq!(read, sample_report());
+        // Format 1 had no zone scores: they come from the zones and their rule.
+        let legacy: SeriesReport = from_json(REPORT_ROW_FORMAT_1).unwrap();
+        assert_eq!(legacy, sample_report());
     }
 
     #[test]
     fn the_report_layout_is_pinned() {
-        assert_eq!(<SeriesReport as Document>::FORMAT, 1);
-        assert_eq!(to_json(&sample_report()).unwrap(), REPORT_ROW_FORMAT_1);
+        assert_eq!(<SeriesReport as Document>::FORMAT, 2);
+        assert_eq!(to_json(&sample_report()).unwrap(), report_row_format_2());
     }
 
     #[test]
     fn a_newer_report_row_is_refused_naming_its_column() {
-        let newer = REPORT_ROW_FORMAT_1.replacen("\"format\":1", "\"format\":2", 1);
+        let newer = REPORT_ROW_FORMAT_1.replacen("\"format\":1", "\"format\":3", 1);
         let e = from_json::<SeriesReport>(&newer).unwrap_err();
-        assert!(e.to_string().contains("results.report_json up to 1"), "{e}");
+        assert!(e.to_string().contains("results.report_json up to 2"), "{e}");
     }
 }

@@ -554,6 +554,7 @@ pub(crate) mod tests {
                 left_middle: 0.1,
                 left_lower: 0.3,
             },
+            zone_scores: Default::default(),
             severity_score: 9,
             below_threshold: Default::default(),
             features: vec![],

@@ -13,7 +13,7 @@ use super::html::{
 use super::server::Ctx;
 use super::url::{Target, encode_segment};
 use crate::db::{self, ReadQueries, Reader, ResultRow, StudyFilter};
-use crate::report::{Class, Probabilities, SeriesReport, zone_score};
+use crate::report::{Class, Probabilities, SeriesReport};
 
 /// Most series results read for one list page, and most studies shown.
 const MAX_ROWS: i64 = 5000;
@@ -478,20 +478,38 @@ fn zones_table(b: &mut String, s: &SeriesResult) {
         "</table><h3>Zones (affected share of each third)</h3>\
         <table class=\"zones\"><tr><th></th><th>Right lung</th><th>Left lung</th></tr>",
     );
-    let z = &r.zones;
-    for (name, right, left) in [
-        ("Upper", z.right_upper, z.left_upper),
-        ("Middle", z.right_middle, z.left_middle),
-        ("Lower", z.right_lower, z.left_lower),
+    let (z, score) = (&r.zones, &r.zone_scores);
+    for (name, right, left, right_score, left_score) in [
+        (
+            "Upper",
+            z.right_upper,
+            z.left_upper,
+            score.right_upper,
+            score.left_upper,
+        ),
+        (
+            "Middle",
+            z.right_middle,
+            z.left_middle,
+            score.right_middle,
+            score.left_middle,
+        ),
+        (
+            "Lower",
+            z.right_lower,
+            z.left_lower,
+            score.right_lower,
+            score.left_lower,
+        ),
     ] {
         let _ = write!(
             b,
             "<tr><td class=\"rowhead\">{name}</td><td>{} <span class=\"muted\">({})</span></td>\
              <td>{} <span class=\"muted\">({})</span></td></tr>",
             pct(right),
-            zone_score(right, r.below_threshold.zone_min_ratio),
+            right_score,
             pct(left),
-            zone_score(left, r.below_threshold.zone_min_ratio)
+            left_score
         );
     }
 }

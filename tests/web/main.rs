@@ -17,7 +17,7 @@ use lungwatch::db::{Database, EventLevel, FailureKind, NewInstance, now_secs};
 use lungwatch::dicom::InstanceHeader;
 use lungwatch::report::{
     AffectedRatio, BelowThreshold, Class, ModelRef, Probabilities, SeriesReport, Sides, Timings,
-    Zones,
+    ZoneScores, Zones,
 };
 use lungwatch::web::{self, WebHandle, WebState};
 
@@ -68,6 +68,16 @@ fn report(s: &Study) -> SeriesReport {
         Class::Normal
     };
     let lung = 2400.0;
+    let zones = Zones {
+        right_upper: s.affected * 0.3,
+        right_middle: s.affected * 0.9,
+        right_lower: s.affected * 1.4,
+        left_upper: s.affected * 0.4,
+        left_middle: s.affected,
+        left_lower: s.affected * 1.6,
+    };
+    // The rule of the below_threshold table below.
+    let zone_min_ratio = if s.affected > 0.1 { 0.01 } else { 0.0 };
     SeriesReport {
         series_instance_uid: s.series.into(),
         study_instance_uid: Some(s.study.into()),
@@ -101,14 +111,8 @@ fn report(s: &Study) -> SeriesReport {
         bilateral: s.affected > 0.01,
         peripheral_share: 0.7,
         peripheral_mm: 10.0,
-        zones: Zones {
-            right_upper: s.affected * 0.3,
-            right_middle: s.affected * 0.9,
-            right_lower: s.affected * 1.4,
-            left_upper: s.affected * 0.4,
-            left_middle: s.affected,
-            left_lower: s.affected * 1.6,
-        },
+        zones,
+        zone_scores: ZoneScores::of(&zones, zone_min_ratio),
         severity_score: (s.affected * 40.0).round().min(24.0) as u8,
         below_threshold: if s.affected > 0.1 {
             BelowThreshold {
