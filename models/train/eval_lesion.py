@@ -62,7 +62,9 @@ def main():
         n = models.size("lesion_seg")
         pix = max(H, W) * C.LES_MARGIN / n   # "mm" = image pixels here
         x = C.normalise(C.sample_plane(hu, n, center, pix, (1.0, 1.0)))
-        lg = models.run("lesion_seg", x[None, None])[0]
+        # 2D slices: a 2.5D model gets the slice as its own neighbours (its no-context
+        # mode, 10 % of its training samples, as at the ends of a series).
+        lg = models.run("lesion_seg", np.stack([x] * models.channels("lesion_seg"))[None])[0]
         pred = P.back_to_native(lg, (H, W), center, pix, (1.0, 1.0)).argmax(0)
         pred = np.rot90(pred, -a.rotate)
         d = dice(pred > 0, gt)

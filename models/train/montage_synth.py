@@ -2,11 +2,13 @@
 slices are only LOOKED AT, to judge realism; nothing from them enters training).
 
   python montage_synth.py --out /tmp/lungwatch-cache/png
+  python montage_synth.py --task lesion4 --out /tmp/lungwatch-cache/png   # 2.5D samples
 
 Writes synth_v3.png (training samples as the network sees them, lesion outline yellow =
 ground-glass, red = consolidation, and the same samples without overlay) and
 real_covidctmd.png (slices labelled infected in slices.csv, in the same lesion-box frame,
-same window)."""
+same window). With --task lesion4, synth_v4.png instead: each row one 2.5D sample, its
+channels z-k, z, z+k and the centre slice with the label outline."""
 import argparse
 import csv
 import os
@@ -36,8 +38,7 @@ def outline(g, y):
 
 def grid(tiles, ncol, size=256):
     tiles = [np.array(Image.fromarray(t).resize((size, size), Image.NEAREST)) for t in tiles]
-    if tiles[0].ndim == 2:
-        tiles = [np.stack([t] * 3, -1) for t in tiles]
+    tiles = [np.stack([t] * 3, -1) if t.ndim == 2 else t for t in tiles]
     while len(tiles) % ncol:
         tiles.append(np.zeros_like(tiles[0]))
     rows = [np.concatenate(tiles[i:i + ncol], 1) for i in range(0, len(tiles), ncol)]
@@ -51,12 +52,24 @@ def main():
     ap.add_argument("--out", default="/tmp/lungwatch-cache/png")
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--task", choices=["lesion3", "lesion4"], default="lesion3")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     vols = T.load_training_volumes(a.data, a.cache, C.LES_N, names=C.NORMAL_VOLUMES_V3, lung_model=True)
     for v in vols:
         v["les_n"] = C.LES_N
     rng = np.random.default_rng(a.seed)
+    if a.task == "lesion4":
+        rows = []
+        while len(rows) < 4 * max(1, a.n // 4):  # a.n // 4 samples, 4 tiles each
+            v = vols[rng.integers(len(vols))]
+            x, y = T.make_sample_v4(v, rng)
+            if (y > 0).sum() < 20:
+                continue
+            rows += [gray(x[0]), gray(x[1]), gray(x[2]), outline(gray(x[1]), y)]
+        Image.fromarray(grid(rows, 4)).save(os.path.join(a.out, "synth_v4.png"))
+        print("wrote", os.path.join(a.out, "synth_v4.png"))
+        return
     plain, over = [], []
     while len(plain) < a.n:
         v = vols[rng.integers(len(vols))]

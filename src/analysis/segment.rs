@@ -98,10 +98,7 @@ pub fn label_slices(
             |(session, input), &z| -> anyhow::Result<Vec<f32>> {
                 let t = Instant::now();
                 for (c, channel) in input.chunks_exact_mut(frame_len).enumerate() {
-                    // Channel c is slice z + (c - channels/2) * context, clamped.
-                    let zc = (z + c * context)
-                        .saturating_sub(channels / 2 * context)
-                        .min(ct.dims.slices - 1);
+                    let zc = channel_slice(z, c, channels, context, ct.dims.slices);
                     sample_frame(
                         &ct.hu[zc * plane..(zc + 1) * plane],
                         ct.grid,
@@ -168,6 +165,12 @@ pub fn slice_step(slice_mm: f64, max_mm: f64) -> usize {
     }
 }
 
+/// The slice that input channel `c` of `channels` reads for slice `z`: z + (c -
+/// channels/2) * k, clamped to the `slices` of the series (the ends repeat their slice).
+fn channel_slice(z: usize, c: usize, channels: usize, k: usize, slices: usize) -> usize {
+    (z + c * k).saturating_sub(channels / 2 * k).min(slices - 1)
+}
+
 /// k, the slice offset of a 2.5D network's neighbour channels: the whole number of slices
 /// nearest to `context_mm` (halves round up), at least 1 (`common.context_step`).
 pub fn context_step(slice_mm: f64, context_mm: f64) -> usize {
@@ -211,6 +214,18 @@ pub fn lesion_frame(network: &Network, grid: Grid, lung_box: Option<Window>) -> 
 #[cfg(test)]
 mod tests {
     use super::{context_step, slice_step};
+
+    #[test]
+    fn channels_read_the_neighbours_clamped_to_the_series() {
+        use super::channel_slice;
+        let of = |z, k| [0, 1, 2].map(|c| channel_slice(z, c, 3, k, 10));
+        assert_eq!(of(5, 2), [3, 5, 7]);
+        assert_eq!(of(0, 2), [0, 0, 2]);
+        assert_eq!(of(1, 2), [0, 1, 3]);
+        assert_eq!(of(9, 1), [8, 9, 9]);
+        // A 2D network reads slice z only.
+        assert_eq!(channel_slice(4, 0, 1, 0, 10), 4);
+    }
 
     #[test]
     fn context_is_the_nearest_whole_slice_count() {
