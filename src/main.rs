@@ -14,7 +14,7 @@ use lungwatch::analysis::Analyzer;
 use lungwatch::analysis::models::ModelSet;
 use lungwatch::analyze::{self, AnalyzeOptions};
 use lungwatch::config::Config;
-use lungwatch::db::Reader;
+use lungwatch::db::{DeliveryState, Reader};
 use lungwatch::{audit_export, config_edit, daemon, inspect};
 
 #[derive(Parser)]
@@ -413,12 +413,16 @@ fn send_command(args: SendArgs) -> anyhow::Result<ExitCode> {
     let rows = lungwatch::send::send_study(&config, &study_uid, name.as_deref())?;
     let mut all_sent = true;
     for row in &rows {
-        let outcome = match row.state.as_str() {
-            "sent" => "sent".to_string(),
-            "sending" => "being sent by the running serve".to_string(),
-            state => {
+        let outcome = match row.state {
+            DeliveryState::Sent => "sent".to_string(),
+            DeliveryState::Sending => "being sent by the running serve".to_string(),
+            state @ (DeliveryState::Pending | DeliveryState::Failed) => {
                 all_sent = false;
-                format!("{state}: {}", row.last_error.as_deref().unwrap_or(""))
+                format!(
+                    "{}: {}",
+                    state.as_str(),
+                    row.last_error.as_deref().unwrap_or("")
+                )
             }
         };
         println!(
@@ -426,7 +430,10 @@ fn send_command(args: SendArgs) -> anyhow::Result<ExitCode> {
             row.destination, row.kind, row.sop_instance_uid
         );
     }
-    let sent = rows.iter().filter(|r| r.state == "sent").count();
+    let sent = rows
+        .iter()
+        .filter(|r| r.state == DeliveryState::Sent)
+        .count();
     println!("{sent} of {} objects sent", rows.len());
     Ok(if all_sent {
         ExitCode::SUCCESS

@@ -410,7 +410,7 @@ mod tests {
             sop_class_uid: "1.2".into(),
             sop_instance_uid: "2.25.7".into(),
             study_uid: Some("1.2.3".into()),
-            state: "sending".into(),
+            state: db::DeliveryState::Sending,
             attempts: 0,
             last_error: None,
             next_attempt_at: 0,

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use common::Daemon;
 use common::peers::{StoreScp, dicom_address, free_port};
 use common::phantom::{self, PhantomSpec};
-use lungwatch::db::{AssociationRecord, Delivery, ReadQueries};
+use lungwatch::db::{AssociationRecord, Delivery, DeliveryState, ReadQueries};
 
 fn installed(test: &str) -> bool {
     let found = ["echoscu", "storescp", "openssl"].iter().all(|tool| {
@@ -419,7 +419,7 @@ fn echo_and_the_outbox_reach_a_tls_storescp() {
     let rows: Vec<Delivery> = loop {
         if d.data.join("lungwatch.sqlite").exists() {
             let rows = d.db().study_deliveries(&spec.study_uid).unwrap();
-            if !rows.is_empty() && rows.iter().all(|r| r.state == "sent") {
+            if !rows.is_empty() && rows.iter().all(|r| r.state == DeliveryState::Sent) {
                 break rows;
             }
             assert!(
@@ -626,7 +626,7 @@ fn sighup_reloads_the_dicom_tls_certificates_and_keeps_them_on_a_bad_file() {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let rows = d.db().study_deliveries(&spec.study_uid).unwrap();
-        if !rows.is_empty() && rows.iter().all(|r| r.state == "sent") {
+        if !rows.is_empty() && rows.iter().all(|r| r.state == DeliveryState::Sent) {
             assert!(rows.iter().all(|r| r.attempts == 1), "{rows:#?}");
             break;
         }

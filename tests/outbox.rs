@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use common::Daemon;
 use common::peers::{StoreScp, free_port, installed, wait_for_port};
 use common::phantom::{self, PhantomSpec};
-use lungwatch::db::{Delivery, ReadQueries};
+use lungwatch::db::{Delivery, DeliveryState, ReadQueries};
 
 /// Writes phantom series `n` and drops its files into the daemon's folder; returns its
 /// Study Instance UID.
@@ -63,7 +63,7 @@ fn wait_rows(
 }
 
 fn all_sent(rows: &[Delivery]) -> bool {
-    !rows.is_empty() && rows.iter().all(|r| r.state == "sent")
+    !rows.is_empty() && rows.iter().all(|r| r.state == DeliveryState::Sent)
 }
 
 /// Retries after 1 and 2 s, and phantom-sized series accepted; `outbox` goes in `[outbox]`.
@@ -210,7 +210,10 @@ fn a_destination_down_is_retried_and_a_kill_loses_nothing() {
     let study = drop_phantom(&d, 2);
     // Nothing listens: each object waits for its next attempt, with the reason.
     let rows = wait_rows(&d, &study, 120, "failed attempts", |rows| {
-        !rows.is_empty() && rows.iter().all(|r| r.state == "pending" && r.attempts >= 2)
+        !rows.is_empty()
+            && rows
+                .iter()
+                .all(|r| r.state == DeliveryState::Pending && r.attempts >= 2)
     });
     assert!(
         rows.iter().all(|r| r
@@ -248,7 +251,7 @@ fn a_kill_in_the_middle_of_a_send_loses_nothing() {
     d.start();
     let study = drop_phantom(&d, 4);
     wait_rows(&d, &study, 120, "a send in progress", |rows| {
-        rows.iter().any(|r| r.state == "sending")
+        rows.iter().any(|r| r.state == DeliveryState::Sending)
     });
     d.kill9();
     let first = slow.stop();
@@ -478,7 +481,10 @@ fn orthanc_sends_a_series_and_gets_seg_sr_and_sc_back_once() {
     );
     orthanc.stop();
     let waiting = wait_rows(&d, &study2, 120, "attempts while Orthanc is down", |rows| {
-        !rows.is_empty() && rows.iter().all(|r| r.state == "pending" && r.attempts >= 1)
+        !rows.is_empty()
+            && rows
+                .iter()
+                .all(|r| r.state == DeliveryState::Pending && r.attempts >= 1)
     });
     orthanc.start();
     let rows2 = wait_rows(

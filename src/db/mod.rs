@@ -21,7 +21,7 @@ pub use instances::{NewInstance, SeriesState, StoredInstance};
 pub(crate) use instances::{parse_series_state, row_to_instance};
 pub(crate) use jobs::row_to_job;
 pub use jobs::{FailureKind, Job, JobState};
-pub use outbox::{Delivery, NewDelivery, OutboxCounts};
+pub use outbox::{Delivery, DeliveryState, NewDelivery, OutboxCounts};
 pub use reads::{
     FailedJob, ProcessingHistogram, QueuedJob, ReadQueries, Reader, ResultRow, StudyFilter,
 };

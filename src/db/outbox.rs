@@ -27,6 +27,42 @@ pub struct NewDelivery {
 }
 
 /// A row of the outbox.
+/// Where one object stands with one destination: pending → sending → sent | failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryState {
+    /// Waiting for its next attempt (`next_attempt_at`).
+    Pending,
+    /// Claimed by a process that is sending it.
+    Sending,
+    /// Confirmed by the destination; never sent again on its own.
+    Sent,
+    /// Refused for a reason a retry cannot fix (`last_error`).
+    Failed,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Sending => "sending",
+            DeliveryState::Sent => "sent",
+            DeliveryState::Failed => "failed",
+        }
+    }
+
+    fn parse(name: &str) -> Option<DeliveryState> {
+        [
+            DeliveryState::Pending,
+            DeliveryState::Sending,
+            DeliveryState::Sent,
+            DeliveryState::Failed,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Delivery {
     pub id: i64,
@@ -37,7 +73,7 @@ pub struct Delivery {
     pub sop_class_uid: String,
     pub sop_instance_uid: String,
     pub study_uid: Option<String>,
-    pub state: String,
+    pub state: DeliveryState,
     pub attempts: i64,
     pub last_error: Option<String>,
     pub next_attempt_at: i64,
@@ -69,7 +105,17 @@ fn row_to_delivery(r: &rusqlite::Row) -> Result<Delivery> {
         sop_class_uid: r.get(5)?,
         sop_instance_uid: r.get(6)?,
         study_uid: r.get(7)?,
-        state: r.get(8)?,
+        state: {
+            let name: String = r.get(8)?;
+            // Written only from `DeliveryState::as_str`: anything else is a damaged row.
+            DeliveryState::parse(&name).ok_or_else(|| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    8,
+                    rusqlite::types::Type::Text,
+                    format!("unknown outbox state {name:?}").into(),
+                )
+            })?
+        },
         attempts: r.get(9)?,
         last_error: r.get(10)?,
         next_attempt_at: r.get(11)?,
@@ -189,7 +235,7 @@ impl Database {
         Ok(rows
             .into_iter()
             .map(|d| Delivery {
-                state: "sending".into(),
+                state: DeliveryState::Sending,
                 ..d
             })
             .collect())
@@ -253,11 +299,11 @@ pub(super) fn counts(conn: &Connection) -> Result<Vec<OutboxCounts>> {
             });
         }
         let c = out.last_mut().expect("pushed above");
-        match state.as_str() {
-            "pending" => c.pending = n,
-            "sending" => c.sending = n,
-            "sent" => c.sent = n,
-            _ => c.failed = n,
+        match DeliveryState::parse(&state) {
+            Some(DeliveryState::Pending) => c.pending = n,
+            Some(DeliveryState::Sending) => c.sending = n,
+            Some(DeliveryState::Sent) => c.sent = n,
+            Some(DeliveryState::Failed) | None => c.failed = n,
         }
     }
     Ok(out)
@@ -342,7 +388,7 @@ mod tests {
         );
         let claimed = db.claim_due_deliveries(100, 10).unwrap();
         assert_eq!(claimed.len(), 3);
-        assert!(claimed.iter().all(|d| d.state == "sending"));
+        assert!(claimed.iter().all(|d| d.state == DeliveryState::Sending));
         assert!(
             db.claim_due_deliveries(200, 10).unwrap().is_empty(),
             "taken once"
@@ -409,10 +455,9 @@ mod tests {
         assert_eq!(ids.len(), 3, "the row being sent is left alone");
         assert!(!ids.contains(&claimed[2].id));
         let rows = db.outbox_rows(&ids).unwrap();
-        assert!(
-            rows.iter()
-                .all(|d| d.state == "pending" && d.attempts == 0 && d.last_error.is_none())
-        );
+        assert!(rows.iter().all(|d| d.state == DeliveryState::Pending
+            && d.attempts == 0
+            && d.last_error.is_none()));
         let taken = db.claim_deliveries(&ids).unwrap();
         assert_eq!(taken.len(), 3);
         assert!(db.claim_deliveries(&ids).unwrap().is_empty(), "taken once");

@@ -8,8 +8,8 @@ use serde::Serialize;
 use super::html::{self, esc, fmt_bytes, fmt_duration, fmt_ms, fmt_time};
 use super::server::Ctx;
 use crate::db::{
-    self, AssociationRecord, Delivery, EventEntry, EventLevel, FailedJob, OutboxCounts,
-    QuarantineEntry, QueuedJob, ReadQueries, Reader, SkippedSeries, StatusCounts,
+    self, AssociationRecord, Delivery, DeliveryState, EventEntry, EventLevel, FailedJob,
+    OutboxCounts, QuarantineEntry, QueuedJob, ReadQueries, Reader, SkippedSeries, StatusCounts,
 };
 use crate::dimse::DicomSecurity;
 use crate::report::ModelRef;
@@ -448,7 +448,7 @@ fn render_outbox(b: &mut String, counts: &[OutboxCounts], problems: &[Delivery])
              <th>Next attempt</th><th>Last error</th></tr>",
         );
         for d in problems {
-            let (badge, next) = if d.state == "failed" {
+            let (badge, next) = if d.state == DeliveryState::Failed {
                 ("bad", "never (send it again by hand)".to_string())
             } else {
                 ("warn", fmt_time(d.next_attempt_at))
@@ -462,7 +462,7 @@ fn render_outbox(b: &mut String, counts: &[OutboxCounts], problems: &[Delivery])
                 esc(&d.kind),
                 esc(&d.sop_instance_uid),
                 esc(d.study_uid.as_deref().unwrap_or("")),
-                esc(&d.state),
+                d.state.as_str(),
                 d.attempts,
                 esc(&next),
                 esc(d.last_error.as_deref().unwrap_or(""))

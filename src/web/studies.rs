@@ -12,7 +12,7 @@ use super::html::{
 };
 use super::server::Ctx;
 use super::url::{Target, encode_segment};
-use crate::db::{self, ReadQueries, Reader, ResultRow, StudyFilter};
+use crate::db::{self, DeliveryState, ReadQueries, Reader, ResultRow, StudyFilter};
 use crate::report::{Class, Probabilities, SeriesReport};
 
 /// Most series results read for one list page, and most studies shown.
@@ -302,15 +302,15 @@ fn summarise_deliveries(rows: &[db::Delivery], job_ids: &[i64]) -> Vec<StudyDeli
             }
         };
         let d = &mut out[at];
-        match r.state.as_str() {
-            "sent" => {
+        match r.state {
+            DeliveryState::Sent => {
                 d.sent += 1;
                 d.last_sent_at = d.last_sent_at.max(r.sent_at);
             }
-            "failed" => d.failed += 1,
-            _ => d.waiting += 1,
+            DeliveryState::Failed => d.failed += 1,
+            DeliveryState::Pending | DeliveryState::Sending => d.waiting += 1,
         }
-        if r.state != "sent" && r.last_error.is_some() {
+        if r.state != DeliveryState::Sent && r.last_error.is_some() {
             d.last_error = r.last_error.clone();
         }
     }
@@ -690,7 +690,12 @@ fn render_deliveries(b: &mut String, deliveries: &[StudyDelivery]) {
 mod tests {
     use super::*;
 
-    fn row(job_id: i64, destination: &str, state: &str, error: Option<&str>) -> db::Delivery {
+    fn row(
+        job_id: i64,
+        destination: &str,
+        state: DeliveryState,
+        error: Option<&str>,
+    ) -> db::Delivery {
         db::Delivery {
             id: 0,
             job_id,
@@ -700,22 +705,27 @@ mod tests {
             sop_class_uid: "1.2".into(),
             sop_instance_uid: "2.25.1".into(),
             study_uid: Some("1.2.3".into()),
-            state: state.into(),
+            state,
             attempts: 1,
             last_error: error.map(String::from),
             next_attempt_at: 0,
             created_at: 0,
-            sent_at: (state == "sent").then_some(50),
+            sent_at: (state == DeliveryState::Sent).then_some(50),
         }
     }
 
     #[test]
     fn deliveries_are_summed_per_destination_for_the_results_shown() {
         let rows = [
-            row(1, "pacs", "sent", None),
-            row(1, "pacs", "pending", Some("no association with pacs")),
-            row(1, "folder", "sent", None),
-            row(2, "pacs", "failed", Some("an older analysis")),
+            row(1, "pacs", DeliveryState::Sent, None),
+            row(
+                1,
+                "pacs",
+                DeliveryState::Pending,
+                Some("no association with pacs"),
+            ),
+            row(1, "folder", DeliveryState::Sent, None),
+            row(2, "pacs", DeliveryState::Failed, Some("an older analysis")),
         ];
         let d = summarise_deliveries(&rows, &[1]);
         assert_eq!(d.len(), 2);
