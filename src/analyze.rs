@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::analysis::Analyzer;
+use crate::analysis::Analyser;
 use crate::config::Config;
 use crate::dicom::header::path_component;
 use crate::report::SeriesReport;
@@ -27,7 +27,7 @@ pub struct AnalyzeOptions {
 pub fn analyze(
     paths: &[PathBuf],
     config: &Config,
-    analyzer: &Analyzer,
+    analyser: &Analyser,
     options: &AnalyzeOptions,
 ) -> anyhow::Result<AnalyzeOutcome> {
     let (groups, rejected) = collect_series(paths, config)?;
@@ -47,7 +47,7 @@ pub fn analyze(
             outcome.not_analysed.push((series_uid, reason));
             continue;
         }
-        match analyse_series(&paths, &headers[0], config, analyzer, options) {
+        match analyse_series(&paths, &headers[0], config, analyser, options) {
             Ok(report) => outcome.analysed.push(report),
             Err(e) => outcome.not_analysed.push((series_uid, format!("{e:#}"))),
         }
@@ -60,13 +60,13 @@ pub fn analyse_series(
     paths: &[PathBuf],
     header: &crate::dicom::InstanceHeader,
     config: &Config,
-    analyzer: &Analyzer,
+    analyser: &Analyser,
     options: &AnalyzeOptions,
 ) -> anyhow::Result<SeriesReport> {
     let analysis = pipeline::analyse_files(
         paths,
         header,
-        analyzer,
+        analyser,
         config.decode_threads(),
         options.per_slice,
     )?;

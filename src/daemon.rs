@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use log::{error, info, warn};
 
-use crate::analysis::Analyzer;
+use crate::analysis::Analyser;
 use crate::analysis::models::ModelSet;
 use crate::config::{Config, DicomConfig};
 use crate::db::{self, Database, EventLevel, ReadQueries};
@@ -132,7 +132,7 @@ pub fn serve(config: Config, config_path: Option<PathBuf>, signals: Signals) -> 
     .context("cannot start the web page")?;
     let mut web_handle = Some(web_handle);
     let mut models_in_service = ModelsInService::of(&models_dir)?;
-    let analyzers = Arc::new(worker::AnalyzerSlot::new(Arc::new(Analyzer::new(
+    let analysers = Arc::new(worker::AnalyserSlot::new(Arc::new(Analyser::new(
         Arc::new(models),
         config.decode_threads(),
     ))));
@@ -151,7 +151,7 @@ pub fn serve(config: Config, config_path: Option<PathBuf>, signals: Signals) -> 
     let worker = worker::spawn(
         config.clone(),
         routes.clone(),
-        analyzers.clone(),
+        analysers.clone(),
         worker_stop.clone(),
         paused.clone(),
     )
@@ -198,7 +198,7 @@ pub fn serve(config: Config, config_path: Option<PathBuf>, signals: Signals) -> 
                 &db,
             );
             state.set_dicom_security(tls.describe(&config.dicom, &config.destinations, bound));
-            reload_models(&config, &mut models_in_service, &analyzers, &state, &db);
+            reload_models(&config, &mut models_in_service, &analysers, &state, &db);
             tracker = StabilityTracker::new(config.stable_after());
             routes.update(config.clone());
         }
@@ -492,7 +492,7 @@ impl ModelsInService {
 fn reload_models(
     config: &Config,
     in_service: &mut ModelsInService,
-    analyzers: &worker::AnalyzerSlot,
+    analysers: &worker::AnalyserSlot,
     state: &WebState,
     db: &Database,
 ) {
@@ -520,8 +520,8 @@ fn reload_models(
                 .collect();
             state.set_models(models.references());
             // decode.threads keeps its start-up value: it changes at a restart.
-            let next = analyzers.current().with_models(Arc::new(models));
-            analyzers.replace(Arc::new(next));
+            let next = analysers.current().with_models(Arc::new(models));
+            analysers.replace(Arc::new(next));
             *in_service = now;
             info!(
                 "SIGHUP: models reloaded from {} in {} ms ({}); the next job uses them",

@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use lungwatch::analysis::Analyzer;
+use lungwatch::analysis::Analyser;
 use lungwatch::analysis::models::ModelSet;
 use lungwatch::analyze::{self, AnalyzeOptions};
 use lungwatch::config::Config;
@@ -318,9 +318,9 @@ fn analyze_command(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     }
     let models = load_models(models.unwrap_or_else(|| config.models_dir()))?;
     let threads = threads.unwrap_or_else(|| config.decode_threads());
-    let analyzer = Analyzer::new(Arc::new(models), threads);
+    let analyser = Analyser::new(Arc::new(models), threads);
     let options = AnalyzeOptions { per_slice, out };
-    let outcome = analyze::analyze(&paths, &config, &analyzer, &options)?;
+    let outcome = analyze::analyze(&paths, &config, &analyser, &options)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&outcome.analysed)?);
     } else {
@@ -488,16 +488,16 @@ fn open_reader(config: &Config) -> anyhow::Result<Reader> {
 }
 
 /// What `validate` and `calibrate` start with: the config (logging set up from it) and an
-/// analyzer on the models they name.
+/// analyser on the models they name.
 fn labelled_run_setup(
     config: Option<&std::path::Path>,
     models: Option<PathBuf>,
-) -> anyhow::Result<(Config, Analyzer)> {
+) -> anyhow::Result<(Config, Analyser)> {
     let config = Config::load_or_default(config)?;
     init_logging(&config);
     let models = load_models(models.unwrap_or_else(|| config.models_dir()))?;
-    let analyzer = Analyzer::new(Arc::new(models), config.decode_threads());
-    Ok((config, analyzer))
+    let analyser = Analyser::new(Arc::new(models), config.decode_threads());
+    Ok((config, analyser))
 }
 
 /// A bar of series done; indicatif draws only on a terminal, so piped output stays clean.
@@ -521,12 +521,12 @@ fn validate_command(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         config,
     } = args;
     let (labels, out) = (labels.as_path(), out.as_deref());
-    let (config, analyzer) = labelled_run_setup(config.as_deref(), models)?;
+    let (config, analyser) = labelled_run_setup(config.as_deref(), models)?;
     let bar = series_progress_bar();
     let result = lungwatch::validate::validate(
         labels,
         &config,
-        &analyzer,
+        &analyser,
         slice_threshold_mm2,
         |done, total, path| {
             bar.set_length(total as u64);
@@ -574,14 +574,14 @@ fn calibrate_command(args: CalibrateArgs) -> anyhow::Result<ExitCode> {
         config,
     } = args;
     let (labels, out) = (labels.as_path(), out.as_path());
-    let (config, analyzer) = labelled_run_setup(config.as_deref(), models)?;
+    let (config, analyser) = labelled_run_setup(config.as_deref(), models)?;
     let bar = series_progress_bar();
     let result = lungwatch::calibrate::calibrate(
         labels,
         out,
         folds,
         &config,
-        &analyzer,
+        &analyser,
         |done, total, path| {
             bar.set_length(total as u64);
             bar.set_position(done as u64);

@@ -9,7 +9,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::analysis::{self, Analysis, Analyzer};
+use crate::analysis::{self, Analyser, Analysis};
 use crate::db::FailureKind;
 use crate::dicom::InstanceHeader;
 use crate::dicom::volume::build_volume;
@@ -43,7 +43,7 @@ impl Failure {
 pub fn analyse_files(
     paths: &[PathBuf],
     header: &InstanceHeader,
-    analyzer: &Analyzer,
+    analyser: &Analyser,
     decode_threads: usize,
     per_slice: bool,
 ) -> Result<Analysis, Failure> {
@@ -52,7 +52,7 @@ pub fn analyse_files(
         let volume = build_volume(paths, decode_threads)
             .map_err(|e| Failure::new(FailureKind::UnusableSeries, e.to_string()))?;
         let decode_ms = started.elapsed().as_millis() as u64;
-        analyzer
+        analyser
             .analyse(volume, header, decode_ms, per_slice)
             .map_err(|e| Failure::new(FailureKind::AnalysisError, format!("{e:#}")))
     })

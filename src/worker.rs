@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use log::{error, info, warn};
 
-use crate::analysis::Analyzer;
+use crate::analysis::Analyser;
 use crate::config::Config;
 use crate::db::{self, Database, EventLevel, FailureKind, Job, ReadQueries};
 use crate::outbox::{self, Routes};
@@ -42,7 +42,7 @@ const ERROR_BACKOFF: Duration = Duration::from_secs(5);
 pub fn run(
     config: &Config,
     routes: &Routes,
-    analyzers: &AnalyzerSlot,
+    analysers: &AnalyserSlot,
     shutdown: &AtomicBool,
     paused: &AtomicBool,
 ) -> anyhow::Result<()> {
@@ -65,7 +65,7 @@ pub fn run(
             }
         };
         let started = Instant::now();
-        let outcome = process(&mut db, config, routes, &analyzers.current(), &job);
+        let outcome = process(&mut db, config, routes, &analysers.current(), &job);
         if let Err(e) = record(&db, &job, outcome, started) {
             // The job stays `running`; start-up requeues it (and counts the attempt).
             error!("cannot record the end of job {}: {e}", job.id);
@@ -126,7 +126,7 @@ fn process(
     db: &mut Database,
     config: &Config,
     routes: &Routes,
-    analyzer: &Analyzer,
+    analyser: &Analyser,
     job: &Job,
 ) -> Outcome {
     let started = Instant::now();
@@ -153,7 +153,7 @@ fn process(
     let mut analysis = match pipeline::analyse_files(
         &paths,
         &instances[0].header,
-        analyzer,
+        analyser,
         config.decode_threads(),
         true,
     ) {
@@ -358,21 +358,21 @@ fn remove_quietly(dir: &Path) {
     }
 }
 
-/// The analyzer (models and thread pool) new jobs run on. SIGHUP may replace it; a job
+/// The analyser (models and thread pool) new jobs run on. SIGHUP may replace it; a job
 /// keeps the one it started with to its end, so no result mixes two model versions.
-pub struct AnalyzerSlot(std::sync::RwLock<Arc<Analyzer>>);
+pub struct AnalyserSlot(std::sync::RwLock<Arc<Analyser>>);
 
-impl AnalyzerSlot {
-    pub fn new(analyzer: Arc<Analyzer>) -> Self {
-        AnalyzerSlot(std::sync::RwLock::new(analyzer))
+impl AnalyserSlot {
+    pub fn new(analyser: Arc<Analyser>) -> Self {
+        AnalyserSlot(std::sync::RwLock::new(analyser))
     }
 
-    pub fn current(&self) -> Arc<Analyzer> {
+    pub fn current(&self) -> Arc<Analyser> {
         self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    pub fn replace(&self, analyzer: Arc<Analyzer>) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = analyzer;
+    pub fn replace(&self, analyser: Arc<Analyser>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = analyser;
     }
 }
 
@@ -380,14 +380,14 @@ impl AnalyzerSlot {
 pub fn spawn(
     config: Arc<Config>,
     routes: Routes,
-    analyzer: Arc<AnalyzerSlot>,
+    analyser: Arc<AnalyserSlot>,
     shutdown: Arc<AtomicBool>,
     paused: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("worker".into())
         .spawn(move || {
-            if let Err(e) = run(&config, &routes, &analyzer, &shutdown, &paused) {
+            if let Err(e) = run(&config, &routes, &analyser, &shutdown, &paused) {
                 error!("the analysis worker stopped: {e:#}");
             }
         })

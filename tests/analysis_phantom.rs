@@ -10,7 +10,7 @@ use std::f64::consts::PI;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use lungwatch::analysis::Analyzer;
+use lungwatch::analysis::Analyser;
 use lungwatch::analysis::models::ModelSet;
 use lungwatch::analysis::morphology::Dims;
 use lungwatch::analysis::postprocess::{CONSOLIDATION, GROUND_GLASS, LEFT_LUNG, RIGHT_LUNG};
@@ -262,7 +262,7 @@ fn models_dir() -> PathBuf {
 fn pipeline_on_the_phantom_recovers_lungs_and_lesions() {
     let p = phantom();
     let models = Arc::new(ModelSet::load(&models_dir()).expect("shipped models load"));
-    let analyzer = Analyzer::new(models, 2);
+    let analyser = Analyser::new(models, 2);
     let header = InstanceHeader {
         series_instance_uid: Some("1.2.826.0.1.3680043.10.1005.1".into()),
         patient_id: Some("PHANTOM".into()),
@@ -271,7 +271,7 @@ fn pipeline_on_the_phantom_recovers_lungs_and_lesions() {
     let truth_right = p.lungs[0].volume_ml();
     let truth_left = p.lungs[1].volume_ml();
     let truth_lesion: f64 = p.spheres.iter().map(sphere_ml).sum();
-    let analysis = analyzer
+    let analysis = analyser
         .analyse(p.volume, &header, 0, false)
         .expect("pipeline runs");
     // To look at the phantom's previews: LUNGWATCH_PHANTOM_OUT=/some/dir cargo test ...

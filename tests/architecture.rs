@@ -554,7 +554,7 @@ fn a_broken_rule_names_the_file_the_line_and_the_rule() {
         .is_empty()
     );
     assert_eq!(
-        check("src/web/x.rs", "web", "use crate::analysis::Analyzer;").len(),
+        check("src/web/x.rs", "web", "use crate::analysis::Analyser;").len(),
         1
     );
     assert_eq!(

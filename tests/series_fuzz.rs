@@ -21,7 +21,7 @@ use dicom_core::value::PrimitiveValue;
 use dicom_core::{DataElement, Tag, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::{FileDicomObject, InMemDicomObject};
-use lungwatch::analysis::Analyzer;
+use lungwatch::analysis::Analyser;
 use lungwatch::analysis::models::ModelSet;
 use lungwatch::config::Config;
 use lungwatch::db::FailureKind;
@@ -165,7 +165,7 @@ fn mutated_series_end_as_a_result_or_a_reason_never_a_panic() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20261202);
     let models_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
-    let analyzer = Analyzer::new(Arc::new(ModelSet::load(&models_dir).unwrap()), 2);
+    let analyser = Analyser::new(Arc::new(ModelSet::load(&models_dir).unwrap()), 2);
     let mut config = Config::default();
     config.selection.min_slices = 4;
     let base = phantom::slices(&PhantomSpec::small(1));
@@ -206,7 +206,7 @@ fn mutated_series_end_as_a_result_or_a_reason_never_a_panic() {
         }
         // 3. Decode, analyse, write the artifacts, as the worker does.
         let paths: Vec<PathBuf> = accepted.iter().map(|(_, p)| p.clone()).collect();
-        let outcome = pipeline::analyse_files(&paths, &accepted[0].0, &analyzer, 2, false)
+        let outcome = pipeline::analyse_files(&paths, &accepted[0].0, &analyser, 2, false)
             .and_then(|analysis| {
                 pipeline::write_artifacts(&analysis, &dir.join("results"))?;
                 Ok(analysis.report)

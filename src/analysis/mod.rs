@@ -1,7 +1,7 @@
 //! From a HU volume to the clinical result: model loading (tract), preprocessing,
 //! inference, post-processing, quantification, classification, previews and masks.
 //!
-//! `Analyzer::analyse` is pure computation on a decoded volume; `write_artifacts` is the
+//! `Analyser::analyse` is pure computation on a decoded volume; `write_artifacts` is the
 //! only function here that touches the disk.
 
 pub mod manifest;
@@ -42,7 +42,7 @@ use segment::{CtSlices, StageClock, Window};
 pub const MAX_INFERENCE_SPACING_MM: f64 = 2.5;
 
 /// Runs the pipeline on a shared, loaded model set with its own thread pool.
-pub struct Analyzer {
+pub struct Analyser {
     models: Arc<ModelSet>,
     pool: rayon::ThreadPool,
 }
@@ -60,7 +60,7 @@ pub struct Analysis {
     pub quantities: Quantities,
 }
 
-impl Analyzer {
+impl Analyser {
     /// `threads` worker threads each run whole slices single-threaded: on two cores that
     /// beat tract's multithreaded matmul (see README, benchmarks).
     pub fn new(models: Arc<ModelSet>, threads: usize) -> Self {
@@ -69,12 +69,12 @@ impl Analyzer {
             .thread_name(|i| format!("analysis-{i}"))
             .build()
             .expect("a small rayon pool can always be built");
-        Analyzer { models, pool }
+        Analyser { models, pool }
     }
 
     /// The same analysis on other models, with a pool of the same size.
     pub fn with_models(&self, models: Arc<ModelSet>) -> Self {
-        Analyzer::new(models, self.pool.current_num_threads())
+        Analyser::new(models, self.pool.current_num_threads())
     }
 
     pub fn models(&self) -> &ModelSet {

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::Serialize;
 
-use crate::analysis::Analyzer;
+use crate::analysis::Analyser;
 use crate::config::Config;
 use crate::dicom::header::{hex, sha256};
 use crate::labelled::metrics::{self, CLASSES, Called};
@@ -164,10 +164,10 @@ pub fn calibrate(
     out: &Path,
     folds: usize,
     config: &Config,
-    analyzer: &Analyzer,
+    analyser: &Analyser,
     mut progress: impl FnMut(usize, usize, &Path),
 ) -> anyhow::Result<Report> {
-    let models = analyzer.models();
+    let models = analyser.models();
     check_out(out, &models.dir)?;
     if folds < 2 {
         bail!("--folds must be at least 2");
@@ -193,7 +193,7 @@ pub fn calibrate(
         match pipeline::analyse_files(
             &p.paths,
             &p.header,
-            analyzer,
+            analyser,
             config.decode_threads(),
             false,
         ) {

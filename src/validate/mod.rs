@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::analysis::Analyzer;
+use crate::analysis::Analyser;
 use crate::analysis::postprocess::{CONSOLIDATION, GROUND_GLASS};
 use crate::config::Config;
 use crate::labelled::metrics::{
@@ -75,7 +75,7 @@ struct Pooled {
 pub fn validate(
     labels_file: &Path,
     config: &Config,
-    analyzer: &Analyzer,
+    analyser: &Analyser,
     slice_threshold_mm2: f64,
     mut progress: impl FnMut(usize, usize, &Path),
 ) -> Result<Report, Vec<String>> {
@@ -86,13 +86,13 @@ pub fn validate(
     let total = prepared.len();
     for (done, p) in prepared.iter().enumerate() {
         progress(done, total, &p.label.path);
-        table.push(run_one(p, analyzer, config, &mut pooled));
+        table.push(run_one(p, analyser, config, &mut pooled));
     }
     progress(total, total, Path::new(""));
     let failed = table.iter().filter(|r| r.error.is_some()).count();
     Ok(Report {
         labels_file: labels_file.to_path_buf(),
-        models: analyzer.models().references(),
+        models: analyser.models().references(),
         analysed: table.len() - failed,
         failed,
         series: table,
@@ -111,7 +111,7 @@ pub fn validate(
     })
 }
 
-fn run_one(p: &Prepared, analyzer: &Analyzer, config: &Config, pooled: &mut Pooled) -> SeriesRow {
+fn run_one(p: &Prepared, analyser: &Analyser, config: &Config, pooled: &mut Pooled) -> SeriesRow {
     let mut row = SeriesRow {
         line: p.label.line,
         path: p.label.path.clone(),
@@ -127,7 +127,7 @@ fn run_one(p: &Prepared, analyzer: &Analyzer, config: &Config, pooled: &mut Pool
         lesion_dice: None,
     };
     let analysis =
-        match pipeline::analyse_files(&p.paths, &p.header, analyzer, config.decode_threads(), true)
+        match pipeline::analyse_files(&p.paths, &p.header, analyser, config.decode_threads(), true)
         {
             Ok(a) => a,
             Err(failure) => {
