@@ -17,7 +17,6 @@ fn setup_web_edit_is_one_checked_change() {
     let conf = dir.path().join("lungwatch.toml");
     let conf_arg = conf.to_str().unwrap();
     std::fs::write(&conf, SITE).unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     let hash = {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_lungwatch"))
             .arg("passwd")
@@ -55,32 +54,12 @@ fn setup_web_edit_is_one_checked_change() {
     assert_eq!(std::fs::read_to_string(&conf).unwrap(), SITE);
 
     // The whole change at once, as lungwatch-setup's web_set makes it.
-    let status = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=lungwatch",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(std::process::Stdio::null())
-        .status();
-    if !status.is_ok_and(|s| s.success()) {
-        eprintln!(
-            "SKIPPED the TLS half of setup_web_edit_is_one_checked_change: openssl is not installed"
-        );
+    let Some((cert, key)) = common::self_signed(
+        dir.path(),
+        "the TLS half of setup_web_edit_is_one_checked_change",
+    ) else {
         return;
-    }
+    };
     let user = "dr.smith";
     let out = lungwatch(&[
         "config",

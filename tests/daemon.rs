@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use common::phantom::{self, PhantomSpec};
+use common::phantom::PhantomSpec;
 use common::{Daemon, covid_series, drop_file, shuffle};
 use lungwatch::db::ReadQueries;
 use lungwatch::ingest::examine;
@@ -499,14 +499,7 @@ fn sighup_reloads_a_replaced_certificate() {
     assert!(!fetch(&cert_b, p));
     std::fs::copy(&cert_b, &cert).unwrap();
     std::fs::copy(&key_b, &key).unwrap();
-    let pid = d.child.as_ref().unwrap().id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    d.hup();
     let p = port(&d, 1);
     assert!(
         fetch(&cert_b, p),
@@ -572,14 +565,7 @@ fn sighup_puts_new_models_in_service_and_keeps_them_when_a_folder_is_bad() {
             format!("{}[models]\ndir = {models:?}\n", &text[..start]),
         )
         .unwrap();
-        let pid = d.child.as_ref().unwrap().id().to_string();
-        assert!(
-            std::process::Command::new("kill")
-                .args(["-HUP", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
+        d.hup();
     };
     let wait_log = |d: &common::Daemon, needle: &str| {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -601,13 +587,7 @@ fn sighup_puts_new_models_in_service_and_keeps_them_when_a_folder_is_bad() {
     assert!(classifier_version(&d).contains("site-b-"));
     // The next job runs on B: its stored report names B's classifier.
     let spec = PhantomSpec::small(7);
-    let staging = d.root.path().join("phantom");
-    for (i, path) in phantom::write(&staging, &phantom::slices(&spec))
-        .iter()
-        .enumerate()
-    {
-        common::drop_file(path, &d.incoming, &format!("p-{i}.dcm"));
-    }
+    d.drop_phantom(&spec);
     let deadline = Instant::now() + Duration::from_secs(120);
     let report = loop {
         let (_, body) = d.http_get(&format!("/api/studies/{}", spec.study_uid));

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::Daemon;
 use common::peers::{StoreScp, dicom_address, free_port};
-use common::phantom::{self, PhantomSpec};
+use common::phantom::PhantomSpec;
 use lungwatch::db::{AssociationRecord, Delivery, DeliveryState, ReadQueries};
 
 fn installed(test: &str) -> bool {
@@ -408,13 +408,7 @@ fn echo_and_the_outbox_reach_a_tls_storescp() {
     // The outbox: a phantom series' SEG, SR and SC, sent over TLS once each.
     d.start();
     let spec = PhantomSpec::small(1);
-    let staging = d.root.path().join("phantom");
-    for (i, path) in phantom::write(&staging, &phantom::slices(&spec))
-        .iter()
-        .enumerate()
-    {
-        common::drop_file(path, &d.incoming, &format!("p-{i}.dcm"));
-    }
+    d.drop_phantom(&spec);
     let deadline = Instant::now() + Duration::from_secs(120);
     let rows: Vec<Delivery> = loop {
         if d.data.join("lungwatch.sqlite").exists() {
@@ -463,14 +457,7 @@ fn fingerprint(pem: &Path) -> String {
 
 /// Sends SIGHUP and waits until the log holds `needle` `n` times.
 fn sighup_and_wait(d: &Daemon, needle: &str, n: usize) {
-    let pid = d.child.as_ref().unwrap().id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    d.hup();
     let deadline = Instant::now() + Duration::from_secs(30);
     while d.log().matches(needle).count() < n {
         assert!(
@@ -616,13 +603,7 @@ fn sighup_reloads_the_dicom_tls_certificates_and_keeps_them_on_a_bad_file() {
     // The outbox: the destination takes only the new CA's client certificates, and the
     // file on disk is garbage, so only the configuration kept in service gets through.
     let spec = PhantomSpec::small(1);
-    let staging = d.root.path().join("phantom");
-    for (i, path) in phantom::write(&staging, &phantom::slices(&spec))
-        .iter()
-        .enumerate()
-    {
-        common::drop_file(path, &d.incoming, &format!("p-{i}.dcm"));
-    }
+    d.drop_phantom(&spec);
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let rows = d.db().study_deliveries(&spec.study_uid).unwrap();

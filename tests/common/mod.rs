@@ -134,6 +134,26 @@ impl Daemon {
         child.wait().unwrap();
     }
 
+    /// SIGHUP: the running daemon reloads its config.
+    pub fn hup(&self) {
+        unsafe_kill(self.child.as_ref().expect("started").id() as i32, 1);
+    }
+
+    /// Writes the phantom series `spec` into the drop folder, slice by slice, each file
+    /// appearing whole (`drop_file`).
+    pub fn drop_phantom(&self, spec: &phantom::PhantomSpec) {
+        let staging = self
+            .root
+            .path()
+            .join(format!("phantom-{}", spec.series_uid));
+        for (i, path) in phantom::write(&staging, &phantom::slices(spec))
+            .iter()
+            .enumerate()
+        {
+            drop_file(path, &self.incoming, &format!("p-{i}.dcm"));
+        }
+    }
+
     /// Sends `signal` and waits for a clean exit; returns the exit status success.
     pub fn stop_with(&mut self, signal: i32) -> bool {
         let mut child = self.child.take().unwrap();
@@ -289,6 +309,37 @@ pub fn drop_file(src: &Path, incoming: &Path, name: &str) {
     let tmp = incoming.join(format!("{name}.part"));
     std::fs::copy(src, &tmp).unwrap();
     std::fs::rename(&tmp, incoming.join(name)).unwrap();
+}
+
+/// A self-signed EC certificate for localhost and 127.0.0.1 in `dir` (cert.pem, key.pem),
+/// or None with a message that `test` is skipped when there is no openssl command.
+pub fn self_signed(dir: &Path, test: &str) -> Option<(PathBuf, PathBuf)> {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "30", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    match made {
+        Ok(s) if s.success() => Some((cert, key)),
+        _ => {
+            eprintln!("SKIPPED {test}: no openssl command (apt-get install openssl)");
+            None
+        }
+    }
 }
 
 /// Who a re-identified copy of a series claims to be.

@@ -2,10 +2,15 @@
 //! metrics, health, escaping, authentication, masking, artifact serving, and headless
 //! Chromium screenshots (skipped with a message when `chromium` is absent).
 
+#[path = "../common/mod.rs"]
+mod common;
+
 mod access;
 mod audit;
 mod https;
 mod pages;
+
+use common::self_signed;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -555,35 +560,6 @@ fn base64(s: &str) -> String {
 
 /// A self-signed EC P-256 certificate for 127.0.0.1 and localhost, made with the openssl
 /// command line (as install.sh does); None, with a message, when openssl is missing.
-fn self_signed(dir: &Path, test: &str) -> Option<(PathBuf, PathBuf)> {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args(["-nodes", "-days", "30", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status();
-    match made {
-        Ok(s) if s.success() => Some((cert, key)),
-        _ => {
-            eprintln!("SKIPPED {test}: no openssl command (apt-get install openssl)");
-            None
-        }
-    }
-}
-
 fn have_curl(test: &str) -> bool {
     let ok = std::process::Command::new("curl")
         .arg("--version")
