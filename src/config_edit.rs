@@ -186,9 +186,9 @@ fn remove_named(
     array_path: &[&str],
     name: &str,
 ) -> Result<(), EditError> {
-    let (array_key, parents) = array_path.split_last().expect("a named array has a path");
-    // The table that holds the array: walk its path with a stand-in for the last segment.
-    let Some(parent) = walk(root, key, &[parents, &["_"]].concat(), false)? else {
+    let array_key = array_path.last().expect("a named array has a path");
+    // `walk` stops at the table that holds the path's last segment: the array's parent.
+    let Some(parent) = walk(root, key, array_path, false)? else {
         return Ok(());
     };
     if let Some(Item::ArrayOfTables(array)) = parent.get_mut(array_key)

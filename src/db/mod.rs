@@ -34,6 +34,25 @@ use serde::Serialize;
 
 pub type Result<T> = rusqlite::Result<T>;
 
+/// Column `index` of `row`, a name that `parse` turns into one of a vocabulary's values.
+/// The rows are written only from that vocabulary, so a name it does not know is a damaged
+/// row, reported as a conversion error naming `what`.
+pub(crate) fn vocabulary_column<T>(
+    row: &rusqlite::Row,
+    index: usize,
+    what: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<T> {
+    let name: String = row.get(index)?;
+    parse(&name).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            index,
+            rusqlite::types::Type::Text,
+            format!("unknown {what} {name:?}").into(),
+        )
+    })
+}
+
 /// Seconds since the Unix epoch; the unit of every timestamp column.
 pub fn now_secs() -> i64 {
     std::time::SystemTime::now()

@@ -105,17 +105,7 @@ fn row_to_delivery(r: &rusqlite::Row) -> Result<Delivery> {
         sop_class_uid: r.get(5)?,
         sop_instance_uid: r.get(6)?,
         study_uid: r.get(7)?,
-        state: {
-            let name: String = r.get(8)?;
-            // Written only from `DeliveryState::as_str`: anything else is a damaged row.
-            DeliveryState::parse(&name).ok_or_else(|| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    8,
-                    rusqlite::types::Type::Text,
-                    format!("unknown outbox state {name:?}").into(),
-                )
-            })?
-        },
+        state: super::vocabulary_column(r, 8, "outbox state", DeliveryState::parse)?,
         attempts: r.get(9)?,
         last_error: r.get(10)?,
         next_attempt_at: r.get(11)?,

@@ -172,17 +172,7 @@ fn row_to_result_row(r: &rusqlite::Row) -> Result<ResultRow> {
         study_date: r.get(5)?,
         accession_number: r.get(6)?,
         series_description: r.get(7)?,
-        top_class: {
-            let name: String = r.get(8)?;
-            // Written only from `Class::as_str`: anything else is a damaged row.
-            Class::parse(&name).ok_or_else(|| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    8,
-                    rusqlite::types::Type::Text,
-                    format!("unknown class {name:?}").into(),
-                )
-            })?
-        },
+        top_class: super::vocabulary_column(r, 8, "class", Class::parse)?,
         p_covid19: r.get(9)?,
         p_other: r.get(10)?,
         p_normal: r.get(11)?,
