@@ -95,8 +95,24 @@ impl Database {
     }
 
     fn configure(conn: Connection) -> Result<Self> {
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        let busy_timeout = std::time::Duration::from_secs(10);
+        conn.busy_timeout(busy_timeout)?;
+        // Switching a new file to WAL takes an exclusive lock, and SQLite answers a second
+        // connection doing the same (the daemon and `lungwatch status` opening a new
+        // database together) with SQLITE_BUSY at once, without its busy handler: retry it
+        // within the same timeout.
+        let started = std::time::Instant::now();
+        loop {
+            match conn.pragma_update(None, "journal_mode", "WAL") {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy
+                        && started.elapsed() < busy_timeout =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                other => break other?,
+            }
+        }
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         let mut db = Database { conn };
