@@ -1,8 +1,9 @@
 //! `/audit`: the audit trail for admins, searchable by user, patient and day.
 
-use std::fmt::Write;
+use maud::html;
 
-use super::html::{self, esc, esc_opt, fmt_time};
+use super::format::{fmt_time, or_dash};
+use super::html;
 use super::url::Target;
 use crate::db::{self, AuditFilter, AuditRecord, ReadQueries, Reader};
 
@@ -19,7 +20,7 @@ pub fn day_start(s: &str) -> Option<i64> {
     if digits.len() != 8 || !digits.bytes().all(|c| c.is_ascii_digit()) {
         return None;
     }
-    html::dicom_date_days(&digits).map(|d| d * 86_400)
+    super::format::dicom_date_days(&digits).map(|d| d * 86_400)
 }
 
 pub struct AuditView {
@@ -62,58 +63,49 @@ pub fn collect(db: &Reader, t: &Target) -> db::Result<AuditView> {
 }
 
 pub fn render(v: &AuditView) -> String {
-    let mut b = String::from("<h1>Audit trail</h1>");
-    let val = |s: &Option<String>| esc(s.as_deref().unwrap_or(""));
-    let _ = write!(
-        b,
-        "<div class=\"card\"><form class=\"search\" method=\"get\" action=\"/audit\">\
-         <label>User<input name=\"user\" value=\"{}\"></label>\
-         <label>Patient ID<input name=\"patient_id\" value=\"{}\"></label>\
-         <label>Day<input name=\"date\" value=\"{}\" placeholder=\"YYYY-MM-DD\"></label>\
-         <button type=\"submit\">Search</button> <a class=\"button\" href=\"/audit\">Clear</a></form></div>",
-        val(&v.user),
-        val(&v.patient_id),
-        val(&v.date),
-    );
-    if let Some(n) = &v.note {
-        let _ = write!(b, "<div class=\"banner warn\">{}</div>", esc(n));
-    }
-    b.push_str("<div class=\"card\">");
-    if v.rows.is_empty() {
-        b.push_str("<p class=\"empty\">No audit record matches.</p>");
-    } else {
-        let _ = write!(
-            b,
-            "<p class=\"muted\">{} records, newest first{}. Export everything with \
-             <code>lungwatch audit --since YYYY-MM-DD --csv</code>.</p>\
-             <table><tr><th>Time</th><th>User</th><th>Client</th><th>Event</th>\
-             <th>Request</th><th class=\"num\">Status</th><th>Patient</th></tr>",
-            v.rows.len(),
-            if v.rows.len() as i64 >= LIMIT {
-                " (the newest; refine the search)"
-            } else {
-                ""
+    let val = |s: &Option<String>| s.clone().unwrap_or_default();
+    let body = html! {
+        h1 { "Audit trail" }
+        div.card {
+            form.search method="get" action="/audit" {
+                label { "User" input name="user" value=(val(&v.user)); }
+                label { "Patient ID" input name="patient_id" value=(val(&v.patient_id)); }
+                label { "Day" input name="date" value=(val(&v.date)) placeholder="YYYY-MM-DD"; }
+                button type="submit" { "Search" } " "
+                a.button href="/audit" { "Clear" }
             }
-        );
-        for r in &v.rows {
-            let _ = write!(
-                b,
-                "<tr><td class=\"nowrap\">{}</td><td>{}</td><td>{}</td><td>{}</td>\
-                 <td><code>{} {}</code></td><td class=\"num\">{}</td><td>{}</td></tr>",
-                esc(&fmt_time(r.at)),
-                esc_opt(r.user.as_deref()),
-                esc(&r.client),
-                esc(r.event.as_str()),
-                esc(&r.method),
-                esc(&r.path),
-                r.status,
-                esc_opt(r.patient_id.as_deref()),
-            );
         }
-        b.push_str("</table>");
-    }
-    b.push_str("</div>");
-    html::layout("Audit trail", html::Nav::None, &b)
+        @if let Some(n) = &v.note { div.banner.warn { (n) } }
+        div.card {
+            @if v.rows.is_empty() {
+                p.empty { "No audit record matches." }
+            } @else {
+                p.muted {
+                    (v.rows.len()) " records, newest first"
+                    @if v.rows.len() as i64 >= LIMIT { " (the newest; refine the search)" }
+                    ". Export everything with " code { "lungwatch audit --since YYYY-MM-DD --csv" } "."
+                }
+                table {
+                    tr {
+                        th { "Time" } th { "User" } th { "Client" } th { "Event" }
+                        th { "Request" } th.num { "Status" } th { "Patient" }
+                    }
+                    @for r in &v.rows {
+                        tr {
+                            td.nowrap { (fmt_time(r.at)) }
+                            td { (or_dash(r.user.as_deref())) }
+                            td { (r.client) }
+                            td { (r.event.as_str()) }
+                            td { code { (r.method) " " (r.path) } }
+                            td.num { (r.status) }
+                            td { (or_dash(r.patient_id.as_deref())) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    html::layout("Audit trail", html::Nav::None, body)
 }
 
 #[cfg(test)]

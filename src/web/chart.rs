@@ -1,9 +1,8 @@
 //! Inline SVG line chart of a patient's affected lung ratio over time. Static markup: no
-//! scripts, readable without CSS, text escaped.
+//! scripts, readable without CSS, text escaped by the template.
 
-use std::fmt::Write;
+use maud::{Markup, html};
 
-use super::html::esc;
 use super::patients::Trend;
 
 pub struct Point {
@@ -33,10 +32,15 @@ const RIGHT: f64 = 56.0;
 const TOP: f64 = 22.0;
 const BOTTOM: f64 = 54.0;
 
+/// One decimal, as the chart's coordinates are written.
+fn c(v: f64) -> String {
+    format!("{v:.1}")
+}
+
 /// The chart, or an explanatory paragraph when there are no points.
-pub fn affected_ratio_chart(points: &[Point]) -> String {
+pub fn affected_ratio_chart(points: &[Point]) -> Markup {
     if points.is_empty() {
-        return "<p class=\"empty\">No analysed study to chart.</p>".into();
+        return html! { p.empty { "No analysed study to chart." } };
     }
     let max = points.iter().map(|p| p.value_pct).fold(0.0_f64, f64::max);
     let y_max = ((max / 10.0).ceil() * 10.0).max(10.0);
@@ -61,74 +65,42 @@ pub fn affected_ratio_chart(points: &[Point]) -> String {
             .collect()
     };
     let y = |v: f64| TOP + plot_h - v.clamp(0.0, y_max) / y_max * plot_h;
-
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        "<svg class=\"chart\" viewBox=\"0 0 {W} {H}\" xmlns=\"http://www.w3.org/2000/svg\" \
-         role=\"img\" aria-label=\"Affected lung volume ratio over time\" \
-         font-family=\"system-ui, sans-serif\" font-size=\"12\">"
-    );
-    let _ = write!(
-        s,
-        "<rect x=\"{LEFT}\" y=\"{TOP}\" width=\"{plot_w}\" height=\"{plot_h}\" fill=\"#fafbfc\" stroke=\"#dde3ea\"/>"
-    );
-    for i in 0..=5 {
-        let v = y_max * i as f64 / 5.0;
-        let yy = y(v);
-        let _ = write!(
-            s,
-            "<line x1=\"{LEFT}\" x2=\"{}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\" stroke=\"#e4e9ef\"/>\
-             <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#627d98\">{v:.0} %</text>",
-            LEFT + plot_w,
-            LEFT - 8.0,
-            yy + 4.0
-        );
-    }
-    let _ = write!(
-        s,
-        "<text x=\"14\" y=\"{:.1}\" fill=\"#486581\" transform=\"rotate(-90 14 {:.1})\" \
-         text-anchor=\"middle\">affected lung volume</text>",
-        TOP + plot_h / 2.0,
-        TOP + plot_h / 2.0
-    );
-    for i in 1..points.len() {
-        let _ = write!(
-            s,
-            "<line x1=\"{:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"{}\" \
-             stroke-width=\"3\" stroke-linecap=\"round\"/>",
-            xs[i - 1],
-            y(points[i - 1].value_pct),
-            xs[i],
-            y(points[i].value_pct),
-            trend_colour(points[i].trend)
-        );
-    }
-    for (p, x) in points.iter().zip(&xs) {
-        let yy = y(p.value_pct);
-        let _ = write!(
-            s,
-            "<circle cx=\"{x:.1}\" cy=\"{yy:.1}\" r=\"5.5\" fill=\"#fff\" stroke=\"#16324f\" stroke-width=\"2.5\"/>\
-             <text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#16324f\" font-weight=\"600\">{:.1} %</text>\
-             <text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#486581\">{}</text>",
-            yy - 11.0,
-            p.value_pct,
-            TOP + plot_h + 20.0,
-            esc(&p.label)
-        );
-    }
-    let _ = write!(
-        s,
-        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#627d98\">study date{}</text></svg>",
-        LEFT + plot_w / 2.0,
-        H - 8.0,
-        if by_date {
-            ""
-        } else {
-            " (in order; dates missing or equal)"
+    let mid_y = c(TOP + plot_h / 2.0);
+    // SVG elements get explicit end tags: in HTML, SVG is foreign content, where a start
+    // tag without one would swallow its next siblings.
+    html! {
+        svg.chart viewBox={ "0 0 " (W) " " (H) } xmlns="http://www.w3.org/2000/svg" role="img"
+            aria-label="Affected lung volume ratio over time" font-family="system-ui, sans-serif"
+            font-size="12"
+        {
+            rect x=(LEFT) y=(TOP) width=(plot_w) height=(plot_h) fill="#fafbfc" stroke="#dde3ea" {}
+            @for i in 0..=5 {
+                @let v = y_max * i as f64 / 5.0;
+                @let yy = c(y(v));
+                line x1=(LEFT) x2=(LEFT + plot_w) y1=(yy) y2=(yy) stroke="#e4e9ef" {}
+                text x=(LEFT - 8.0) y=(c(y(v) + 4.0)) text-anchor="end" fill="#627d98" { (format!("{v:.0} %")) }
+            }
+            text x="14" y=(mid_y) fill="#486581" transform={ "rotate(-90 14 " (mid_y) ")" } text-anchor="middle" {
+                "affected lung volume"
+            }
+            @for i in 1..points.len() {
+                line x1=(c(xs[i - 1])) y1=(c(y(points[i - 1].value_pct))) x2=(c(xs[i])) y2=(c(y(points[i].value_pct)))
+                    stroke=(trend_colour(points[i].trend)) stroke-width="3" stroke-linecap="round" {}
+            }
+            @for (p, x) in points.iter().zip(&xs) {
+                @let yy = y(p.value_pct);
+                circle cx=(c(*x)) cy=(c(yy)) r="5.5" fill="#fff" stroke="#16324f" stroke-width="2.5" {}
+                text x=(c(*x)) y=(c(yy - 11.0)) text-anchor="middle" fill="#16324f" font-weight="600" {
+                    (format!("{:.1} %", p.value_pct))
+                }
+                text x=(c(*x)) y=(c(TOP + plot_h + 20.0)) text-anchor="middle" fill="#486581" { (p.label) }
+            }
+            text x=(c(LEFT + plot_w / 2.0)) y=(c(H - 8.0)) text-anchor="middle" fill="#627d98" {
+                "study date"
+                @if !by_date { " (in order; dates missing or equal)" }
+            }
         }
-    );
-    s
+    }
 }
 
 #[cfg(test)]
@@ -157,7 +129,7 @@ mod tests {
                 trend: Some(Trend::Regression),
             },
         ];
-        let svg = affected_ratio_chart(&pts);
+        let svg = affected_ratio_chart(&pts).into_string();
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
         assert_eq!(svg.matches("<circle").count(), 3);
         assert!(svg.contains("stroke=\"#c94a4a\"") && svg.contains("stroke=\"#2f8a55\""));
@@ -171,6 +143,10 @@ mod tests {
 
     #[test]
     fn no_points_says_so() {
-        assert!(affected_ratio_chart(&[]).contains("No analysed study"));
+        assert!(
+            affected_ratio_chart(&[])
+                .into_string()
+                .contains("No analysed study")
+        );
     }
 }

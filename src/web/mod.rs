@@ -40,6 +40,7 @@ mod audit;
 mod audit_page;
 mod auth;
 mod chart;
+mod format;
 mod html;
 mod metrics;
 mod patients;
@@ -52,7 +53,7 @@ mod url;
 
 pub use audit_page::day_start;
 pub use auth::hash_password;
-pub use html::fmt_days;
+pub use format::fmt_days;
 pub use throttle::LoginCounts;
 
 use std::collections::BTreeMap;
@@ -79,7 +80,8 @@ pub struct WebState {
     started: Instant,
     started_at: i64,
     models: RwLock<Vec<ModelRef>>,
-    incoming: RwLock<PathBuf>,
+    /// Fixed for the daemon's life: `paths.*` take effect at a restart.
+    incoming: PathBuf,
     disk_full: AtomicBool,
     dicom: RwLock<DicomSecurity>,
     problems: Mutex<BTreeMap<String, String>>,
@@ -92,7 +94,7 @@ impl WebState {
             started: Instant::now(),
             started_at: crate::db::now_secs(),
             models: RwLock::new(models),
-            incoming: RwLock::new(incoming),
+            incoming,
             disk_full: AtomicBool::new(false),
             dicom: RwLock::new(DicomSecurity::default()),
             problems: Mutex::new(BTreeMap::new()),
@@ -124,14 +126,8 @@ impl WebState {
     pub fn dicom_security(&self) -> DicomSecurity {
         self.dicom.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
-    pub fn set_incoming(&self, incoming: PathBuf) {
-        *self.incoming.write().unwrap_or_else(|e| e.into_inner()) = incoming;
-    }
-    pub fn incoming(&self) -> PathBuf {
-        self.incoming
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    pub fn incoming(&self) -> &Path {
+        &self.incoming
     }
     /// Records (`Some`) or clears (`None`) a health problem under `key`; any recorded
     /// problem makes the status "degraded" and `/healthz` answer 503 with it.

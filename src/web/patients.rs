@@ -1,14 +1,12 @@
 //! `/patients/{id}`: every analysed study of a patient in date order, a chart of the
 //! affected lung ratio and the change between consecutive scans.
 
-use std::fmt::Write;
-
+use maud::{Markup, html};
 use serde::Serialize;
 
 use super::chart::{self, Point};
-use super::html::{
-    self, class_badge, dicom_date_days, esc, esc_opt, fmt_dicom_date, pct, person_name,
-};
+use super::format::{dicom_date_days, fmt_dicom_date, or_dash, pct, person_name};
+use super::html::{self, class_badge};
 use super::url::encode_segment;
 use crate::db::{self, ReadQueries, Reader, StoredResult};
 use crate::report::Class;
@@ -115,26 +113,18 @@ pub fn collect(db: &Reader, patient_id: &str) -> db::Result<Option<PatientView>>
     }))
 }
 
-fn trend_badge(t: Option<Trend>) -> &'static str {
-    match t {
-        Some(Trend::Progression) => "<span class=\"badge bad\">progression</span>",
-        Some(Trend::Regression) => "<span class=\"badge good\">regression</span>",
-        Some(Trend::Stable) => "<span class=\"badge muted\">stable</span>",
-        None => "<span class=\"muted\">first study</span>",
+fn trend_badge(t: Option<Trend>) -> Markup {
+    html! {
+        @match t {
+            Some(Trend::Progression) => span.badge.bad { "progression" },
+            Some(Trend::Regression) => span.badge.good { "regression" },
+            Some(Trend::Stable) => span.badge.muted { "stable" },
+            None => span.muted { "first study" },
+        }
     }
 }
 
 pub fn render(v: &PatientView) -> String {
-    let mut b = String::new();
-    let _ = write!(
-        b,
-        "<h1>Patient {}{}</h1>",
-        esc(&v.patient_id),
-        v.patient_name
-            .as_deref()
-            .map(|n| format!(" <span class=\"muted\">· {}</span>", esc(&person_name(n))))
-            .unwrap_or_default()
-    );
     let points: Vec<Point> = v
         .studies
         .iter()
@@ -145,45 +135,56 @@ pub fn render(v: &PatientView) -> String {
             trend: s.trend,
         })
         .collect();
-    let _ = write!(
-        b,
-        "<div class=\"card\"><h2>Affected lung volume ratio over time</h2>{}\
-         <p class=\"muted\">Change between consecutive studies: more than +{t:.0} percentage \
-         points is labelled <em>progression</em>, more than −{t:.0} points <em>regression</em>, \
-         otherwise <em>stable</em>. Each study is represented by its series with the largest \
-         affected ratio.</p>\
-         <div class=\"legend\"><span><i style=\"background:#c94a4a\"></i>progression</span>\
-         <span><i style=\"background:#2f8a55\"></i>regression</span>\
-         <span><i style=\"background:#1d5fa8\"></i>stable</span></div></div>",
-        chart::affected_ratio_chart(&points),
-        t = v.threshold_pp
-    );
-    b.push_str(
-        "<div class=\"card\"><h2>Studies</h2><table><tr><th>Study date</th><th>Accession</th>\
-         <th>Top class</th><th class=\"num\">Affected lung</th><th class=\"num\">Lesion</th>\
-         <th class=\"num\">Severity</th><th class=\"num\">Change</th><th>Trend</th></tr>",
-    );
-    for s in &v.studies {
-        let _ = write!(
-            b,
-            "<tr><td class=\"nowrap\"><a href=\"/studies/{}\">{}</a></td><td>{}</td><td>{}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">{:.0} mL</td><td class=\"num\">{} / 24</td>\
-             <td class=\"num\">{}</td><td>{}</td></tr>",
-            encode_segment(&s.study_uid),
-            esc(&fmt_dicom_date(s.study_date.as_deref())),
-            esc_opt(s.accession_number.as_deref()),
-            class_badge(s.top_class),
-            pct(s.affected_ratio),
-            s.lesion_volume_ml,
-            s.severity_score,
-            s.change_pp
-                .map(|c| format!("{c:+.1} pp").replace('-', "−"))
-                .unwrap_or_else(|| "—".into()),
-            trend_badge(s.trend),
-        );
-    }
-    b.push_str("</table></div>");
-    html::layout("Patient", html::Nav::Studies, &b)
+    let t = v.threshold_pp;
+    let body = html! {
+        h1 {
+            "Patient " (v.patient_id)
+            @if let Some(n) = &v.patient_name { " " span.muted { "· " (person_name(n)) } }
+        }
+        div.card {
+            h2 { "Affected lung volume ratio over time" }
+            (chart::affected_ratio_chart(&points))
+            p.muted {
+                (format!("Change between consecutive studies: more than +{t:.0} percentage points is labelled "))
+                em { "progression" } (format!(", more than −{t:.0} points ")) em { "regression" }
+                ", otherwise " em { "stable" }
+                ". Each study is represented by its series with the largest affected ratio."
+            }
+            div.legend {
+                span { i style="background:#c94a4a" {} "progression" }
+                span { i style="background:#2f8a55" {} "regression" }
+                span { i style="background:#1d5fa8" {} "stable" }
+            }
+        }
+        div.card {
+            h2 { "Studies" }
+            table {
+                tr {
+                    th { "Study date" } th { "Accession" } th { "Top class" } th.num { "Affected lung" }
+                    th.num { "Lesion" } th.num { "Severity" } th.num { "Change" } th { "Trend" }
+                }
+                @for s in &v.studies {
+                    tr {
+                        td.nowrap {
+                            a href={ "/studies/" (encode_segment(&s.study_uid)) } { (fmt_dicom_date(s.study_date.as_deref())) }
+                        }
+                        td { (or_dash(s.accession_number.as_deref())) }
+                        td { (class_badge(s.top_class)) }
+                        td.num { (pct(s.affected_ratio)) }
+                        td.num { (format!("{:.0} mL", s.lesion_volume_ml)) }
+                        td.num { (s.severity_score) " / 24" }
+                        td.num {
+                            (s.change_pp
+                                .map(|c| format!("{c:+.1} pp").replace('-', "−"))
+                                .unwrap_or_else(|| "—".into()))
+                        }
+                        td { (trend_badge(s.trend)) }
+                    }
+                }
+            }
+        }
+    };
+    html::layout("Patient", html::Nav::Studies, body)
 }
 
 #[cfg(test)]

@@ -98,11 +98,11 @@ impl Reply {
         self
     }
     fn page_not_found(what: &str) -> Reply {
-        let body = format!(
-            "<h1>Not found</h1><div class=\"card\"><p>{}</p><p><a href=\"/studies\">All studies</a></p></div>",
-            html::esc(what)
-        );
-        let mut r = Reply::html(html::layout("Not found", html::Nav::None, &body));
+        let body = maud::html! {
+            h1 { "Not found" }
+            div.card { p { (what) } p { a href="/studies" { "All studies" } } }
+        };
+        let mut r = Reply::html(html::layout("Not found", html::Nav::None, body));
         r.status = 404;
         r
     }

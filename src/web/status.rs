@@ -1,11 +1,12 @@
 //! The status page (`/`, `/api/status`) and the health verdict behind `/healthz`.
 
-use std::fmt::Write;
 use std::path::Path;
 
+use maud::{Markup, html};
 use serde::Serialize;
 
-use super::html::{self, esc, fmt_bytes, fmt_duration, fmt_ms, fmt_time};
+use super::format::{fmt_bytes, fmt_duration, fmt_ms, fmt_time, or_dash};
+use super::html;
 use super::server::Ctx;
 use crate::db::{
     self, AssociationRecord, Delivery, DeliveryState, EventEntry, EventLevel, FailedJob,
@@ -182,7 +183,8 @@ pub fn collect(ctx: &Ctx, db: &Reader) -> db::Result<StatusView> {
     })
 }
 
-fn space_line(f: &FolderSpace) -> String {
+/// A folder's path and free space.
+fn space_line(f: &FolderSpace) -> Markup {
     let space = match (f.free_bytes, f.total_bytes) {
         (Some(free), Some(total)) if total > 0 => format!(
             "{} free of {} ({:.0} %)",
@@ -192,400 +194,421 @@ fn space_line(f: &FolderSpace) -> String {
         ),
         _ => "free space unknown".into(),
     };
-    format!(
-        "<span class=\"mono\">{}</span><br><span class=\"muted\">{}{}</span>",
-        esc(&f.path),
-        if f.exists { "" } else { "missing · " },
-        space
-    )
+    html! {
+        span.mono { (f.path) } br;
+        span.muted { @if !f.exists { "missing · " } (space) }
+    }
 }
 
 pub fn render(v: &StatusView) -> String {
-    let mut b = String::new();
-    if v.ingest_paused_disk_full {
-        b.push_str(
-            "<div class=\"banner bad\">Disk full: ingest paused. New files wait in the incoming \
-             folder until space is freed.</div>",
-        );
-    }
-    for w in &v.security_warnings {
-        let _ = write!(b, "<div class=\"banner warn\">Security: {}</div>", esc(w));
-    }
-    let _ = write!(b, "<h1>Status</h1>");
-    let health_badge = if v.health.status == "ok" {
-        "<div class=\"health ok\"><span class=\"dot\"></span>ok</div>"
-    } else {
-        "<div class=\"health degraded\"><span class=\"dot\"></span>degraded</div>"
+    let body = html! {
+        @if v.ingest_paused_disk_full {
+            div.banner.bad {
+                "Disk full: ingest paused. New files wait in the incoming folder until space is freed."
+            }
+        }
+        @for w in &v.security_warnings {
+            div.banner.warn { "Security: " (w) }
+        }
+        h1 { "Status" }
+        div.grid {
+            (health_card(v))
+            (queue_card(v))
+            (throughput_card(v))
+            (ingest_card(v))
+        }
+        div.grid {
+            div.card {
+                h2 { "Folders" }
+                dl.kv {
+                    dt { "Incoming" } dd { (space_line(&v.incoming)) }
+                    dt { "Data" } dd { (space_line(&v.data)) }
+                }
+            }
+            (models_card(&v.models))
+        }
+        (queue_table(v))
+        (errors_card(&v.recent_errors, &v.failed_jobs))
+        div.grid {
+            (quarantine_card(&v.quarantine_by_reason, &v.recent_quarantine))
+            (skipped_card(&v.recent_skipped))
+        }
+        (dicom_card(&v.dicom))
+        (associations_card(&v.recent_associations))
+        (outbox_card(&v.outbox, &v.outbox_problems))
     };
-    let problems: String = v
-        .health
-        .problems
-        .iter()
-        .map(|p| format!("<li>{}</li>", esc(p)))
-        .collect();
-    let fmt_opt_ms = |m: Option<f64>| m.map_or("—".to_string(), fmt_ms);
-    let _ = write!(
-        b,
-        "<div class=\"grid\">\
-         <div class=\"card\"><h2>Health</h2>{health_badge}{}\
-         <dl class=\"kv\"><dt>Version</dt><dd>{}</dd><dt>Up for</dt><dd>{}</dd>\
-         <dt>Since</dt><dd>{}</dd><dt>Connection</dt><dd>{}</dd>\
-         <dt>Failed logins</dt><dd>{}</dd><dt>Throttled</dt><dd>{}</dd></dl></div>\
-         <div class=\"card\"><h2>Queue</h2><dl class=\"kv\">\
-         <dt>Pending</dt><dd class=\"big\">{}</dd><dt>Running</dt><dd>{}</dd>\
-         <dt>Done</dt><dd>{}</dd><dt>Failed</dt><dd>{}</dd></dl></div>\
-         <div class=\"card\"><h2>Throughput</h2><dl class=\"kv\">\
-         <dt>Studies, last 24 h</dt><dd class=\"big\">{}</dd>\
-         <dt>Median time</dt><dd>{}</dd><dt>p95 time</dt><dd>{}</dd></dl>\
-         <p class=\"muted\">Processing times of the {} newest results.</p></div>\
-         <div class=\"card\"><h2>Ingest</h2><dl class=\"kv\">\
-         <dt>Instances</dt><dd>{}</dd><dt>Series receiving</dt><dd>{}</dd>\
-         <dt>Series selected</dt><dd>{}</dd><dt>Series skipped</dt><dd>{}</dd>\
-         <dt>Quarantined</dt><dd>{}</dd></dl></div></div>",
-        if problems.is_empty() {
-            String::new()
-        } else {
-            format!("<ul class=\"health-problems\">{problems}</ul>")
-        },
-        esc(v.version),
-        fmt_duration(v.uptime_secs),
-        fmt_time(v.started_at),
-        if v.https { "HTTPS" } else { "plain HTTP" },
-        v.logins.failed_logins,
-        if v.logins.locked_addresses > 0 {
-            format!(
-                "{} requests ({} addresses locked out now)",
-                v.logins.throttled_requests, v.logins.locked_addresses
-            )
-        } else {
-            format!("{} requests", v.logins.throttled_requests)
-        },
-        v.queue_pending,
-        v.queue_running,
-        v.counts.jobs_done,
-        v.counts.jobs_failed,
-        v.studies_last_24h,
-        fmt_opt_ms(v.processing.median_ms),
-        fmt_opt_ms(v.processing.p95_ms),
-        v.processing.samples,
-        v.counts.instances,
-        v.counts.series_receiving,
-        v.counts.series_selected,
-        v.counts.series_skipped,
-        v.counts.quarantined,
-    );
-    let _ = write!(
-        b,
-        "<div class=\"grid\"><div class=\"card\"><h2>Folders</h2><dl class=\"kv\">\
-         <dt>Incoming</dt><dd>{}</dd><dt>Data</dt><dd>{}</dd></dl></div>",
-        space_line(&v.incoming),
-        space_line(&v.data)
-    );
-    b.push_str("<div class=\"card\"><h2>Models loaded</h2>");
-    if v.models.is_empty() {
-        b.push_str("<p class=\"empty\">No models loaded.</p>");
-    } else {
-        b.push_str("<table><tr><th>Model</th><th>Version</th><th>SHA-256</th></tr>");
-        for m in &v.models {
-            let _ = write!(
-                b,
-                "<tr><td>{}</td><td>{}</td><td class=\"mono\" title=\"{}\">{}…</td></tr>",
-                esc(&m.name),
-                esc(&m.version),
-                esc(&m.sha256),
-                esc(&m.sha256.chars().take(12).collect::<String>())
-            );
-        }
-        b.push_str("</table>");
-    }
-    b.push_str("</div></div>");
+    html::layout("Status", html::Nav::Status, body)
+}
 
-    if !v.queue.is_empty() {
-        let now = db::now_secs();
-        b.push_str(
-            "<div class=\"card\"><h2>In the queue</h2><table><tr><th>State</th><th>Series</th>\
-             <th>Description</th><th class=\"num\">Attempt</th><th>Since</th></tr>",
-        );
-        for j in &v.queue {
-            let (badge, since) = match j.started_at {
-                Some(t) if j.state == "running" => (
-                    "<span class=\"badge warn\">running</span>",
-                    format!("{} ago", fmt_duration(now.saturating_sub(t).max(0) as u64)),
-                ),
-                _ => (
-                    "<span class=\"badge muted\">pending</span>",
-                    format!("queued {}", fmt_time(j.created_at)),
-                ),
-            };
-            let _ = write!(
-                b,
-                "<tr><td>{badge}</td><td class=\"mono\">{}</td><td>{}</td>\
-                 <td class=\"num\">{}</td><td class=\"nowrap\">{since}</td></tr>",
-                esc(&j.series_uid),
-                html::esc_opt(j.series_description.as_deref()),
-                j.attempts.max(1),
-            );
-        }
-        if v.queue_pending + v.queue_running > v.queue.len() as i64 {
-            let _ = write!(
-                b,
-                "<tr><td colspan=\"5\" class=\"muted\">and {} more</td></tr>",
-                v.queue_pending + v.queue_running - v.queue.len() as i64
-            );
-        }
-        b.push_str("</table></div>");
-    }
-    b.push_str("<div class=\"card\"><h2>Recent errors and warnings</h2>");
-    if v.recent_errors.is_empty() && v.failed_jobs.is_empty() {
-        b.push_str("<p class=\"empty\">None.</p>");
+fn opt_ms(ms: Option<f64>) -> String {
+    ms.map_or("—".to_string(), fmt_ms)
+}
+
+/// The verdict, its problems, and what the appliance runs.
+fn health_card(v: &StatusView) -> Markup {
+    let ok = v.health.status == "ok";
+    let throttled = if v.logins.locked_addresses > 0 {
+        format!(
+            "{} requests ({} addresses locked out now)",
+            v.logins.throttled_requests, v.logins.locked_addresses
+        )
     } else {
-        b.push_str("<table><tr><th>When</th><th>Level</th><th>Message</th></tr>");
-        for e in &v.recent_errors {
-            let kind = if e.level == EventLevel::Error.as_str() {
-                "bad"
-            } else {
-                "warn"
-            };
-            let _ = write!(
-                b,
-                "<tr><td class=\"nowrap\">{}</td><td><span class=\"badge {kind}\">{}</span></td><td>{}</td></tr>",
-                fmt_time(e.at),
-                esc(&e.level),
-                esc(&e.message)
-            );
+        format!("{} requests", v.logins.throttled_requests)
+    };
+    html! {
+        div.card {
+            h2 { "Health" }
+            div.health.ok[ok].degraded[!ok] { span.dot {} (v.health.status) }
+            @if !v.health.problems.is_empty() {
+                ul.health-problems { @for p in &v.health.problems { li { (p) } } }
+            }
+            dl.kv {
+                dt { "Version" } dd { (v.version) }
+                dt { "Up for" } dd { (fmt_duration(v.uptime_secs)) }
+                dt { "Since" } dd { (fmt_time(v.started_at)) }
+                dt { "Connection" } dd { @if v.https { "HTTPS" } @else { "plain HTTP" } }
+                dt { "Failed logins" } dd { (v.logins.failed_logins) }
+                dt { "Throttled" } dd { (throttled) }
+            }
         }
-        for j in &v.failed_jobs {
-            let _ = write!(
-                b,
-                "<tr><td class=\"nowrap\">{}</td><td><span class=\"badge bad\">job failed</span></td>\
-                 <td>series <span class=\"mono\">{}</span>: {}</td></tr>",
-                j.finished_at.map_or("—".into(), fmt_time),
-                esc(&j.series_uid),
-                esc(&j.reason)
-            );
-        }
-        b.push_str("</table>");
     }
-    b.push_str("</div><div class=\"grid\"><div class=\"card\"><h2>Quarantine</h2>");
-    if v.quarantine_by_reason.is_empty() {
-        b.push_str("<p class=\"empty\">No file quarantined.</p>");
-    } else {
-        b.push_str("<p>");
-        for r in &v.quarantine_by_reason {
-            let _ = write!(
-                b,
-                "<span class=\"badge muted\">{} × {}</span> ",
-                esc(&r.reason_code),
-                r.count
-            );
+}
+
+fn queue_card(v: &StatusView) -> Markup {
+    html! {
+        div.card {
+            h2 { "Queue" }
+            dl.kv {
+                dt { "Pending" } dd.big { (v.queue_pending) }
+                dt { "Running" } dd { (v.queue_running) }
+                dt { "Done" } dd { (v.counts.jobs_done) }
+                dt { "Failed" } dd { (v.counts.jobs_failed) }
+            }
         }
-        b.push_str("</p><table><tr><th>When</th><th>File</th><th>Reason</th></tr>");
-        for q in &v.recent_quarantine {
-            let _ = write!(
-                b,
-                "<tr><td class=\"nowrap\">{}</td><td class=\"mono\">{}</td><td>{}</td></tr>",
-                fmt_time(q.at),
-                esc(&q.original_name),
-                esc(&q.reason)
-            );
-        }
-        b.push_str("</table>");
     }
-    b.push_str("</div><div class=\"card\"><h2>Skipped series</h2>");
-    if v.recent_skipped.is_empty() {
-        b.push_str("<p class=\"empty\">No series skipped.</p>");
-    } else {
-        b.push_str("<table><tr><th>Series</th><th>Reason</th></tr>");
-        for s in &v.recent_skipped {
-            let _ = write!(
-                b,
-                "<tr><td class=\"mono\">{}</td><td>{}</td></tr>",
-                esc(&s.series_uid),
-                esc(&s.reason)
-            );
+}
+
+fn throughput_card(v: &StatusView) -> Markup {
+    html! {
+        div.card {
+            h2 { "Throughput" }
+            dl.kv {
+                dt { "Studies, last 24 h" } dd.big { (v.studies_last_24h) }
+                dt { "Median time" } dd { (opt_ms(v.processing.median_ms)) }
+                dt { "p95 time" } dd { (opt_ms(v.processing.p95_ms)) }
+            }
+            p.muted { "Processing times of the " (v.processing.samples) " newest results." }
         }
-        b.push_str("</table>");
     }
-    b.push_str("</div></div>");
-    render_dicom(&mut b, &v.dicom);
-    render_associations(&mut b, &v.recent_associations);
-    render_outbox(&mut b, &v.outbox, &v.outbox_problems);
-    html::layout("Status", html::Nav::Status, &b)
+}
+
+fn ingest_card(v: &StatusView) -> Markup {
+    let c = &v.counts;
+    html! {
+        div.card {
+            h2 { "Ingest" }
+            dl.kv {
+                dt { "Instances" } dd { (c.instances) }
+                dt { "Series receiving" } dd { (c.series_receiving) }
+                dt { "Series selected" } dd { (c.series_selected) }
+                dt { "Series skipped" } dd { (c.series_skipped) }
+                dt { "Quarantined" } dd { (c.quarantined) }
+            }
+        }
+    }
+}
+
+/// Models as a table of name, version and a shortened checksum (the whole one on hover).
+pub(super) fn models_table(models: &[ModelRef]) -> Markup {
+    html! {
+        table {
+            tr { th { "Model" } th { "Version" } th { "SHA-256" } }
+            @for m in models {
+                tr {
+                    td { (m.name) }
+                    td { (m.version) }
+                    td.mono title=(m.sha256) { (m.sha256.chars().take(12).collect::<String>()) "…" }
+                }
+            }
+        }
+    }
+}
+
+fn models_card(models: &[ModelRef]) -> Markup {
+    html! {
+        div.card {
+            h2 { "Models loaded" }
+            @if models.is_empty() {
+                p.empty { "No models loaded." }
+            } @else {
+                (models_table(models))
+            }
+        }
+    }
+}
+
+/// Running jobs, then the next pending ones; nothing when the queue is empty.
+fn queue_table(v: &StatusView) -> Markup {
+    if v.queue.is_empty() {
+        return html! {};
+    }
+    let now = db::now_secs();
+    let more = v.queue_pending + v.queue_running - v.queue.len() as i64;
+    html! {
+        div.card {
+            h2 { "In the queue" }
+            table {
+                tr { th { "State" } th { "Series" } th { "Description" } th.num { "Attempt" } th { "Since" } }
+                @for j in &v.queue {
+                    @let running_since = j.started_at.filter(|_| j.state == "running");
+                    tr {
+                        td {
+                            @if running_since.is_some() {
+                                span.badge.warn { "running" }
+                            } @else {
+                                span.badge.muted { "pending" }
+                            }
+                        }
+                        td.mono { (j.series_uid) }
+                        td { (or_dash(j.series_description.as_deref())) }
+                        td.num { (j.attempts.max(1)) }
+                        td.nowrap {
+                            @match running_since {
+                                Some(t) => { (fmt_duration(now.saturating_sub(t).max(0) as u64)) " ago" }
+                                None => { "queued " (fmt_time(j.created_at)) }
+                            }
+                        }
+                    }
+                }
+                @if more > 0 {
+                    tr { td colspan="5" class="muted" { "and " (more) " more" } }
+                }
+            }
+        }
+    }
+}
+
+fn errors_card(events: &[EventEntry], failed_jobs: &[FailedJob]) -> Markup {
+    html! {
+        div.card {
+            h2 { "Recent errors and warnings" }
+            @if events.is_empty() && failed_jobs.is_empty() {
+                p.empty { "None." }
+            } @else {
+                table {
+                    tr { th { "When" } th { "Level" } th { "Message" } }
+                    @for e in events {
+                        @let kind = if e.level == EventLevel::Error.as_str() { "bad" } else { "warn" };
+                        tr {
+                            td.nowrap { (fmt_time(e.at)) }
+                            td { span class={ "badge " (kind) } { (e.level) } }
+                            td { (e.message) }
+                        }
+                    }
+                    @for j in failed_jobs {
+                        tr {
+                            td.nowrap { (j.finished_at.map_or("—".into(), fmt_time)) }
+                            td { span.badge.bad { "job failed" } }
+                            td { "series " span.mono { (j.series_uid) } ": " (j.reason) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn quarantine_card(by_reason: &[ReasonCount], recent: &[QuarantineEntry]) -> Markup {
+    html! {
+        div.card {
+            h2 { "Quarantine" }
+            @if by_reason.is_empty() {
+                p.empty { "No file quarantined." }
+            } @else {
+                p { @for r in by_reason { span.badge.muted { (r.reason_code) " × " (r.count) } " " } }
+                table {
+                    tr { th { "When" } th { "File" } th { "Reason" } }
+                    @for q in recent {
+                        tr {
+                            td.nowrap { (fmt_time(q.at)) }
+                            td.mono { (q.original_name) }
+                            td { (q.reason) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn skipped_card(skipped: &[SkippedSeries]) -> Markup {
+    html! {
+        div.card {
+            h2 { "Skipped series" }
+            @if skipped.is_empty() {
+                p.empty { "No series skipped." }
+            } @else {
+                table {
+                    tr { th { "Series" } th { "Reason" } }
+                    @for s in skipped {
+                        tr { td.mono { (s.series_uid) } td { (s.reason) } }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// What was sent to each destination, and what is waiting or failed with its reason;
 /// nothing when no object was ever queued.
-fn render_outbox(b: &mut String, counts: &[OutboxCounts], problems: &[Delivery]) {
+fn outbox_card(counts: &[OutboxCounts], problems: &[Delivery]) -> Markup {
     if counts.is_empty() {
-        return;
+        return html! {};
     }
-    b.push_str(
-        "<div class=\"card\"><h2>Outbox</h2><table><tr><th>Destination</th>\
-         <th class=\"num\">Pending</th><th class=\"num\">Sending</th>\
-         <th class=\"num\">Sent</th><th class=\"num\">Failed</th></tr>",
-    );
-    for c in counts {
-        let failed = if c.failed > 0 {
-            format!("<span class=\"badge bad\">{}</span>", c.failed)
-        } else {
-            "0".to_string()
-        };
-        let _ = write!(
-            b,
-            "<tr><td class=\"mono\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">{failed}</td></tr>",
-            esc(&c.destination),
-            c.pending,
-            c.sending,
-            c.sent
-        );
-    }
-    b.push_str("</table>");
-    if !problems.is_empty() {
-        b.push_str(
-            "<h3>Failed or waiting to be retried</h3><table><tr><th>Destination</th>\
-             <th>Object</th><th>Study</th><th>State</th><th class=\"num\">Attempts</th>\
-             <th>Next attempt</th><th>Last error</th></tr>",
-        );
-        for d in problems {
-            let (badge, next) = if d.state == DeliveryState::Failed {
-                ("bad", "never (send it again by hand)".to_string())
-            } else {
-                ("warn", fmt_time(d.next_attempt_at))
-            };
-            let _ = write!(
-                b,
-                "<tr><td class=\"mono\">{}</td><td class=\"mono\">{} {}</td>\
-                 <td class=\"mono\">{}</td><td><span class=\"badge {badge}\">{}</span></td>\
-                 <td class=\"num\">{}</td><td class=\"nowrap\">{}</td><td>{}</td></tr>",
-                esc(&d.destination),
-                esc(&d.kind),
-                esc(&d.sop_instance_uid),
-                esc(d.study_uid.as_deref().unwrap_or("")),
-                d.state.as_str(),
-                d.attempts,
-                esc(&next),
-                esc(d.last_error.as_deref().unwrap_or(""))
-            );
+    html! {
+        div.card {
+            h2 { "Outbox" }
+            table {
+                tr {
+                    th { "Destination" } th.num { "Pending" } th.num { "Sending" }
+                    th.num { "Sent" } th.num { "Failed" }
+                }
+                @for c in counts {
+                    tr {
+                        td.mono { (c.destination) }
+                        td.num { (c.pending) }
+                        td.num { (c.sending) }
+                        td.num { (c.sent) }
+                        td.num { @if c.failed > 0 { span.badge.bad { (c.failed) } } @else { "0" } }
+                    }
+                }
+            }
+            @if !problems.is_empty() {
+                h3 { "Failed or waiting to be retried" }
+                table {
+                    tr {
+                        th { "Destination" } th { "Object" } th { "Study" } th { "State" }
+                        th.num { "Attempts" } th { "Next attempt" } th { "Last error" }
+                    }
+                    @for d in problems {
+                        @let failed = d.state == DeliveryState::Failed;
+                        tr {
+                            td.mono { (d.destination) }
+                            td.mono { (d.kind) " " (d.sop_instance_uid) }
+                            td.mono { (d.study_uid.as_deref().unwrap_or("")) }
+                            td { span.badge.bad[failed].warn[!failed] { (d.state.as_str()) } }
+                            td.num { (d.attempts) }
+                            td.nowrap {
+                                @if failed { "never (send it again by hand)" } @else { (fmt_time(d.next_attempt_at)) }
+                            }
+                            td { (d.last_error.as_deref().unwrap_or("")) }
+                        }
+                    }
+                }
+            }
         }
-        b.push_str("</table>");
     }
-    b.push_str("</div>");
 }
 
 /// The DICOM receiver and the destinations, each TLS or plain TCP; nothing when neither is
 /// configured. A plain receiver other machines reach says so, without alarm: behind a
 /// firewall with `allowed_peers` it is the usual PACS set-up.
-fn render_dicom(b: &mut String, d: &DicomSecurity) {
+fn dicom_card(d: &DicomSecurity) -> Markup {
     if d.receiver.is_none() && d.destinations.is_empty() {
-        return;
+        return html! {};
     }
-    b.push_str("<div class=\"card\"><h2>DICOM</h2>");
-    match &d.receiver {
-        None => b.push_str("<p class=\"muted\">Receiver off (dicom.listen is not set).</p>"),
-        Some(r) => {
-            let connection = if r.tls {
-                "DICOM TLS (TLS 1.2/1.3)".to_string()
-            } else if r.plain_on_network {
-                "plain TCP <span class=\"badge muted\">unencrypted on the network</span>".into()
-            } else {
-                "plain TCP (this machine only)".to_string()
-            };
-            let _ = write!(
-                b,
-                "<dl class=\"kv\"><dt>Receiver</dt><dd><span class=\"mono\">{}</span> on \
-                 <span class=\"mono\">{}</span></dd><dt>Connection</dt><dd>{connection}</dd>",
-                esc(&r.ae_title),
-                esc(&r.listen)
-            );
-            if r.tls {
-                let _ = write!(
-                    b,
-                    "<dt>Client certificates</dt><dd>{}</dd>",
-                    match &r.client_ca {
-                        Some(ca) => format!(
-                            "required, signed by <span class=\"mono\">{}</span>",
-                            esc(ca)
-                        ),
-                        None => "not asked for (dicom.tls_ca is not set)".to_string(),
+    html! {
+        div.card {
+            h2 { "DICOM" }
+            @match &d.receiver {
+                None => p.muted { "Receiver off (dicom.listen is not set)." },
+                Some(r) => dl.kv {
+                    dt { "Receiver" }
+                    dd { span.mono { (r.ae_title) } " on " span.mono { (r.listen) } }
+                    dt { "Connection" }
+                    dd {
+                        @if r.tls {
+                            "DICOM TLS (TLS 1.2/1.3)"
+                        } @else if r.plain_on_network {
+                            "plain TCP " span.badge.muted { "unencrypted on the network" }
+                        } @else {
+                            "plain TCP (this machine only)"
+                        }
                     }
-                );
+                    @if r.tls {
+                        dt { "Client certificates" }
+                        dd {
+                            @match &r.client_ca {
+                                Some(ca) => { "required, signed by " span.mono { (ca) } }
+                                None => "not asked for (dicom.tls_ca is not set)",
+                            }
+                        }
+                    }
+                    @if let Some(f) = &r.fingerprint {
+                        dt { "Certificate SHA-256" } dd.mono { (f) }
+                    }
+                },
             }
-            if let Some(f) = &r.fingerprint {
-                let _ = write!(
-                    b,
-                    "<dt>Certificate SHA-256</dt><dd class=\"mono\">{}</dd>",
-                    esc(f)
-                );
+            @if !d.destinations.is_empty() {
+                table {
+                    tr { th { "Destination" } th { "AE title" } th { "Address" } th { "Connection" } }
+                    @for dest in &d.destinations {
+                        tr {
+                            td.mono { (dest.name) }
+                            td.mono { (dest.ae_title) }
+                            td.mono { (dest.address) }
+                            td {
+                                @match &dest.trust {
+                                    Some(trust) => { "DICOM TLS " span.muted { "(trusting " (trust) ")" } }
+                                    None => "plain TCP",
+                                }
+                            }
+                        }
+                    }
+                }
             }
-            b.push_str("</dl>");
         }
     }
-    if !d.destinations.is_empty() {
-        b.push_str(
-            "<table><tr><th>Destination</th><th>AE title</th><th>Address</th>\
-             <th>Connection</th></tr>",
-        );
-        for dest in &d.destinations {
-            let connection = match &dest.trust {
-                Some(trust) => format!(
-                    "DICOM TLS <span class=\"muted\">(trusting {})</span>",
-                    esc(trust)
-                ),
-                None => "plain TCP".to_string(),
-            };
-            let _ = write!(
-                b,
-                "<tr><td class=\"mono\">{}</td><td class=\"mono\">{}</td>\
-                 <td class=\"mono\">{}</td><td>{connection}</td></tr>",
-                esc(&dest.name),
-                esc(&dest.ae_title),
-                esc(&dest.address)
-            );
-        }
-        b.push_str("</table>");
-    }
-    b.push_str("</div>");
 }
 
 /// The DICOM receiver's association log; nothing when it has never been used.
-fn render_associations(b: &mut String, rows: &[AssociationRecord]) {
+fn associations_card(rows: &[AssociationRecord]) -> Markup {
     if rows.is_empty() {
-        return;
+        return html! {};
     }
-    b.push_str(
-        "<div class=\"card\"><h2>DICOM associations</h2><table><tr><th>When</th>\
-         <th>Calling AE</th><th>Called AE</th><th>Peer</th><th class=\"num\">Stored</th>\
-         <th class=\"num\">Duplicates</th><th class=\"num\">Refused</th>\
-         <th class=\"num\">Received</th><th class=\"num\">Duration</th><th>Outcome</th></tr>",
-    );
-    for a in rows {
-        let kind = if a.outcome == "released" {
-            "good"
-        } else if a.outcome.starts_with("rejected") {
-            "bad"
-        } else {
-            "warn"
-        };
-        let _ = write!(
-            b,
-            "<tr><td class=\"nowrap\">{}</td><td class=\"mono\">{}</td><td class=\"mono\">{}</td>\
-             <td class=\"mono\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-             <td><span class=\"badge {kind}\">{}</span></td></tr>",
-            fmt_time(a.started_at),
-            esc(&a.calling_ae),
-            esc(&a.called_ae),
-            esc(&a.peer),
-            a.stored,
-            a.duplicates,
-            a.refused,
-            fmt_bytes(a.bytes.max(0) as u64),
-            fmt_ms(a.duration_ms as f64),
-            esc(&a.outcome)
-        );
+    html! {
+        div.card {
+            h2 { "DICOM associations" }
+            table {
+                tr {
+                    th { "When" } th { "Calling AE" } th { "Called AE" } th { "Peer" }
+                    th.num { "Stored" } th.num { "Duplicates" } th.num { "Refused" }
+                    th.num { "Received" } th.num { "Duration" } th { "Outcome" }
+                }
+                @for a in rows {
+                    @let kind = if a.outcome == "released" {
+                        "good"
+                    } else if a.outcome.starts_with("rejected") {
+                        "bad"
+                    } else {
+                        "warn"
+                    };
+                    tr {
+                        td.nowrap { (fmt_time(a.started_at)) }
+                        td.mono { (a.calling_ae) }
+                        td.mono { (a.called_ae) }
+                        td.mono { (a.peer) }
+                        td.num { (a.stored) }
+                        td.num { (a.duplicates) }
+                        td.num { (a.refused) }
+                        td.num { (fmt_bytes(a.bytes.max(0) as u64)) }
+                        td.num { (fmt_ms(a.duration_ms as f64)) }
+                        td { span class={ "badge " (kind) } { (a.outcome) } }
+                    }
+                }
+            }
+        }
     }
-    b.push_str("</table></div>");
 }
 
 #[cfg(test)]

@@ -1,16 +1,15 @@
 //! `/studies` (search and key figures) and `/studies/{uid}` (every series' result).
 
 use std::collections::HashMap;
-use std::fmt::Write;
 
+use maud::{Markup, html};
 use serde::Serialize;
 
 use super::artifacts;
-use super::html::{
-    self, bar, class_badge, esc, esc_opt, fmt_dicom_date, fmt_ms, fmt_time, mask_id, pct,
-    person_name,
-};
+use super::format::{fmt_dicom_date, fmt_ms, fmt_time, mask_id, or_dash, pct, person_name};
+use super::html::{self, bar, class_badge};
 use super::server::Ctx;
+use super::status;
 use super::url::{Target, encode_segment};
 use crate::db::{self, DeliveryState, ReadQueries, Reader, ResultRow, StudyFilter};
 use crate::report::{Class, Probabilities, SeriesReport};
@@ -162,85 +161,71 @@ pub fn collect_list(ctx: &Ctx, db: &Reader, t: &Target) -> db::Result<StudiesVie
 }
 
 pub fn render_list(v: &StudiesView) -> String {
-    let mut b = String::from("<h1>Studies</h1>");
-    let val = |s: &Option<String>| esc(s.as_deref().unwrap_or(""));
-    let _ = write!(
-        b,
-        "<div class=\"card\"><form class=\"search\" method=\"get\" action=\"/studies\">\
-         <label>Patient ID<input name=\"patient_id\" value=\"{}\"></label>\
-         <label>Accession<input name=\"accession\" value=\"{}\"></label>\
-         <label>Study date (or YYYY-MM, YYYY)<input name=\"date\" value=\"{}\" placeholder=\"YYYY-MM-DD\"></label>\
-         <button type=\"submit\">Search</button> <a class=\"button\" href=\"/studies\">Clear</a></form></div>",
-        val(&v.search.patient_id),
-        val(&v.search.accession),
-        val(&v.search.date),
-    );
-    for n in &v.notes {
-        let _ = write!(b, "<div class=\"banner warn\">{}</div>", esc(n));
-    }
-    b.push_str("<div class=\"card\">");
-    if v.studies.is_empty() {
-        b.push_str("<p class=\"empty\">No analysed study matches.</p>");
-    } else {
-        let _ = write!(
-            b,
-            "<p class=\"muted\">{} studies{}. Figures are those of each study's series with the \
-             largest affected lung ratio.{}</p>",
-            v.studies.len(),
-            if v.truncated {
-                " (the newest; refine the search)"
-            } else {
-                ""
-            },
-            if v.masked {
-                " Patient identifiers are masked."
-            } else {
-                ""
+    let val = |s: &Option<String>| s.clone().unwrap_or_default();
+    let body = html! {
+        h1 { "Studies" }
+        div.card {
+            form.search method="get" action="/studies" {
+                label { "Patient ID" input name="patient_id" value=(val(&v.search.patient_id)); }
+                label { "Accession" input name="accession" value=(val(&v.search.accession)); }
+                label {
+                    "Study date (or YYYY-MM, YYYY)"
+                    input name="date" value=(val(&v.search.date)) placeholder="YYYY-MM-DD";
+                }
+                button type="submit" { "Search" } " "
+                a.button href="/studies" { "Clear" }
             }
-        );
-        b.push_str(
-            "<table><tr><th>Study date</th><th>Patient</th><th>Accession</th>\
-             <th>Top class</th><th class=\"num\">Probability</th>\
-             <th class=\"num\">Affected lung</th><th class=\"num\">Severity</th>\
-             <th class=\"num\">Series</th><th>Analysed</th></tr>",
-        );
-        for s in &v.studies {
-            let patient = match (&s.patient_id, v.masked) {
-                (Some(id), false) => format!(
-                    "<a href=\"/patients/{}\">{}</a>{}",
-                    encode_segment(id),
-                    esc(id),
-                    s.patient_name
-                        .as_deref()
-                        .map(|n| format!(
-                            "<br><span class=\"muted\">{}</span>",
-                            esc(&person_name(n))
-                        ))
-                        .unwrap_or_default()
-                ),
-                (Some(id), true) => esc(id),
-                (None, _) => "—".into(),
-            };
-            let _ = write!(
-                b,
-                "<tr><td class=\"nowrap\"><a href=\"/studies/{}\">{}</a></td><td>{patient}</td><td>{}</td>\
-                 <td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-                 <td class=\"num nowrap\">{} / 24</td><td class=\"num\">{}</td><td class=\"muted nowrap\">{}</td></tr>",
-                encode_segment(&s.study_uid),
-                esc(&fmt_dicom_date(s.study_date.as_deref())),
-                esc_opt(s.accession_number.as_deref()),
-                class_badge(s.top_class),
-                pct(s.top_probability),
-                pct(s.affected_ratio),
-                s.severity_score,
-                s.series_analysed,
-                fmt_time(s.analysed_at),
-            );
         }
-        b.push_str("</table>");
+        @for n in &v.notes { div.banner.warn { (n) } }
+        div.card {
+            @if v.studies.is_empty() {
+                p.empty { "No analysed study matches." }
+            } @else {
+                p.muted {
+                    (v.studies.len()) " studies"
+                    @if v.truncated { " (the newest; refine the search)" }
+                    ". Figures are those of each study's series with the largest affected lung ratio."
+                    @if v.masked { " Patient identifiers are masked." }
+                }
+                table {
+                    tr {
+                        th { "Study date" } th { "Patient" } th { "Accession" } th { "Top class" }
+                        th.num { "Probability" } th.num { "Affected lung" } th.num { "Severity" }
+                        th.num { "Series" } th { "Analysed" }
+                    }
+                    @for s in &v.studies { (study_row(s, v.masked)) }
+                }
+            }
+        }
+    };
+    html::layout("Studies", html::Nav::Studies, body)
+}
+
+fn study_row(s: &StudySummary, masked: bool) -> Markup {
+    html! {
+        tr {
+            td.nowrap {
+                a href={ "/studies/" (encode_segment(&s.study_uid)) } { (fmt_dicom_date(s.study_date.as_deref())) }
+            }
+            td {
+                @match (&s.patient_id, masked) {
+                    (Some(id), false) => {
+                        a href={ "/patients/" (encode_segment(id)) } { (id) }
+                        @if let Some(n) = &s.patient_name { br; span.muted { (person_name(n)) } }
+                    }
+                    (Some(id), true) => (id),
+                    (None, _) => "—",
+                }
+            }
+            td { (or_dash(s.accession_number.as_deref())) }
+            td { (class_badge(s.top_class)) }
+            td.num { (pct(s.top_probability)) }
+            td.num { (pct(s.affected_ratio)) }
+            td.num.nowrap { (s.severity_score) " / 24" }
+            td.num { (s.series_analysed) }
+            td.muted.nowrap { (fmt_time(s.analysed_at)) }
+        }
     }
-    b.push_str("</div>");
-    html::layout("Studies", html::Nav::Studies, &b)
 }
 
 // ---- one study ----------------------------------------------------------------------
@@ -384,102 +369,93 @@ fn ml(v: f64) -> String {
 }
 
 /// One analysed series' card on the study page.
-fn render_series(b: &mut String, s: &SeriesResult) {
-    series_heading(b, s);
-    summary_tiles(b, s);
-    warnings_banner(b, s);
-    probabilities_table(b, s);
-    zones_table(b, s);
-    measurements_table(b, s);
-    timings_and_models(b, s);
-    previews(b, s);
-    b.push_str("</div>");
+fn series_card(s: &SeriesResult) -> Markup {
+    html! {
+        div.card {
+            (series_heading(s))
+            (summary_tiles(s))
+            (warnings_banner(s))
+            div.grid {
+                div {
+                    (probabilities_table(s))
+                    (zones_table(s))
+                }
+                div {
+                    (measurements_table(s))
+                    (timings_and_models(s))
+                }
+            }
+            (previews(s))
+        }
+    }
 }
 
 /// The card's title line: description, class, UID, grid, when.
-fn series_heading(b: &mut String, s: &SeriesResult) {
+fn series_heading(s: &SeriesResult) -> Markup {
     let r = &s.report;
-    let _ = write!(
-        b,
-        "<div class=\"card\"><h2>{} {}</h2>\
-         <p class=\"muted\">Series <span class=\"mono\">{}</span> · {} slices · \
-         spacing {:.2} × {:.2} × {:.2} mm · analysed {}</p>",
-        esc_opt(r.series_description.as_deref()),
-        class_badge(r.top_class),
-        esc(&r.series_instance_uid),
-        r.slice_count,
-        r.spacing_mm[0],
-        r.spacing_mm[1],
-        r.spacing_mm[2],
-        fmt_time(s.analysed_at)
-    );
+    let sp = &r.spacing_mm;
+    html! {
+        h2 { (or_dash(r.series_description.as_deref())) " " (class_badge(r.top_class)) }
+        p.muted {
+            "Series " span.mono { (r.series_instance_uid) } " · " (r.slice_count) " slices · "
+            (format!("spacing {:.2} × {:.2} × {:.2} mm", sp[0], sp[1], sp[2]))
+            " · analysed " (fmt_time(s.analysed_at))
+        }
+    }
+}
+
+fn tile(label: &str, value: &str, sub: &str) -> Markup {
+    html! { div.tile { div.label { (label) } div.value { (value) } div.sub { (sub) } } }
 }
 
 /// Top class, affected lung, lesion volume and severity at a glance.
-fn summary_tiles(b: &mut String, s: &SeriesResult) {
+fn summary_tiles(s: &SeriesResult) -> Markup {
     let r = &s.report;
-    let p = &r.probabilities;
-    let top_p = p.of(r.top_class);
-    let _ = write!(
-        b,
-        "<div class=\"tiles\">\
-         <div class=\"tile\"><div class=\"label\">Top class</div><div class=\"value\">{}</div><div class=\"sub\">{}</div></div>\
-         <div class=\"tile\"><div class=\"label\">Affected lung</div><div class=\"value\">{}</div><div class=\"sub\">right {} · left {}</div></div>\
-         <div class=\"tile\"><div class=\"label\">Lesion volume</div><div class=\"value\">{}</div><div class=\"sub\">{} ground-glass</div></div>\
-         <div class=\"tile\"><div class=\"label\">Severity score</div><div class=\"value\">{} / 24</div><div class=\"sub\">{}</div></div></div>",
-        pct(top_p),
-        esc(r.top_class.label()),
-        pct(r.affected_ratio.total),
-        pct(r.affected_ratio.right),
-        pct(r.affected_ratio.left),
-        ml(r.lesion_volume_ml),
-        pct(r.ggo_share),
-        r.severity_score,
-        if r.bilateral {
-            "bilateral"
-        } else {
-            "not bilateral"
-        },
-    );
+    let a = &r.affected_ratio;
+    html! {
+        div.tiles {
+            (tile("Top class", &pct(r.probabilities.of(r.top_class)), r.top_class.label()))
+            (tile("Affected lung", &pct(a.total), &format!("right {} · left {}", pct(a.right), pct(a.left))))
+            (tile("Lesion volume", &ml(r.lesion_volume_ml), &format!("{} ground-glass", pct(r.ggo_share))))
+            (tile(
+                "Severity score",
+                &format!("{} / 24", r.severity_score),
+                if r.bilateral { "bilateral" } else { "not bilateral" },
+            ))
+        }
+    }
 }
 
 /// The analysis's warnings, which a reader must see.
-fn warnings_banner(b: &mut String, s: &SeriesResult) {
-    let r = &s.report;
-    if !r.warnings.is_empty() {
-        b.push_str("<div class=\"banner warn\">");
-        for w in &r.warnings {
-            let _ = write!(b, "<div>⚠ {}</div>", esc(w));
+fn warnings_banner(s: &SeriesResult) -> Markup {
+    html! {
+        @if !s.report.warnings.is_empty() {
+            div.banner.warn { @for w in &s.report.warnings { div { "⚠ " (w) } } }
         }
-        b.push_str("</div>");
     }
 }
 
 /// The three class probabilities, as bars.
-fn probabilities_table(b: &mut String, s: &SeriesResult) {
+fn probabilities_table(s: &SeriesResult) -> Markup {
     let p = &s.report.probabilities;
-    b.push_str("<div class=\"grid\"><div><h3>Probabilities</h3><table>");
-    for class in Class::ALL {
-        let v = p.of(class);
-        let _ = write!(
-            b,
-            "<tr><td>{}</td><td style=\"width:45%\">{}</td><td class=\"num\">{}</td></tr>",
-            esc(class.label()),
-            bar(v, class.as_str()),
-            pct(v)
-        );
+    html! {
+        h3 { "Probabilities" }
+        table {
+            @for class in Class::ALL {
+                tr {
+                    td { (class.label()) }
+                    td style="width:45%" { (bar(p.of(class), class.as_str())) }
+                    td.num { (pct(p.of(class))) }
+                }
+            }
+        }
     }
 }
 
 /// Each zone's affected share and score.
-fn zones_table(b: &mut String, s: &SeriesResult) {
-    let r = &s.report;
-    b.push_str(
-        "</table><h3>Zones (affected share of each third)</h3>\
-        <table class=\"zones\"><tr><th></th><th>Right lung</th><th>Left lung</th></tr>",
-    );
-    let (z, score) = (&r.zones, &r.zone_scores);
-    for (name, right, left, right_score, left_score) in [
+fn zones_table(s: &SeriesResult) -> Markup {
+    let (z, score) = (&s.report.zones, &s.report.zone_scores);
+    let rows = [
         (
             "Upper",
             z.right_upper,
@@ -501,189 +477,152 @@ fn zones_table(b: &mut String, s: &SeriesResult) {
             score.right_lower,
             score.left_lower,
         ),
-    ] {
-        let _ = write!(
-            b,
-            "<tr><td class=\"rowhead\">{name}</td><td>{} <span class=\"muted\">({})</span></td>\
-             <td>{} <span class=\"muted\">({})</span></td></tr>",
-            pct(right),
-            right_score,
-            pct(left),
-            left_score
-        );
+    ];
+    html! {
+        h3 { "Zones (affected share of each third)" }
+        table.zones {
+            tr { th {} th { "Right lung" } th { "Left lung" } }
+            @for (name, right, left, right_score, left_score) in rows {
+                tr {
+                    td.rowhead { (name) }
+                    td { (pct(right)) " " span.muted { "(" (right_score) ")" } }
+                    td { (pct(left)) " " span.muted { "(" (left_score) ")" } }
+                }
+            }
+        }
+        p.muted { "Zone scores in brackets: 0 none, 1 <25 %, 2 <50 %, 3 <75 %, 4 ≥75 %." }
     }
 }
 
 /// Volumes, ratios, shares, and what is below the reporting threshold.
-fn measurements_table(b: &mut String, s: &SeriesResult) {
+fn measurements_table(s: &SeriesResult) -> Markup {
     let r = &s.report;
     let a = &r.affected_ratio;
-    let _ = write!(
-        b,
-        "</table><p class=\"muted\">Zone scores in brackets: 0 none, 1 &lt;25 %, 2 &lt;50 %, \
-         3 &lt;75 %, 4 ≥75 %.</p></div>\
-         <div><h3>Measurements</h3><table>\
-         <tr><td>Lung volume, right / left</td><td class=\"num\">{} / {}</td></tr>\
-         <tr><td>Lesion volume</td><td class=\"num\">{}</td></tr>\
-         <tr><td>Ground-glass / consolidation share</td><td class=\"num\">{} / {}</td></tr>\
-         <tr><td><strong>Affected lung ratio</strong></td><td class=\"num\"><strong>{}</strong></td></tr>\
-         <tr><td>Affected ratio, right / left</td><td class=\"num\">{} / {}</td></tr>\
-         <tr><td>Bilateral</td><td class=\"num\">{}</td></tr>\
-         <tr><td>Peripheral share (within {:.0} mm of the lung surface)</td><td class=\"num\">{}</td></tr>\
-         <tr><td><strong>Severity score</strong></td><td class=\"num\"><strong>{} / 24</strong></td></tr>\
-         </table>",
-        ml(r.lung_volume_ml.right),
-        ml(r.lung_volume_ml.left),
-        ml(r.lesion_volume_ml),
-        pct(r.ggo_share),
-        pct(r.consolidation_share),
-        pct(a.total),
-        pct(a.right),
-        pct(a.left),
-        if r.bilateral { "yes" } else { "no" },
-        r.peripheral_mm,
-        pct(r.peripheral_share),
-        r.severity_score,
-    );
-    if let Some(line) = r.below_threshold.line() {
-        let _ = write!(b, "<p class=\"muted below-threshold\">{}</p>", esc(&line));
+    let row = |label: &str, value: String| html! { tr { td { (label) } td.num { (value) } } };
+    let strong_row = |label: &str, value: String| {
+        html! { tr { td { strong { (label) } } td.num { strong { (value) } } } }
+    };
+    html! {
+        h3 { "Measurements" }
+        table {
+            (row("Lung volume, right / left", format!("{} / {}", ml(r.lung_volume_ml.right), ml(r.lung_volume_ml.left))))
+            (row("Lesion volume", ml(r.lesion_volume_ml)))
+            (row("Ground-glass / consolidation share", format!("{} / {}", pct(r.ggo_share), pct(r.consolidation_share))))
+            (strong_row("Affected lung ratio", pct(a.total)))
+            (row("Affected ratio, right / left", format!("{} / {}", pct(a.right), pct(a.left))))
+            (row("Bilateral", (if r.bilateral { "yes" } else { "no" }).to_string()))
+            (row(&format!("Peripheral share (within {:.0} mm of the lung surface)", r.peripheral_mm), pct(r.peripheral_share)))
+            (strong_row("Severity score", format!("{} / 24", r.severity_score)))
+        }
+        @if let Some(line) = r.below_threshold.line() {
+            p.muted.below-threshold { (line) }
+        }
     }
 }
 
 /// Where the time went, and the models that made the result.
-fn timings_and_models(b: &mut String, s: &SeriesResult) {
-    let r = &s.report;
-    let t = &r.timings_ms;
-    let _ = write!(
-        b,
-        "<h3>Timings</h3><table><tr><td>Decode</td><td class=\"num\">{}</td></tr>\
-         <tr><td>Preprocess</td><td class=\"num\">{}</td></tr>\
-         <tr><td>Inference</td><td class=\"num\">{}</td></tr>\
-         <tr><td>Post-process</td><td class=\"num\">{}</td></tr>\
-         <tr><td><strong>Total</strong></td><td class=\"num\"><strong>{}</strong></td></tr></table>\
-         <h3>Models</h3><table>",
-        fmt_ms(t.decode as f64),
-        fmt_ms(t.preprocess as f64),
-        fmt_ms(t.inference as f64),
-        fmt_ms(t.postprocess as f64),
-        fmt_ms(t.total as f64),
-    );
-    for m in &r.models {
-        let _ = write!(
-            b,
-            "<tr><td>{}</td><td>{}</td><td class=\"mono\" title=\"{}\">{}…</td></tr>",
-            esc(&m.name),
-            esc(&m.version),
-            esc(&m.sha256),
-            esc(&m.sha256.chars().take(12).collect::<String>())
-        );
+fn timings_and_models(s: &SeriesResult) -> Markup {
+    let t = &s.report.timings_ms;
+    let row = |label: &str, ms: u64| html! { tr { td { (label) } td.num { (fmt_ms(ms as f64)) } } };
+    html! {
+        h3 { "Timings" }
+        table {
+            (row("Decode", t.decode))
+            (row("Preprocess", t.preprocess))
+            (row("Inference", t.inference))
+            (row("Post-process", t.postprocess))
+            tr { td { strong { "Total" } } td.num { strong { (fmt_ms(t.total as f64)) } } }
+        }
+        h3 { "Models" }
+        (status::models_table(&s.report.models))
     }
-    b.push_str("</table></div></div>");
 }
 
 /// The preview images and the label-mask download.
-fn previews(b: &mut String, s: &SeriesResult) {
-    b.push_str("<h3>Previews</h3>");
-    if s.previews.is_empty() {
-        b.push_str("<p class=\"empty\">No preview images stored for this result.</p>");
-    } else {
-        b.push_str(
-            "<p class=\"muted\">Lung contour and lesion overlay. Axial slices from inferior to superior.</p>\
-             <div class=\"previews\">",
-        );
-        for p in &s.previews {
-            let caption = if p.file == crate::report::CORONAL_PREVIEW {
-                "coronal".to_string()
-            } else {
-                p.file.trim_end_matches(".png").replace('-', " ")
-            };
-            let _ = write!(
-                b,
-                "<figure><a href=\"{}\"><img src=\"{}\" alt=\"{}\"></a><figcaption>{}</figcaption></figure>",
-                esc(&p.url),
-                esc(&p.url),
-                esc(&caption),
-                esc(&caption)
-            );
+fn previews(s: &SeriesResult) -> Markup {
+    html! {
+        h3 { "Previews" }
+        @if s.previews.is_empty() {
+            p.empty { "No preview images stored for this result." }
+        } @else {
+            p.muted { "Lung contour and lesion overlay. Axial slices from inferior to superior." }
+            div.previews {
+                @for p in &s.previews {
+                    @let caption = if p.file == crate::report::CORONAL_PREVIEW {
+                        "coronal".to_string()
+                    } else {
+                        p.file.trim_end_matches(".png").replace('-', " ")
+                    };
+                    figure {
+                        a href=(p.url) { img src=(p.url) alt=(caption); }
+                        figcaption { (caption) }
+                    }
+                }
+            }
         }
-        b.push_str("</div>");
-    }
-    if let Some(u) = &s.labels_url {
-        let _ = write!(
-            b,
-            "<p><a href=\"{}\">Download the label mask (NIfTI, {})</a></p>",
-            esc(u),
-            esc(crate::report::LABELS_FILE)
-        );
+        @if let Some(u) = &s.labels_url {
+            p { a href=(u) { "Download the label mask (NIfTI, " (crate::report::LABELS_FILE) ")" } }
+        }
     }
 }
 
 pub fn render_study(v: &StudyView) -> String {
-    let mut b = String::new();
     let name = v.patient_name.as_deref().map(person_name);
-    let _ = write!(
-        b,
-        "<h1>{} <span class=\"muted\">· study of {}</span></h1><div class=\"card\"><dl class=\"kv\">\
-         <dt>Patient</dt><dd>{}{}</dd><dt>Study date</dt><dd>{}</dd><dt>Accession</dt><dd>{}</dd>\
-         <dt>Study UID</dt><dd class=\"mono\">{}</dd><dt>Series analysed</dt><dd>{}</dd></dl></div>",
-        esc(name
-            .as_deref()
-            .or(v.patient_id.as_deref())
-            .unwrap_or("Unknown patient")),
-        esc(&fmt_dicom_date(v.study_date.as_deref())),
-        match &v.patient_id {
-            Some(id) => format!(
-                "<a href=\"/patients/{}\">{}</a> (timeline)",
-                encode_segment(id),
-                esc(id)
-            ),
-            None => "—".into(),
-        },
-        name.map(|n| format!(" · {}", esc(&n))).unwrap_or_default(),
-        esc(&fmt_dicom_date(v.study_date.as_deref())),
-        esc_opt(v.accession_number.as_deref()),
-        esc(&v.study_uid),
-        v.series.len()
-    );
-    render_deliveries(&mut b, &v.deliveries);
-    for s in &v.series {
-        render_series(&mut b, s);
-    }
-    html::layout("Study", html::Nav::Studies, &b)
+    let date = fmt_dicom_date(v.study_date.as_deref());
+    let body = html! {
+        h1 {
+            (name.as_deref().or(v.patient_id.as_deref()).unwrap_or("Unknown patient"))
+            " " span.muted { "· study of " (date) }
+        }
+        div.card {
+            dl.kv {
+                dt { "Patient" }
+                dd {
+                    @match &v.patient_id {
+                        Some(id) => { a href={ "/patients/" (encode_segment(id)) } { (id) } " (timeline)" }
+                        None => "—",
+                    }
+                    @if let Some(n) = &name { " · " (n) }
+                }
+                dt { "Study date" } dd { (date) }
+                dt { "Accession" } dd { (or_dash(v.accession_number.as_deref())) }
+                dt { "Study UID" } dd.mono { (v.study_uid) }
+                dt { "Series analysed" } dd { (v.series.len()) }
+            }
+        }
+        (deliveries_card(&v.deliveries))
+        @for s in &v.series { (series_card(s)) }
+    };
+    html::layout("Study", html::Nav::Studies, body)
 }
 
 /// Where the study's SEG, SR and key images went; nothing when no destination has them.
-fn render_deliveries(b: &mut String, deliveries: &[StudyDelivery]) {
+fn deliveries_card(deliveries: &[StudyDelivery]) -> Markup {
     if deliveries.is_empty() {
-        return;
+        return html! {};
     }
-    b.push_str(
-        "<div class=\"card\"><h2>Sent to PACS</h2><table><tr><th>Destination</th>\
-         <th class=\"num\">Objects sent</th><th class=\"num\">Waiting</th>\
-         <th class=\"num\">Failed</th><th>Last sent</th><th>Last error</th></tr>",
-    );
-    for d in deliveries {
-        let badge = if d.failed > 0 {
-            "bad"
-        } else if d.waiting > 0 {
-            "warn"
-        } else {
-            "good"
-        };
-        let _ = write!(
-            b,
-            "<tr><td class=\"mono\">{}</td><td class=\"num\"><span class=\"badge {badge}\">{} of {}</span></td>\
-             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"nowrap\">{}</td><td>{}</td></tr>",
-            esc(&d.destination),
-            d.sent,
-            d.sent + d.waiting + d.failed,
-            d.waiting,
-            d.failed,
-            d.last_sent_at.map(fmt_time).unwrap_or_else(|| "—".into()),
-            esc(d.last_error.as_deref().unwrap_or(""))
-        );
+    html! {
+        div.card {
+            h2 { "Sent to PACS" }
+            table {
+                tr {
+                    th { "Destination" } th.num { "Objects sent" } th.num { "Waiting" }
+                    th.num { "Failed" } th { "Last sent" } th { "Last error" }
+                }
+                @for d in deliveries {
+                    @let badge = if d.failed > 0 { "bad" } else if d.waiting > 0 { "warn" } else { "good" };
+                    tr {
+                        td.mono { (d.destination) }
+                        td.num { span class={ "badge " (badge) } { (d.sent) " of " (d.sent + d.waiting + d.failed) } }
+                        td.num { (d.waiting) }
+                        td.num { (d.failed) }
+                        td.nowrap { (d.last_sent_at.map(fmt_time).unwrap_or_else(|| "—".into())) }
+                        td { (d.last_error.as_deref().unwrap_or("")) }
+                    }
+                }
+            }
+        }
     }
-    b.push_str("</table></div>");
 }
 
 #[cfg(test)]
@@ -733,11 +672,7 @@ mod tests {
         assert_eq!((d[1].sent, d[1].waiting, d[1].failed), (1, 1, 0));
         assert_eq!(d[1].last_error.as_deref(), Some("no association with pacs"));
         assert_eq!(d[1].last_sent_at, Some(50));
-        let html = {
-            let mut b = String::new();
-            render_deliveries(&mut b, &d);
-            b
-        };
+        let html = deliveries_card(&d).into_string();
         assert!(html.contains("1 of 2") && html.contains("no association with pacs"));
         assert!(summarise_deliveries(&rows, &[]).is_empty());
     }

@@ -7,6 +7,7 @@ mod common;
 
 mod access;
 mod audit;
+mod escaping;
 mod https;
 mod pages;
 
