@@ -97,13 +97,21 @@ pub fn prepare(config: &Config) -> anyhow::Result<(Database, Dirs)> {
 /// Runs the daemon until SIGTERM/SIGINT. `config_path` is re-read on SIGHUP; a config
 /// that fails to load or validate is logged and the running one kept.
 pub fn serve(config: Config, config_path: Option<PathBuf>, signals: Signals) -> anyhow::Result<()> {
-    let shutdown = signals.shutdown;
-    let (mut db, dirs) = prepare(&config)?;
-    // Models load (and their checksums are verified) before anything is taken from the
-    // drop folder: a broken model set stops start-up with the reason.
-    let models_dir = config.models_dir();
+    let mut daemon = Running::start(config, config_path)?;
+    while !signals.shutdown.load(Ordering::SeqCst) {
+        if signals.reload.swap(false, Ordering::SeqCst) {
+            daemon.reload();
+        }
+        daemon.tick(&signals.shutdown);
+    }
+    daemon.stop();
+    Ok(())
+}
+
+/// Loads the models and verifies their checksums, logging what is in service.
+fn load_models(models_dir: &std::path::Path) -> anyhow::Result<ModelSet> {
     let loaded = Instant::now();
-    let models = ModelSet::load(&models_dir)
+    let models = ModelSet::load(models_dir)
         .with_context(|| format!("cannot load the models from {}", models_dir.display()))?;
     for m in models.references() {
         info!(
@@ -118,179 +126,285 @@ pub fn serve(config: Config, config_path: Option<PathBuf>, signals: Signals) -> 
         models_dir.display(),
         loaded.elapsed().as_millis()
     );
-    let state = Arc::new(WebState::new(
-        config.paths.incoming.clone(),
-        models.references(),
-    ));
-    let web_handle = web::start(
-        &config.web,
-        &config.audit,
-        &config.database_path(),
-        &config.paths.data,
-        state.clone(),
-    )
-    .context("cannot start the web page")?;
-    let mut web_handle = Some(web_handle);
-    let mut models_in_service = ModelsInService::of(&models_dir)?;
-    let analysers = Arc::new(worker::AnalyserSlot::new(Arc::new(Analyser::new(
-        Arc::new(models),
-        config.decode_threads(),
-    ))));
-    let mut config = Arc::new(config);
-    // The receiver's TLS files must load (it would accept nothing); a destination's are
-    // tried again at each of its associations.
-    let (tls, tls_problems) = dimse::TlsConfigs::load(&config.dicom, &config.destinations)
-        .context("cannot start the DICOM receiver")?;
-    for problem in tls_problems {
-        warn!("{problem}");
-    }
-    let tls = Arc::new(tls);
-    let routes = outbox::Routes::new(config.clone(), tls.clone());
-    let worker_stop = Arc::new(AtomicBool::new(false));
-    let paused = Arc::new(AtomicBool::new(false));
-    let worker = worker::spawn(
-        config.clone(),
-        routes.clone(),
-        analysers.clone(),
-        worker_stop.clone(),
-        paused.clone(),
-    )
-    .context("cannot start the analysis worker")?;
-    let outbox_stop = Arc::new(AtomicBool::new(false));
-    let outbox = outbox::spawn(config.database_path(), routes.clone(), outbox_stop.clone())
-        .context("cannot start the outbox")?;
-    let scp = start_dicom(&config, &dirs, &paused, &tls)?;
-    let bound = scp.as_ref().map(|s| s.local_addr());
-    state.set_dicom_security(tls.describe(&config.dicom, &config.destinations, bound));
-    let (tx, rx) = mpsc::channel::<PathBuf>();
-    let _watcher = match watcher::watch(&config.paths.incoming, tx) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            warn!(
-                "cannot watch {} for events ({e}); relying on rescans every {} s",
-                config.paths.incoming.display(),
-                config.watch.rescan_secs
-            );
-            None
-        }
-    };
-    info!(
-        "lungwatch {} watching {} (rescan every {} s, files stable after {} s, series quiet after {} s)",
-        env!("CARGO_PKG_VERSION"),
-        config.paths.incoming.display(),
-        config.watch.rescan_secs,
-        config.watch.stable_secs,
-        config.series.quiet_secs
-    );
+    Ok(models)
+}
 
-    let mut tracker = StabilityTracker::new(config.stable_after());
-    let mut next_rescan = Instant::now();
-    let mut next_disk_check = Instant::now();
-    while !shutdown.load(Ordering::SeqCst) {
-        let now = Instant::now();
-        if signals.reload.swap(false, Ordering::SeqCst) {
-            reload(
-                &mut config,
-                config_path.as_deref(),
-                &mut web_handle,
-                &state,
-                &tls,
-                &db,
-            );
-            state.set_dicom_security(tls.describe(&config.dicom, &config.destinations, bound));
-            reload_models(&config, &mut models_in_service, &analysers, &state, &db);
-            tracker = StabilityTracker::new(config.stable_after());
-            routes.update(config.clone());
+/// A thread and the flag that asks it to stop.
+struct Stoppable {
+    thread: std::thread::JoinHandle<()>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Stoppable {
+    /// Asks the thread to stop and waits for it; false when it had panicked.
+    fn stop(self) -> bool {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.join().is_ok()
+    }
+}
+
+/// Everything `serve` runs: started in `start` in dependency order, polled by `tick`,
+/// stopped by `stop` in the reverse order.
+struct Running {
+    config: Arc<Config>,
+    config_path: Option<PathBuf>,
+    db: Database,
+    dirs: Dirs,
+    state: Arc<WebState>,
+    web: Option<web::WebHandle>,
+    models_in_service: ModelsInService,
+    analysers: Arc<worker::AnalyserSlot>,
+    tls: Arc<dimse::TlsConfigs>,
+    routes: outbox::Routes,
+    worker: Stoppable,
+    outbox: Stoppable,
+    scp: Option<dimse::ScpHandle>,
+    /// The receiver's bound address (for the status page's DICOM card).
+    bound: Option<std::net::SocketAddr>,
+    /// Set while the data filesystem is full; ingest, analysis and the receiver wait.
+    paused: Arc<AtomicBool>,
+    /// Paths the watcher saw change.
+    events: mpsc::Receiver<PathBuf>,
+    /// Kept alive for its events; None when the folder cannot be watched (rescans only).
+    _watcher: Option<notify::RecommendedWatcher>,
+    tracker: StabilityTracker,
+    next_rescan: Instant,
+    next_disk_check: Instant,
+}
+
+impl Running {
+    fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<Self> {
+        let (db, dirs) = prepare(&config)?;
+        // Models load (and their checksums are verified) before anything is taken from the
+        // drop folder: a broken model set stops start-up with the reason.
+        let models_dir = config.models_dir();
+        let models = load_models(&models_dir)?;
+        let state = Arc::new(WebState::new(
+            config.paths.incoming.clone(),
+            models.references(),
+        ));
+        let web = web::start(
+            &config.web,
+            &config.audit,
+            &config.database_path(),
+            &config.paths.data,
+            state.clone(),
+        )
+        .context("cannot start the web page")?;
+        let models_in_service = ModelsInService::of(&models_dir)?;
+        let analysers = Arc::new(worker::AnalyserSlot::new(Arc::new(Analyser::new(
+            Arc::new(models),
+            config.decode_threads(),
+        ))));
+        let config = Arc::new(config);
+        // The receiver's TLS files must load (it would accept nothing); a destination's are
+        // tried again at each of its associations.
+        let (tls, tls_problems) = dimse::TlsConfigs::load(&config.dicom, &config.destinations)
+            .context("cannot start the DICOM receiver")?;
+        for problem in tls_problems {
+            warn!("{problem}");
         }
-        if now >= next_disk_check {
-            check_worker(&db, &config, &worker, &state);
-            state.set_problem(
-                "outbox",
-                outbox.is_finished().then(|| {
-                    "the outbox has stopped: no results will be sent to destinations until \
-                     lungwatch is restarted (see the log)"
-                        .to_string()
-                }),
-            );
-            let full = disk_full(&config.paths.data);
-            if full != paused.load(Ordering::SeqCst) {
-                if full {
-                    db.report(EventLevel::Error,
-                        &format!(
-                            "less than {} MiB free on {}: ingest and analysis paused; files wait in the drop folder",
-                            MIN_FREE_BYTES >> 20,
-                            config.paths.data.display()
-                        ),
-                    );
-                } else {
-                    info!(
-                        "free space is back on {}: ingest and analysis resume",
-                        config.paths.data.display()
-                    );
-                }
-                paused.store(full, Ordering::SeqCst);
-                state.set_disk_full(full);
+        let tls = Arc::new(tls);
+        let routes = outbox::Routes::new(config.clone(), tls.clone());
+        let paused = Arc::new(AtomicBool::new(false));
+        let worker_stop = Arc::new(AtomicBool::new(false));
+        let worker = Stoppable {
+            thread: worker::spawn(
+                config.clone(),
+                routes.clone(),
+                analysers.clone(),
+                worker_stop.clone(),
+                paused.clone(),
+            )
+            .context("cannot start the analysis worker")?,
+            stop: worker_stop,
+        };
+        let outbox_stop = Arc::new(AtomicBool::new(false));
+        let outbox = Stoppable {
+            thread: outbox::spawn(config.database_path(), routes.clone(), outbox_stop.clone())
+                .context("cannot start the outbox")?,
+            stop: outbox_stop,
+        };
+        let scp = start_dicom(&config, &dirs, &paused, &tls)?;
+        let bound = scp.as_ref().map(|s| s.local_addr());
+        state.set_dicom_security(tls.describe(&config.dicom, &config.destinations, bound));
+        let (tx, events) = mpsc::channel::<PathBuf>();
+        let watcher = match watcher::watch(&config.paths.incoming, tx) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                warn!(
+                    "cannot watch {} for events ({e}); relying on rescans every {} s",
+                    config.paths.incoming.display(),
+                    config.watch.rescan_secs
+                );
+                None
             }
-            next_disk_check = now + DISK_CHECK;
+        };
+        info!(
+            "lungwatch {} watching {} (rescan every {} s, files stable after {} s, series quiet after {} s)",
+            env!("CARGO_PKG_VERSION"),
+            config.paths.incoming.display(),
+            config.watch.rescan_secs,
+            config.watch.stable_secs,
+            config.series.quiet_secs
+        );
+        Ok(Running {
+            tracker: StabilityTracker::new(config.stable_after()),
+            config,
+            config_path,
+            db,
+            dirs,
+            state,
+            web: Some(web),
+            models_in_service,
+            analysers,
+            tls,
+            routes,
+            worker,
+            outbox,
+            scp,
+            bound,
+            paused,
+            events,
+            _watcher: watcher,
+            next_rescan: Instant::now(),
+            next_disk_check: Instant::now(),
+        })
+    }
+
+    /// SIGHUP: the config file, the page's settings, DICOM TLS files and the models.
+    fn reload(&mut self) {
+        reload(
+            &mut self.config,
+            self.config_path.as_deref(),
+            &mut self.web,
+            &self.state,
+            &self.tls,
+            &self.db,
+        );
+        let c = &self.config;
+        self.state
+            .set_dicom_security(self.tls.describe(&c.dicom, &c.destinations, self.bound));
+        reload_models(
+            c,
+            &mut self.models_in_service,
+            &self.analysers,
+            &self.state,
+            &self.db,
+        );
+        self.tracker = StabilityTracker::new(c.stable_after());
+        self.routes.update(c.clone());
+    }
+
+    /// One turn of the loop: health and free space every `DISK_CHECK`, then, unless the
+    /// disk is full, the drop folder; then a sleep of up to `TICK` that an event ends.
+    fn tick(&mut self, shutdown: &AtomicBool) {
+        let now = Instant::now();
+        if now >= self.next_disk_check {
+            self.check_health();
+            self.next_disk_check = now + DISK_CHECK;
         }
-        if paused.load(Ordering::SeqCst) {
+        if self.paused.load(Ordering::SeqCst) {
             std::thread::sleep(TICK);
-            continue;
+            return;
         }
+        self.poll_incoming(now, shutdown);
+        // Sleep, but wake at once for an event.
+        if let Ok(p) = self.events.recv_timeout(TICK) {
+            observe(&mut self.tracker, &self.config, &p, Instant::now());
+        }
+    }
+
+    /// The worker's and the outbox's health, and the disk-full pause.
+    fn check_health(&mut self) {
+        let config = &self.config;
+        check_worker(&self.db, config, &self.worker.thread, &self.state);
+        self.state.set_problem(
+            "outbox",
+            self.outbox.thread.is_finished().then(|| {
+                "the outbox has stopped: no results will be sent to destinations until \
+                 lungwatch is restarted (see the log)"
+                    .to_string()
+            }),
+        );
+        let full = disk_full(&config.paths.data);
+        if full == self.paused.load(Ordering::SeqCst) {
+            return;
+        }
+        if full {
+            self.db.report(
+                EventLevel::Error,
+                &format!(
+                    "less than {} MiB free on {}: ingest and analysis paused; files wait in the drop folder",
+                    MIN_FREE_BYTES >> 20,
+                    config.paths.data.display()
+                ),
+            );
+        } else {
+            info!(
+                "free space is back on {}: ingest and analysis resume",
+                config.paths.data.display()
+            );
+        }
+        self.paused.store(full, Ordering::SeqCst);
+        self.state.set_disk_full(full);
+    }
+
+    /// Sees what changed in the drop folder, ingests the files that are stable, and
+    /// completes the series that went quiet.
+    fn poll_incoming(&mut self, now: Instant, shutdown: &AtomicBool) {
+        let config = &self.config;
+        let tracker = &mut self.tracker;
         // Paths from events; the rescan below catches whatever events miss.
-        while let Ok(p) = rx.try_recv() {
-            observe(&mut tracker, &config, &p, now);
+        while let Ok(p) = self.events.try_recv() {
+            observe(tracker, config, &p, now);
         }
-        if now >= next_rescan {
+        if now >= self.next_rescan {
             match watcher::scan(&config.paths.incoming, &config.watch.ignore_suffixes) {
-                Ok(found) => found
-                    .iter()
-                    .for_each(|p| observe(&mut tracker, &config, p, now)),
-                Err(e) => db.report(
+                Ok(found) => found.iter().for_each(|p| observe(tracker, config, p, now)),
+                Err(e) => self.db.report(
                     EventLevel::Error,
                     &format!("cannot scan {}: {e}", config.paths.incoming.display()),
                 ),
             }
-            next_rescan = now + config.rescan_every();
+            self.next_rescan = now + config.rescan_every();
         }
         // Re-check every tracked file so growth is seen without events.
         for p in tracker.tracked() {
-            observe(&mut tracker, &config, &p, now);
+            observe(tracker, config, &p, now);
         }
         for path in tracker.ready(Instant::now()) {
             if shutdown.load(Ordering::SeqCst) {
                 break;
             }
-            ingest_ready(&mut db, &dirs, &config, &mut tracker, &path);
+            ingest_ready(&mut self.db, &self.dirs, config, tracker, &path);
         }
-        if let Err(e) = complete_quiet_series(&mut db, &config) {
-            db.report(EventLevel::Error, &format!("series completion failed: {e}"));
-        }
-        // Sleep, but wake at once for an event.
-        if let Ok(p) = rx.recv_timeout(TICK) {
-            observe(&mut tracker, &config, &p, Instant::now());
+        if let Err(e) = complete_quiet_series(&mut self.db, config) {
+            self.db
+                .report(EventLevel::Error, &format!("series completion failed: {e}"));
         }
     }
-    info!("shutdown requested; ingest stopped between files, nothing is half-moved");
-    if let Some(scp) = scp {
-        scp.stop();
-        info!("DICOM receiver stopped");
+
+    /// Stops the edges first (no new work), then the worker, then the outbox (a result the
+    /// worker stored while stopping is queued, and sent next time), then the page.
+    fn stop(self) {
+        info!("shutdown requested; ingest stopped between files, nothing is half-moved");
+        if let Some(scp) = self.scp {
+            scp.stop();
+            info!("DICOM receiver stopped");
+        }
+        if !self.worker.stop() {
+            error!("the analysis worker panicked");
+        }
+        info!("analysis worker stopped");
+        if !self.outbox.stop() {
+            error!("the outbox panicked");
+        }
+        info!("outbox stopped");
+        if let Some(handle) = self.web {
+            handle.stop();
+        }
     }
-    worker_stop.store(true, Ordering::SeqCst);
-    if worker.join().is_err() {
-        error!("the analysis worker panicked");
-    }
-    info!("analysis worker stopped");
-    // After the worker: a result it stored while stopping is queued, and sent next time.
-    outbox_stop.store(true, Ordering::SeqCst);
-    if outbox.join().is_err() {
-        error!("the outbox panicked");
-    }
-    info!("outbox stopped");
-    if let Some(handle) = web_handle {
-        handle.stop();
-    }
-    Ok(())
 }
 
 /// Health of the analysis: the worker thread must be alive, and no job may have been
