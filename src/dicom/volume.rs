@@ -116,6 +116,36 @@ pub fn order_slices(slices: &[SliceGeometry]) -> Result<(Vec<usize>, Vec<f64>), 
     Ok((order, positions))
 }
 
+/// The slices of a series laid out along their normal.
+pub struct SliceLayout {
+    /// Indices into the slices, in order along the normal.
+    pub order: Vec<usize>,
+    /// Their positions along the normal, in that order.
+    pub positions: Vec<f64>,
+    /// None for a single slice.
+    pub spacing: Option<SpacingReport>,
+}
+
+/// The geometry rule of a volume, kept here once for series selection and volume assembly
+/// both: the slices share one grid ([`order_slices`]), and no two of them lie at the same
+/// position (several acquisitions in one series, which no ordering can make one volume).
+pub fn lay_out_slices(slices: &[SliceGeometry]) -> Result<SliceLayout, GeometryError> {
+    let (order, positions) = order_slices(slices)?;
+    let spacing = analyse_spacing(&positions);
+    if let Some(report) = &spacing
+        && report.duplicate_positions > 0
+    {
+        return Err(GeometryError::DuplicatePositions(
+            report.duplicate_positions,
+        ));
+    }
+    Ok(SliceLayout {
+        order,
+        positions,
+        spacing,
+    })
+}
+
 /// Analyses sorted positions; `None` for fewer than two slices.
 pub fn analyse_spacing(sorted_positions: &[f64]) -> Option<SpacingReport> {
     if sorted_positions.len() < 2 {
@@ -355,13 +385,11 @@ fn assemble(slices: Vec<DecodedSlice>) -> Result<Volume, VolumeError> {
         .iter()
         .map(|s| SliceGeometry::from_header(&s.header))
         .collect::<Result<_, _>>()?;
-    let (order, positions) = order_slices(&geometry)?;
-    let spacing = analyse_spacing(&positions);
-    if let Some(report) = &spacing
-        && report.duplicate_positions > 0
-    {
-        return Err(GeometryError::DuplicatePositions(report.duplicate_positions).into());
-    }
+    let SliceLayout {
+        order,
+        positions,
+        spacing,
+    } = lay_out_slices(&geometry)?;
     let first = &geometry[order[0]];
     let slice_step = spacing
         .as_ref()

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use crate::config::Selection;
 use crate::dicom::InstanceHeader;
-use crate::dicom::volume::{SliceGeometry, analyse_spacing, order_slices};
+use crate::dicom::volume::{GeometryError, SliceGeometry, lay_out_slices};
 use crate::plausible;
 
 /// Instances, each header with what it was read from.
@@ -112,8 +112,17 @@ pub fn select(headers: &[&InstanceHeader], rules: &Selection) -> Result<(), Stri
         .map(|h| SliceGeometry::from_header(h))
         .collect::<Result<_, _>>()
         .map_err(|e| format!("inconsistent geometry: {e}"))?;
-    let (_, positions) =
-        order_slices(&geometry).map_err(|e| format!("inconsistent geometry: {e}"))?;
+    // One grid and no two slices at one position, as the volume will be assembled. A
+    // series with duplicate positions is told so before its tilt: the first slice's normal
+    // says little about a series that holds several acquisitions.
+    let layout = lay_out_slices(&geometry).map_err(|e| match e {
+        GeometryError::DuplicatePositions(n) => {
+            format!(
+                "{n} slices share a position with another (several acquisitions in one series?)"
+            )
+        }
+        e => format!("inconsistent geometry: {e}"),
+    })?;
 
     let normal = geometry[0].normal().ok_or("degenerate orientation")?;
     let tilt = normal[2].abs().clamp(0.0, 1.0).acos().to_degrees();
@@ -121,16 +130,6 @@ pub fn select(headers: &[&InstanceHeader], rules: &Selection) -> Result<(), Stri
         return Err(format!(
             "not axial: slice normal is {tilt:.0}° from the head-feet axis (limit {:.0}°)",
             rules.max_axial_tilt_deg
-        ));
-    }
-
-    let spacing = analyse_spacing(&positions);
-    if let Some(s) = &spacing
-        && s.duplicate_positions > 0
-    {
-        return Err(format!(
-            "{} slices share a position with another (several acquisitions in one series?)",
-            s.duplicate_positions
         ));
     }
 
@@ -144,7 +143,7 @@ pub fn select(headers: &[&InstanceHeader], rules: &Selection) -> Result<(), Stri
 
     let thickness = first
         .slice_thickness
-        .or_else(|| spacing.as_ref().map(|s| s.median_mm));
+        .or_else(|| layout.spacing.as_ref().map(|s| s.median_mm));
     match thickness {
         Some(t) if t > rules.max_slice_thickness_mm => {
             return Err(format!(
@@ -224,6 +223,15 @@ mod tests {
         let mut dup = series(100);
         dup[1].image_position = dup[0].image_position;
         assert!(judge(&dup).unwrap_err().contains("share a position"));
+
+        // Two faults: the duplicate positions are named, as volume assembly would.
+        let mut tilted_twice = coronal.clone();
+        tilted_twice[1].image_position = tilted_twice[0].image_position;
+        assert!(
+            judge(&tilted_twice)
+                .unwrap_err()
+                .contains("share a position")
+        );
 
         let mut no_pos = series(100);
         no_pos[7].image_position = None;
