@@ -840,9 +840,6 @@ impl Config {
     pub fn rescan_every(&self) -> Duration {
         Duration::from_secs(self.watch.rescan_secs)
     }
-    pub fn quiet_period(&self) -> Duration {
-        Duration::from_secs(self.series.quiet_secs)
-    }
     pub fn store_dir(&self) -> PathBuf {
         self.paths.data.join("store")
     }
