@@ -230,7 +230,7 @@ fn disks(o: &mut Exposition, ctx: &Ctx) {
             free,
         );
     }
-    if let Some((free, _)) = crate::sys::disk_space(&ctx.state.incoming()) {
+    if let Some((free, _)) = crate::sys::disk_space(ctx.state.incoming()) {
         o.single(
             "lungwatch_incoming_free_bytes",
             "gauge",

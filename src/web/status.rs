@@ -150,7 +150,7 @@ pub fn collect(ctx: &Ctx, db: &Reader) -> db::Result<StatusView> {
         started_at: ctx.state.started_at(),
         uptime_secs: ctx.state.uptime_secs(),
         models: ctx.state.models(),
-        incoming: folder(&ctx.state.incoming()),
+        incoming: folder(ctx.state.incoming()),
         data: folder(ctx.data_dir),
         ingest_paused_disk_full: ctx.state.disk_full(),
         queue_pending: counts.jobs_pending,
