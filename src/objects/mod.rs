@@ -326,6 +326,36 @@ fn us(tag: Tag, value: u16) -> InMemElement {
     DataElement::new(tag, VR::US, PrimitiveValue::from(value))
 }
 
+/// SOP Common and General Series as every result object starts: UTF-8, its class and
+/// instance, and its place in lungwatch's result series of the source study.
+fn result_instance(
+    sop_class_uid: &str,
+    sop_instance_uid: &str,
+    modality: &str,
+    series: &sc::ResultSeries,
+    series_description: &str,
+    instance_number: u32,
+) -> Vec<InMemElement> {
+    vec![
+        element(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192"),
+        element(tags::SOP_CLASS_UID, VR::UI, sop_class_uid),
+        element(tags::SOP_INSTANCE_UID, VR::UI, sop_instance_uid),
+        element(tags::MODALITY, VR::CS, modality),
+        element(tags::SERIES_DESCRIPTION, VR::LO, series_description),
+        element(
+            tags::SERIES_INSTANCE_UID,
+            VR::UI,
+            &series.series_instance_uid,
+        ),
+        element(
+            tags::SERIES_NUMBER,
+            VR::IS,
+            &series.series_number.to_string(),
+        ),
+        element(tags::INSTANCE_NUMBER, VR::IS, &instance_number.to_string()),
+    ]
+}
+
 /// General and Enhanced General Equipment: lungwatch and its version.
 fn equipment() -> Vec<InMemElement> {
     vec![

@@ -8,7 +8,9 @@ use dicom_core::{DataElement, PrimitiveValue, VR, dicom_value};
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::InMemDicomObject;
 
-use super::{DISCLAIMER, PatientStudy, SourceRef, element, equipment, to_part10, us};
+use super::{
+    DISCLAIMER, PatientStudy, SourceRef, element, equipment, result_instance, to_part10, us,
+};
 use crate::analysis::preview::Rgb;
 
 /// Secondary Capture Image Storage.
@@ -91,32 +93,24 @@ fn secondary_capture(
     if pixels.len() % 2 == 1 {
         pixels.push(0);
     }
-    let mut elements = vec![
-        element(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192"),
+    let mut elements = result_instance(
+        SOP_CLASS_UID,
+        sop_instance_uid,
+        "OT",
+        series,
+        SERIES_DESCRIPTION,
+        instance_number,
+    );
+    elements.extend([
         DataElement::new(
             tags::IMAGE_TYPE,
             VR::CS,
             dicom_value!(Strs, ["DERIVED", "SECONDARY"]),
         ),
-        element(tags::SOP_CLASS_UID, VR::UI, SOP_CLASS_UID),
-        element(tags::SOP_INSTANCE_UID, VR::UI, sop_instance_uid),
-        element(tags::MODALITY, VR::CS, "OT"),
         // An unpaired body part: dciodvfy then wants Laterality absent, not empty.
         element(tags::BODY_PART_EXAMINED, VR::CS, "CHEST"),
         element(tags::CONVERSION_TYPE, VR::CS, "WSD"),
-        element(tags::SERIES_DESCRIPTION, VR::LO, SERIES_DESCRIPTION),
         element(tags::DERIVATION_DESCRIPTION, VR::ST, description),
-        element(
-            tags::SERIES_INSTANCE_UID,
-            VR::UI,
-            &series.series_instance_uid,
-        ),
-        element(
-            tags::SERIES_NUMBER,
-            VR::IS,
-            &series.series_number.to_string(),
-        ),
-        element(tags::INSTANCE_NUMBER, VR::IS, &instance_number.to_string()),
         element(tags::IMAGE_COMMENTS, VR::LT, DISCLAIMER),
         us(tags::SAMPLES_PER_PIXEL, 3),
         element(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "RGB"),
@@ -130,7 +124,7 @@ fn secondary_capture(
         element(tags::BURNED_IN_ANNOTATION, VR::CS, "YES"),
         element(tags::LOSSY_IMAGE_COMPRESSION, VR::CS, "00"),
         DataElement::new(tags::PIXEL_DATA, VR::OB, PrimitiveValue::U8(pixels.into())),
-    ];
+    ]);
     match source {
         // A key image is an axial slice in the trained orientation: patient left on the
         // image right, posterior down; it references the slice it shows.

@@ -15,7 +15,9 @@ use dicom_object::InMemDicomObject;
 use dicom_object::mem::InMemElement;
 
 use super::sc::ResultSeries;
-use super::{DISCLAIMER, PatientStudy, SourceRef, element, equipment, to_part10, us};
+use super::{
+    DISCLAIMER, PatientStudy, SourceRef, element, equipment, result_instance, to_part10, us,
+};
 use crate::analysis::postprocess::{
     CONSOLIDATION as CONSOLIDATION_LABEL, GROUND_GLASS as GROUND_GLASS_LABEL, LEFT_LUNG, RIGHT_LUNG,
 };
@@ -141,28 +143,20 @@ pub fn segmentation(geometry: &SegGeometry, slices: &[SegSlice], ctx: &SegContex
             per_frame.push(frame_item(number, k as u32 + 1, s));
         }
     }
-    let mut elements = vec![
-        element(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192"),
+    let mut elements = result_instance(
+        SOP_CLASS_UID,
+        ctx.sop_instance_uid,
+        "SEG",
+        ctx.series,
+        SERIES_DESCRIPTION,
+        1,
+    );
+    elements.extend([
         DataElement::new(
             tags::IMAGE_TYPE,
             VR::CS,
             dicom_value!(Strs, ["DERIVED", "PRIMARY"]),
         ),
-        element(tags::SOP_CLASS_UID, VR::UI, SOP_CLASS_UID),
-        element(tags::SOP_INSTANCE_UID, VR::UI, ctx.sop_instance_uid),
-        element(tags::MODALITY, VR::CS, "SEG"),
-        element(tags::SERIES_DESCRIPTION, VR::LO, SERIES_DESCRIPTION),
-        element(
-            tags::SERIES_INSTANCE_UID,
-            VR::UI,
-            &ctx.series.series_instance_uid,
-        ),
-        element(
-            tags::SERIES_NUMBER,
-            VR::IS,
-            &ctx.series.series_number.to_string(),
-        ),
-        element(tags::INSTANCE_NUMBER, VR::IS, "1"),
         element(tags::CONTENT_DATE, VR::DA, &ctx.content_date_time.0),
         element(tags::CONTENT_TIME, VR::TM, &ctx.content_date_time.1),
         element(tags::CONTENT_LABEL, VR::CS, "LUNGWATCH"),
@@ -239,7 +233,7 @@ pub fn segmentation(geometry: &SegGeometry, slices: &[SegSlice], ctx: &SegContex
             VR::OB,
             PrimitiveValue::U8(pad(bits).into()),
         ),
-    ];
+    ]);
     elements.extend(ctx.study.elements());
     elements.extend(equipment());
     to_part10(

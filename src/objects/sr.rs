@@ -18,7 +18,7 @@ use dicom_object::InMemDicomObject;
 use dicom_object::mem::InMemElement;
 
 use super::sc::ResultSeries;
-use super::{DISCLAIMER, PatientStudy, SourceRef, element, equipment, to_part10};
+use super::{DISCLAIMER, PatientStudy, SourceRef, element, equipment, result_instance, to_part10};
 use crate::report::SeriesReport;
 
 /// Comprehensive SR Storage.
@@ -134,23 +134,15 @@ pub fn measurement_report(report: &SeriesReport, ctx: &ReportContext) -> Vec<u8>
     let Item::Container(concept, children) = root else {
         unreachable!("the root is a container")
     };
-    let mut elements = vec![
-        element(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192"),
-        element(tags::SOP_CLASS_UID, VR::UI, SOP_CLASS_UID),
-        element(tags::SOP_INSTANCE_UID, VR::UI, ctx.sop_instance_uid),
-        element(tags::MODALITY, VR::CS, "SR"),
-        element(tags::SERIES_DESCRIPTION, VR::LO, SERIES_DESCRIPTION),
-        element(
-            tags::SERIES_INSTANCE_UID,
-            VR::UI,
-            &ctx.series.series_instance_uid,
-        ),
-        element(
-            tags::SERIES_NUMBER,
-            VR::IS,
-            &ctx.series.series_number.to_string(),
-        ),
-        element(tags::INSTANCE_NUMBER, VR::IS, "1"),
+    let mut elements = result_instance(
+        SOP_CLASS_UID,
+        ctx.sop_instance_uid,
+        "SR",
+        ctx.series,
+        SERIES_DESCRIPTION,
+        1,
+    );
+    elements.extend([
         element(tags::CONTENT_DATE, VR::DA, &ctx.content_date_time.0),
         element(tags::CONTENT_TIME, VR::TM, &ctx.content_date_time.1),
         element(tags::TIMEZONE_OFFSET_FROM_UTC, VR::SH, "+0000"),
@@ -193,7 +185,7 @@ pub fn measurement_report(report: &SeriesReport, ctx: &ReportContext) -> Vec<u8>
             tags::CONTENT_SEQUENCE,
             children.iter().map(|(r, i)| to_object(*r, i)).collect(),
         ),
-    ];
+    ]);
     elements.extend(ctx.study.elements());
     elements.extend(equipment());
     to_part10(
