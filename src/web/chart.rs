@@ -33,7 +33,7 @@ const TOP: f64 = 22.0;
 const BOTTOM: f64 = 54.0;
 
 /// One decimal, as the chart's coordinates are written.
-fn c(v: f64) -> String {
+fn coord(v: f64) -> String {
     format!("{v:.1}")
 }
 
@@ -65,7 +65,7 @@ pub fn affected_ratio_chart(points: &[Point]) -> Markup {
             .collect()
     };
     let y = |v: f64| TOP + plot_h - v.clamp(0.0, y_max) / y_max * plot_h;
-    let mid_y = c(TOP + plot_h / 2.0);
+    let mid_y = coord(TOP + plot_h / 2.0);
     // SVG elements get explicit end tags: in HTML, SVG is foreign content, where a start
     // tag without one would swallow its next siblings.
     html! {
@@ -76,26 +76,26 @@ pub fn affected_ratio_chart(points: &[Point]) -> Markup {
             rect x=(LEFT) y=(TOP) width=(plot_w) height=(plot_h) fill="#fafbfc" stroke="#dde3ea" {}
             @for i in 0..=5 {
                 @let v = y_max * i as f64 / 5.0;
-                @let yy = c(y(v));
+                @let yy = coord(y(v));
                 line x1=(LEFT) x2=(LEFT + plot_w) y1=(yy) y2=(yy) stroke="#e4e9ef" {}
-                text x=(LEFT - 8.0) y=(c(y(v) + 4.0)) text-anchor="end" fill="#627d98" { (format!("{v:.0} %")) }
+                text x=(LEFT - 8.0) y=(coord(y(v) + 4.0)) text-anchor="end" fill="#627d98" { (format!("{v:.0} %")) }
             }
             text x="14" y=(mid_y) fill="#486581" transform={ "rotate(-90 14 " (mid_y) ")" } text-anchor="middle" {
                 "affected lung volume"
             }
             @for i in 1..points.len() {
-                line x1=(c(xs[i - 1])) y1=(c(y(points[i - 1].value_pct))) x2=(c(xs[i])) y2=(c(y(points[i].value_pct)))
+                line x1=(coord(xs[i - 1])) y1=(coord(y(points[i - 1].value_pct))) x2=(coord(xs[i])) y2=(coord(y(points[i].value_pct)))
                     stroke=(trend_colour(points[i].trend)) stroke-width="3" stroke-linecap="round" {}
             }
             @for (p, x) in points.iter().zip(&xs) {
                 @let yy = y(p.value_pct);
-                circle cx=(c(*x)) cy=(c(yy)) r="5.5" fill="#fff" stroke="#16324f" stroke-width="2.5" {}
-                text x=(c(*x)) y=(c(yy - 11.0)) text-anchor="middle" fill="#16324f" font-weight="600" {
+                circle cx=(coord(*x)) cy=(coord(yy)) r="5.5" fill="#fff" stroke="#16324f" stroke-width="2.5" {}
+                text x=(coord(*x)) y=(coord(yy - 11.0)) text-anchor="middle" fill="#16324f" font-weight="600" {
                     (format!("{:.1} %", p.value_pct))
                 }
-                text x=(c(*x)) y=(c(TOP + plot_h + 20.0)) text-anchor="middle" fill="#486581" { (p.label) }
+                text x=(coord(*x)) y=(coord(TOP + plot_h + 20.0)) text-anchor="middle" fill="#486581" { (p.label) }
             }
-            text x=(c(LEFT + plot_w / 2.0)) y=(c(H - 8.0)) text-anchor="middle" fill="#627d98" {
+            text x=(coord(LEFT + plot_w / 2.0)) y=(coord(H - 8.0)) text-anchor="middle" fill="#627d98" {
                 "study date"
                 @if !by_date { " (in order; dates missing or equal)" }
             }
