@@ -95,7 +95,7 @@ pub struct SpacingReport {
 
 /// Orders slices by their position along the common slice normal (never by Instance
 /// Number) and checks they share one grid. Returns the order and the sorted positions.
-pub fn order_slices(slices: &[SliceGeometry]) -> Result<(Vec<usize>, Vec<f64>), GeometryError> {
+fn order_slices(slices: &[SliceGeometry]) -> Result<(Vec<usize>, Vec<f64>), GeometryError> {
     let first = slices.first().ok_or(GeometryError::Empty)?;
     let normal = first.normal().ok_or(GeometryError::DegenerateOrientation)?;
     for s in &slices[1..] {
@@ -147,7 +147,7 @@ pub fn lay_out_slices(slices: &[SliceGeometry]) -> Result<SliceLayout, GeometryE
 }
 
 /// Analyses sorted positions; `None` for fewer than two slices.
-pub fn analyse_spacing(sorted_positions: &[f64]) -> Option<SpacingReport> {
+fn analyse_spacing(sorted_positions: &[f64]) -> Option<SpacingReport> {
     if sorted_positions.len() < 2 {
         return None;
     }
