@@ -100,6 +100,63 @@ pub struct Destination {
     pub tls_ca: Option<PathBuf>,
 }
 
+/// A config problem under `key`.
+fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        problem: problem.into(),
+    }
+}
+
+impl Destination {
+    /// One `[[destinations]]` element on its own (names used twice are the caller's).
+    fn validate(&self) -> Result<(), ConfigError> {
+        let name = &self.name;
+        if name.trim().is_empty() {
+            return Err(invalid("destinations.name", "must not be empty"));
+        }
+        if let Err(why) = check_ae_title(&self.ae_title) {
+            return Err(invalid(
+                "destinations.ae_title",
+                format!("of {name:?}: {why}"),
+            ));
+        }
+        if self.host.trim().is_empty() {
+            return Err(invalid(
+                "destinations.host",
+                format!("of {name:?} must not be empty"),
+            ));
+        }
+        if self.port == 0 {
+            return Err(invalid(
+                "destinations.port",
+                format!("of {name:?} must be between 1 and 65535"),
+            ));
+        }
+        if let Some(ca) = &self.tls_ca {
+            if ca.as_os_str().is_empty() {
+                return Err(invalid(
+                    "destinations.tls_ca",
+                    format!("of {name:?} must not be empty (leave it out instead)"),
+                ));
+            }
+            if !self.tls {
+                return Err(invalid(
+                    "destinations.tls_ca",
+                    format!("of {name:?} is set but tls is not true"),
+                ));
+            }
+        }
+        if name == FOLDER_DESTINATION {
+            return Err(invalid(
+                "destinations.name",
+                format!("{FOLDER_DESTINATION:?} is the folder outbox's name (outbox.folder)"),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Delivery of the objects: the folder outbox and the retry back-off.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -671,13 +728,27 @@ impl Config {
         }
     }
 
+    /// Checks every key, section by section; the first problem is named by its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
-            ConfigError::Invalid {
-                key,
-                problem: problem.into(),
+        self.validate_paths()?;
+        self.validate_watch_and_selection()?;
+        self.validate_analysis()?;
+        self.web.validate()?;
+        self.audit.validate()?;
+        self.dicom.validate()?;
+        for (i, d) in self.destinations.iter().enumerate() {
+            if self.destinations[..i].iter().any(|o| o.name == d.name) {
+                return Err(invalid(
+                    "destinations.name",
+                    format!("{:?} is used twice", d.name),
+                ));
             }
+            d.validate()?;
         }
+        self.validate_outbox_and_log()
+    }
+
+    fn validate_paths(&self) -> Result<(), ConfigError> {
         if self.paths.incoming.as_os_str().is_empty() {
             return Err(invalid("paths.incoming", "must not be empty"));
         }
@@ -692,6 +763,10 @@ impl Config {
                 "must not be inside paths.incoming or contain it (the watcher would ingest its own store)",
             ));
         }
+        Ok(())
+    }
+
+    fn validate_watch_and_selection(&self) -> Result<(), ConfigError> {
         if self.watch.rescan_secs == 0 {
             return Err(invalid("watch.rescan_secs", "must be at least 1"));
         }
@@ -730,6 +805,10 @@ impl Config {
                 "must be at least 1000000 (a few slices of 512 × 512)",
             ));
         }
+        Ok(())
+    }
+
+    fn validate_analysis(&self) -> Result<(), ConfigError> {
         if self.analysis.max_attempts == 0 {
             return Err(invalid("analysis.max_attempts", "must be at least 1"));
         }
@@ -750,58 +829,10 @@ impl Config {
                 "must not be empty (leave it out instead)",
             ));
         }
-        self.web.validate()?;
-        self.audit.validate()?;
-        self.dicom.validate()?;
-        for (i, d) in self.destinations.iter().enumerate() {
-            if d.name.trim().is_empty() {
-                return Err(invalid("destinations.name", "must not be empty"));
-            }
-            if self.destinations[..i].iter().any(|o| o.name == d.name) {
-                return Err(invalid(
-                    "destinations.name",
-                    format!("{:?} is used twice", d.name),
-                ));
-            }
-            if let Err(why) = check_ae_title(&d.ae_title) {
-                return Err(invalid(
-                    "destinations.ae_title",
-                    format!("of {:?}: {why}", d.name),
-                ));
-            }
-            if d.host.trim().is_empty() {
-                return Err(invalid(
-                    "destinations.host",
-                    format!("of {:?} must not be empty", d.name),
-                ));
-            }
-            if d.port == 0 {
-                return Err(invalid(
-                    "destinations.port",
-                    format!("of {:?} must be between 1 and 65535", d.name),
-                ));
-            }
-            if let Some(ca) = &d.tls_ca {
-                if ca.as_os_str().is_empty() {
-                    return Err(invalid(
-                        "destinations.tls_ca",
-                        format!("of {:?} must not be empty (leave it out instead)", d.name),
-                    ));
-                }
-                if !d.tls {
-                    return Err(invalid(
-                        "destinations.tls_ca",
-                        format!("of {:?} is set but tls is not true", d.name),
-                    ));
-                }
-            }
-            if d.name == FOLDER_DESTINATION {
-                return Err(invalid(
-                    "destinations.name",
-                    format!("{FOLDER_DESTINATION:?} is the folder outbox's name (outbox.folder)"),
-                ));
-            }
-        }
+        Ok(())
+    }
+
+    fn validate_outbox_and_log(&self) -> Result<(), ConfigError> {
         if let Some(folder) = &self.outbox.folder
             && folder.as_os_str().is_empty()
         {
