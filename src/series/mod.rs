@@ -33,7 +33,30 @@ pub fn group_by_series<T>(items: Instances<T>) -> (BTreeMap<String, Instances<T>
 }
 
 /// Checks a complete series against the selection rules; `Err` carries the skip reason.
+/// What the series is comes first, then whether its values are plausible, then its
+/// geometry: a series gets the reason of the first rule it breaks in that order.
 pub fn select(headers: &[&InstanceHeader], rules: &Selection) -> Result<(), String> {
+    let first = headers.first().ok_or("the series has no instances")?;
+    select_kind(headers, rules)?;
+    // Every value the volume and the analysis compute with, before any geometry is used.
+    for h in headers {
+        plausible::check_instance(h).map_err(|e| match h.instance_number {
+            Some(n) => format!("instance {n}: {e}"),
+            None => e,
+        })?;
+    }
+    plausible::check_size(
+        first.rows.unwrap_or(0),
+        first.columns.unwrap_or(0),
+        headers.len(),
+        rules.max_voxels,
+    )?;
+    select_geometry(headers, rules)
+}
+
+/// Whether the series is an axial-capable CT stack at all: not lungwatch's own objects,
+/// one selected modality, no localizer, single-frame greyscale images.
+fn select_kind(headers: &[&InstanceHeader], rules: &Selection) -> Result<(), String> {
     let first = headers.first().ok_or("the series has no instances")?;
     // A PACS that routes everything back must not make a loop: lungwatch's own objects
     // are stored, never analysed (nor, later, sent again).
@@ -92,21 +115,13 @@ pub fn select(headers: &[&InstanceHeader], rules: &Selection) -> Result<(), Stri
     {
         return Err("colour images are not CT slices".into());
     }
+    Ok(())
+}
 
-    // Every value the volume and the analysis compute with, before any geometry is used.
-    for h in headers {
-        plausible::check_instance(h).map_err(|e| match h.instance_number {
-            Some(n) => format!("instance {n}: {e}"),
-            None => e,
-        })?;
-    }
-    plausible::check_size(
-        first.rows.unwrap_or(0),
-        first.columns.unwrap_or(0),
-        headers.len(),
-        rules.max_voxels,
-    )?;
-
+/// One grid without duplicate positions, axial within the tilt limit, enough slices, thin
+/// enough.
+fn select_geometry(headers: &[&InstanceHeader], rules: &Selection) -> Result<(), String> {
+    let first = headers.first().ok_or("the series has no instances")?;
     let geometry: Vec<SliceGeometry> = headers
         .iter()
         .map(|h| SliceGeometry::from_header(h))
