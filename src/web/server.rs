@@ -192,20 +192,7 @@ fn handle(shared: &Shared, slot: &mut Option<Reader>, request: &tiny_http::Reque
     };
     // /healthz is for monitors and load balancers: open, and it reveals nothing clinical.
     if seg == ["healthz"] {
-        let h = status::health(&ctx);
-        let db_problem = open_db(slot, &shared.db_path)
-            .and_then(|db| db.recent_events(1).map(|_| ()).map_err(|e| e.to_string()))
-            .err();
-        if db_problem.is_some() {
-            *slot = None;
-        }
-        let mut problems = h.problems;
-        problems.extend(db_problem.map(|e| format!("database unavailable: {e}")));
-        return if problems.is_empty() {
-            Reply::text(200, "ok\n")
-        } else {
-            Reply::text(503, format!("degraded: {}\n", problems.join("; ")))
-        };
+        return healthz(shared, slot, &ctx);
     }
     let client = request
         .remote_addr()
@@ -223,6 +210,59 @@ fn handle(shared: &Shared, slot: &mut Option<Reader>, request: &tiny_http::Reque
             event,
         })
     };
+    let identity = match authenticate(shared, request, client, &audit) {
+        Ok(identity) => identity,
+        Err(refused) => return refused,
+    };
+    let user = identity.as_ref().map(|i| i.user.clone());
+    // The audit trail is for admins. Without authentication configured (possible on
+    // loopback only) everyone on this machine is, as they could read the database file.
+    let reply = if seg == ["audit"]
+        && identity
+            .as_ref()
+            .is_some_and(|i: &Identity| i.role != Role::Admin)
+    {
+        Reply::forbidden()
+    } else {
+        page(shared, slot, &ctx, &seg, &target)
+    };
+    if reads_patient_data(&seg) {
+        let patient = reply.patient.clone().or_else(|| match seg.as_slice() {
+            ["studies"] | ["api", "studies"] => target.param("patient_id"),
+            ["audit"] => target.param("patient_id"),
+            _ => None,
+        });
+        audit(user, reply.status, patient, AuditEvent::Read);
+    }
+    reply
+}
+
+/// `/healthz`: 200 "ok", or 503 with every problem, the database's included.
+fn healthz(shared: &Shared, slot: &mut Option<Reader>, ctx: &Ctx) -> Reply {
+    let h = status::health(ctx);
+    let db_problem = open_db(slot, &shared.db_path)
+        .and_then(|db| db.recent_events(1).map(|_| ()).map_err(|e| e.to_string()))
+        .err();
+    if db_problem.is_some() {
+        *slot = None;
+    }
+    let mut problems = h.problems;
+    problems.extend(db_problem.map(|e| format!("database unavailable: {e}")));
+    if problems.is_empty() {
+        Reply::text(200, "ok\n")
+    } else {
+        Reply::text(503, format!("degraded: {}\n", problems.join("; ")))
+    }
+}
+
+/// The lock-out of `client`, then the credentials: the caller's identity (None where no
+/// authentication is configured), or the 429 or 401 reply, its audit record written.
+fn authenticate(
+    shared: &Shared,
+    request: &tiny_http::Request,
+    client: IpAddr,
+    audit: &impl Fn(Option<String>, u16, Option<String>, AuditEvent),
+) -> Result<Option<Identity>, Reply> {
     let logins = &shared.state.logins;
     if shared.config.auth_configured()
         && let Some(wait) = logins.locked(client, Instant::now())
@@ -231,19 +271,19 @@ fn handle(shared: &Shared, slot: &mut Option<Reader>, request: &tiny_http::Reque
         let mut r = Reply::text(429, "too many failed logins from this address; try later\n");
         r.headers
             .push(("Retry-After".into(), wait.as_secs().max(1).to_string()));
-        return r;
+        return Err(r);
     }
     let authorization = request
         .headers()
         .iter()
         .find(|h| h.field.equiv("Authorization"))
         .map(|h| h.value.as_str().to_string());
-    let identity = match shared
+    match shared
         .verifier
         .check(&shared.config, authorization.as_deref())
     {
-        Outcome::Open => None,
-        Outcome::Granted(identity) => Some(identity),
+        Outcome::Open => Ok(None),
+        Outcome::Granted(identity) => Ok(Some(identity)),
         outcome => {
             if let Outcome::Denied { user } = outcome {
                 if let Some(d) = logins.failed(client, Instant::now()) {
@@ -259,45 +299,35 @@ fn handle(shared: &Shared, slot: &mut Option<Reader>, request: &tiny_http::Reque
                 "WWW-Authenticate".into(),
                 "Basic realm=\"lungwatch\", charset=\"UTF-8\"".into(),
             ));
-            return r;
+            Err(r)
         }
-    };
-    let audited = reads_patient_data(&seg);
-    let user = identity.as_ref().map(|i| i.user.clone());
-    // The audit trail is for admins. Without authentication configured (possible on
-    // loopback only) everyone on this machine is, as they could read the database file.
-    let reply = if seg == ["audit"]
-        && identity
-            .as_ref()
-            .is_some_and(|i: &Identity| i.role != Role::Admin)
-    {
-        Reply::forbidden()
-    } else {
-        match open_db(slot, &shared.db_path) {
-            Ok(db) => {
-                let reply = route(&ctx, db, &seg, &target);
-                if reply.status >= 500 {
-                    // A failed query may mean a broken connection: start afresh next time.
-                    *slot = None;
-                }
-                reply
-            }
-            Err(e) => {
-                let mut r = Reply::server_error(&e);
-                r.status = 503;
-                r
-            }
-        }
-    };
-    if audited {
-        let patient = reply.patient.clone().or_else(|| match seg.as_slice() {
-            ["studies"] | ["api", "studies"] => target.param("patient_id"),
-            ["audit"] => target.param("patient_id"),
-            _ => None,
-        });
-        audit(user, reply.status, patient, AuditEvent::Read);
     }
-    reply
+}
+
+/// The page or API reply of a route, on this thread's database connection (opened again
+/// after a failure).
+fn page(
+    shared: &Shared,
+    slot: &mut Option<Reader>,
+    ctx: &Ctx,
+    seg: &[&str],
+    target: &Target,
+) -> Reply {
+    match open_db(slot, &shared.db_path) {
+        Ok(db) => {
+            let reply = route(ctx, db, seg, target);
+            if reply.status >= 500 {
+                // A failed query may mean a broken connection: start afresh next time.
+                *slot = None;
+            }
+            reply
+        }
+        Err(e) => {
+            let mut r = Reply::server_error(&e);
+            r.status = 503;
+            r
+        }
+    }
 }
 
 /// The routes that show patient data (identities, results, images), which are audited.
