@@ -155,134 +155,154 @@ impl Manifest {
         Ok(manifest)
     }
 
+    /// The contract of each model: shapes and labels, preprocessing, post-processing
+    /// rules, the classifier's features.
     fn validate(&self) -> Result<(), String> {
         let m = &self.models;
-        for (name, entry, classes) in [
-            (
-                "lung_seg",
-                &m.lung_seg,
-                &["background", "right_lung", "left_lung"][..],
-            ),
-            (
-                "lesion_seg",
-                &m.lesion_seg,
-                &["background", "ground_glass", "consolidation"][..],
-            ),
-        ] {
-            let p = entry
-                .preprocessing
-                .as_ref()
-                .ok_or(format!("models.{name}.preprocessing is missing"))?;
-            let n = p.size;
-            if let Some(mm) = p.context_mm
-                && !(name == "lesion_seg" && mm.is_finite() && (0.1..=20.0).contains(&mm))
-            {
-                return Err(format!(
-                    "models.{name}.preprocessing.context_mm: only the lesion model takes a slice context, of 0.1 to 20 mm"
-                ));
-            }
-            let c = p.channels();
-            if entry.input_shape != [1, c, n, n] {
-                return Err(format!(
-                    "models.{name}.input_shape must be [1, {c}, {n}, {n}] (preprocessing.size; 3 channels with context_mm, else 1)"
-                ));
-            }
-            if entry.output_shape != [1, classes.len(), n, n] {
-                return Err(format!(
-                    "models.{name}.output_shape must be [1, {}, {n}, {n}]",
-                    classes.len()
-                ));
-            }
-            if entry.labels != classes {
-                return Err(format!("models.{name}.labels must be {classes:?}"));
-            }
-            if !(16..=1024).contains(&n) || p.hu_clip[0] >= p.hu_clip[1] {
-                return Err(format!(
-                    "models.{name}.preprocessing: size or hu_clip out of range"
-                ));
-            }
-        }
-        let lung = m.lung_seg.preprocessing.as_ref().expect("checked above");
-        if !lung.pixel_mm.is_some_and(|v| v > 0.0) {
-            return Err("models.lung_seg.preprocessing.pixel_mm must be > 0".into());
-        }
-        let lesion = m.lesion_seg.preprocessing.as_ref().expect("checked above");
-        if !(lesion.box_scale.is_some_and(|v| v > 0.0)
-            && lesion.box_margin_mm.is_some_and(|v| v >= 0.0))
+        validate_segmenters(m)?;
+        validate_postprocessing(m)?;
+        validate_classifier(&m.classifier)
+    }
+}
+
+/// Both segmentation models' shapes, labels and preprocessing.
+fn validate_segmenters(m: &Models) -> Result<(), String> {
+    for (name, entry, classes) in [
+        (
+            "lung_seg",
+            &m.lung_seg,
+            &["background", "right_lung", "left_lung"][..],
+        ),
+        (
+            "lesion_seg",
+            &m.lesion_seg,
+            &["background", "ground_glass", "consolidation"][..],
+        ),
+    ] {
+        let p = entry
+            .preprocessing
+            .as_ref()
+            .ok_or(format!("models.{name}.preprocessing is missing"))?;
+        let n = p.size;
+        if let Some(mm) = p.context_mm
+            && !(name == "lesion_seg" && mm.is_finite() && (0.1..=20.0).contains(&mm))
         {
-            return Err(
-                "models.lesion_seg.preprocessing needs box_scale > 0 and box_margin_mm >= 0".into(),
-            );
+            return Err(format!(
+                "models.{name}.preprocessing.context_mm: only the lesion model takes a slice context, of 0.1 to 20 mm"
+            ));
         }
-        let lung_rules = m.lung_seg.postprocessing.clone().unwrap_or_default();
-        for (key, value, range) in [
-            (
-                "gas_pocket_aerated_below_hu",
-                lung_rules.gas_pocket_aerated_below_hu,
-                -1000.0..=0.0,
-            ),
-            (
-                "gas_pocket_max_share",
-                lung_rules.gas_pocket_max_share,
-                0.0..=1.0,
-            ),
-            (
-                "gas_pocket_min_ml",
-                lung_rules.gas_pocket_min_ml,
-                0.0..=1000.0,
-            ),
-        ] {
-            match value {
-                Some(v) if range.contains(&v) => {}
-                Some(_) => {
-                    return Err(format!(
-                        "models.lung_seg.postprocessing.{key} must be in {range:?}"
-                    ));
-                }
-                None => {
-                    return Err(format!(
-                        "models.lung_seg.postprocessing.{key} is missing (the gas-pocket rule)"
-                    ));
-                }
+        let c = p.channels();
+        if entry.input_shape != [1, c, n, n] {
+            return Err(format!(
+                "models.{name}.input_shape must be [1, {c}, {n}, {n}] (preprocessing.size; 3 channels with context_mm, else 1)"
+            ));
+        }
+        if entry.output_shape != [1, classes.len(), n, n] {
+            return Err(format!(
+                "models.{name}.output_shape must be [1, {}, {n}, {n}]",
+                classes.len()
+            ));
+        }
+        if entry.labels != classes {
+            return Err(format!("models.{name}.labels must be {classes:?}"));
+        }
+        if !(16..=1024).contains(&n) || p.hu_clip[0] >= p.hu_clip[1] {
+            return Err(format!(
+                "models.{name}.preprocessing: size or hu_clip out of range"
+            ));
+        }
+    }
+    let lung = m.lung_seg.preprocessing.as_ref().expect("checked above");
+    if !lung.pixel_mm.is_some_and(|v| v > 0.0) {
+        return Err("models.lung_seg.preprocessing.pixel_mm must be > 0".into());
+    }
+    let lesion = m.lesion_seg.preprocessing.as_ref().expect("checked above");
+    if !(lesion.box_scale.is_some_and(|v| v > 0.0)
+        && lesion.box_margin_mm.is_some_and(|v| v >= 0.0))
+    {
+        return Err(
+            "models.lesion_seg.preprocessing needs box_scale > 0 and box_margin_mm >= 0".into(),
+        );
+    }
+    Ok(())
+}
+
+/// The lung model's gas-pocket rule and the lesion model's false-positive rules.
+fn validate_postprocessing(m: &Models) -> Result<(), String> {
+    let lung_rules = m.lung_seg.postprocessing.clone().unwrap_or_default();
+    for (key, value, range) in [
+        (
+            "gas_pocket_aerated_below_hu",
+            lung_rules.gas_pocket_aerated_below_hu,
+            -1000.0..=0.0,
+        ),
+        (
+            "gas_pocket_max_share",
+            lung_rules.gas_pocket_max_share,
+            0.0..=1.0,
+        ),
+        (
+            "gas_pocket_min_ml",
+            lung_rules.gas_pocket_min_ml,
+            0.0..=1000.0,
+        ),
+    ] {
+        match value {
+            Some(v) if range.contains(&v) => {}
+            Some(_) => {
+                return Err(format!(
+                    "models.lung_seg.postprocessing.{key} must be in {range:?}"
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "models.lung_seg.postprocessing.{key} is missing (the gas-pocket rule)"
+                ));
             }
         }
-        let rules = m.lesion_seg.postprocessing.as_ref();
-        match rules.and_then(|r| r.min_component_ml) {
+    }
+    let rules = m.lesion_seg.postprocessing.as_ref();
+    match rules.and_then(|r| r.min_component_ml) {
             Some(v) if v.is_finite() && (0.0..=100.0).contains(&v) => {}
             Some(_) => return Err("models.lesion_seg.postprocessing.min_component_ml must be in 0..=100 (mL)".into()),
             None => return Err("models.lesion_seg.postprocessing.min_component_ml is missing (the false-positive rule; 0 turns it off)".into()),
         }
-        match rules.and_then(|r| r.zone_min_ratio) {
-            Some(v) if v.is_finite() && (0.0..0.25).contains(&v) => {}
-            Some(_) => {
-                return Err(
-                    "models.lesion_seg.postprocessing.zone_min_ratio must be in 0..0.25".into(),
-                );
-            }
-            None => return Err(
+    match rules.and_then(|r| r.zone_min_ratio) {
+        Some(v) if v.is_finite() && (0.0..0.25).contains(&v) => {}
+        Some(_) => {
+            return Err(
+                "models.lesion_seg.postprocessing.zone_min_ratio must be in 0..0.25".into(),
+            );
+        }
+        None => {
+            return Err(
                 "models.lesion_seg.postprocessing.zone_min_ratio is missing (0 turns the rule off)"
                     .into(),
-            ),
+            );
         }
-        let c = &m.classifier;
-        if c.input_shape != [1, c.features.len()] || c.features.is_empty() {
-            return Err("models.classifier.input_shape must be [1, number of features]".into());
-        }
-        if let Some(unknown) = c
-            .features
-            .iter()
-            .find(|f| !super::quantify::FEATURES.contains(&f.as_str()))
-        {
-            return Err(format!(
-                "models.classifier.features: {unknown:?} is not a feature this lungwatch computes ({})",
-                super::quantify::FEATURES.join(", ")
-            ));
-        }
-        if c.output_shape != [1, 3] || c.labels != Class::ALL.map(Class::manifest_label) {
-            return Err("models.classifier must output [1, 3]: covid19_pneumonia, common_pneumonia, normal_other".into());
-        }
-        Ok(())
     }
+    Ok(())
+}
+
+/// The classifier's input features (each one lungwatch computes) and its three classes.
+fn validate_classifier(c: &ModelEntry) -> Result<(), String> {
+    if c.input_shape != [1, c.features.len()] || c.features.is_empty() {
+        return Err("models.classifier.input_shape must be [1, number of features]".into());
+    }
+    if let Some(unknown) = c
+        .features
+        .iter()
+        .find(|f| !super::quantify::FEATURES.contains(&f.as_str()))
+    {
+        return Err(format!(
+            "models.classifier.features: {unknown:?} is not a feature this lungwatch computes ({})",
+            super::quantify::FEATURES.join(", ")
+        ));
+    }
+    if c.output_shape != [1, 3] || c.labels != Class::ALL.map(Class::manifest_label) {
+        return Err("models.classifier must output [1, 3]: covid19_pneumonia, common_pneumonia, normal_other".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
