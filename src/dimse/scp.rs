@@ -25,7 +25,7 @@ use dicom_ul::association::server::{
 };
 use dicom_ul::pdu::{
     AssociationRJ, AssociationRJResult, AssociationRJServiceProviderPresentationReason,
-    AssociationRJServiceUserReason, AssociationRJSource, PDataValueType,
+    AssociationRJServiceUserReason, AssociationRJSource, PDataValue, PDataValueType,
     PresentationContextResultReason, UserIdentity,
 };
 use log::{info, warn};
@@ -454,6 +454,13 @@ struct Incoming {
     head_len: usize,
 }
 
+/// What the loop holds between PDVs: the command being read, the instance being received.
+#[derive(Default)]
+struct Receiving {
+    command_bytes: Vec<u8>,
+    incoming: Option<Incoming>,
+}
+
 fn receive_loop<S: Transport>(
     association: &mut ServerAssociation<S>,
     shared: &Shared,
@@ -462,8 +469,7 @@ fn receive_loop<S: Transport>(
 ) -> End {
     let config = &shared.config;
     let mut last_activity = Instant::now();
-    let mut command_bytes: Vec<u8> = Vec::new();
-    let mut incoming: Option<Incoming> = None;
+    let mut rx = Receiving::default();
     loop {
         if shared.stop.load(Ordering::SeqCst) {
             return End::Abort("lungwatch is shutting down".into());
@@ -492,7 +498,7 @@ fn receive_loop<S: Transport>(
             Pdu::PData { data } => data,
             Pdu::ReleaseRQ => {
                 return match association.send(&Pdu::ReleaseRP) {
-                    Ok(()) if incoming.is_none() => End::Released,
+                    Ok(()) if rx.incoming.is_none() => End::Released,
                     Ok(()) => End::Lost("released with an instance incomplete".into()),
                     Err(e) => End::Lost(e.to_string()),
                 };
@@ -501,80 +507,91 @@ fn receive_loop<S: Transport>(
             other => return End::Abort(format!("unexpected PDU {other:?}")),
         };
         for value in values {
-            match value.value_type {
-                PDataValueType::Command => {
-                    command_bytes.extend_from_slice(&value.data);
-                    if !value.is_last {
-                        continue;
-                    }
-                    let command = match message::parse_command(&command_bytes) {
-                        Ok(c) => c,
-                        Err(why) => return End::Abort(why),
-                    };
-                    command_bytes.clear();
-                    let pc = value.presentation_context_id;
-                    let field = command.field;
-                    match field {
-                        C_ECHO_RQ => {
-                            let rsp = message::echo_response(&command);
-                            if let Err(e) = send_command(association, pc, rsp) {
-                                return End::Lost(e);
-                            }
-                        }
-                        C_STORE_RQ if command.has_data_set && incoming.is_none() => {
-                            let Some(ts) = accepted_transfer_syntax(association, pc) else {
-                                return End::Abort(format!(
-                                    "C-STORE on presentation context {pc}, which was not accepted"
-                                ));
-                            };
-                            let file = match file_head(&command, &ts, &tally.record.calling_ae) {
-                                Ok(f) => f,
-                                Err(why) => return End::Abort(why),
-                            };
-                            incoming = Some(Incoming {
-                                presentation_context_id: pc,
-                                command,
-                                head_len: file.len(),
-                                file,
-                            });
-                        }
-                        field => {
-                            return End::Abort(format!(
-                                "unsupported or out-of-order DIMSE command 0x{field:04X}"
-                            ));
-                        }
-                    }
-                }
-                PDataValueType::Data => {
-                    let Some(inc) = incoming.as_mut() else {
-                        return End::Abort("a data set without its C-STORE command".into());
-                    };
-                    if inc.presentation_context_id != value.presentation_context_id {
-                        return End::Abort(
-                            "data set fragment on another presentation context".into(),
-                        );
-                    }
-                    if inc.file.len() - inc.head_len + value.data.len() > MAX_DATA_SET_BYTES {
-                        return End::Abort(format!(
-                            "data set larger than {} MiB",
-                            MAX_DATA_SET_BYTES >> 20
-                        ));
-                    }
-                    inc.file.extend_from_slice(&value.data);
-                    tally.record.bytes += value.data.len() as i64;
-                    if !value.is_last {
-                        continue;
-                    }
-                    let inc = incoming.take().expect("checked above");
-                    let status = store(shared, db, &inc, tally);
-                    let rsp = message::store_response(&inc.command, &status);
-                    if let Err(e) = send_command(association, inc.presentation_context_id, rsp) {
-                        return End::Lost(e);
-                    }
-                }
+            let step = match value.value_type {
+                PDataValueType::Command => on_command(association, tally, &mut rx, &value),
+                PDataValueType::Data => on_data(association, shared, db, tally, &mut rx, &value),
+            };
+            if let Err(end) = step {
+                return end;
             }
         }
     }
+}
+
+/// A command fragment; at the last one, a C-ECHO is answered and a C-STORE starts an
+/// instance. Err ends the association.
+fn on_command<S: Transport>(
+    association: &mut ServerAssociation<S>,
+    tally: &Tally,
+    rx: &mut Receiving,
+    value: &PDataValue,
+) -> Result<(), End> {
+    rx.command_bytes.extend_from_slice(&value.data);
+    if !value.is_last {
+        return Ok(());
+    }
+    let command = message::parse_command(&rx.command_bytes).map_err(End::Abort)?;
+    rx.command_bytes.clear();
+    let pc = value.presentation_context_id;
+    match command.field {
+        C_ECHO_RQ => {
+            let rsp = message::echo_response(&command);
+            send_command(association, pc, rsp).map_err(End::Lost)
+        }
+        C_STORE_RQ if command.has_data_set && rx.incoming.is_none() => {
+            let Some(ts) = accepted_transfer_syntax(association, pc) else {
+                return Err(End::Abort(format!(
+                    "C-STORE on presentation context {pc}, which was not accepted"
+                )));
+            };
+            let file = file_head(&command, &ts, &tally.record.calling_ae).map_err(End::Abort)?;
+            rx.incoming = Some(Incoming {
+                presentation_context_id: pc,
+                command,
+                head_len: file.len(),
+                file,
+            });
+            Ok(())
+        }
+        field => Err(End::Abort(format!(
+            "unsupported or out-of-order DIMSE command 0x{field:04X}"
+        ))),
+    }
+}
+
+/// A data set fragment of the instance being received; at the last one, the instance is
+/// stored and the C-STORE answered. Err ends the association.
+fn on_data<S: Transport>(
+    association: &mut ServerAssociation<S>,
+    shared: &Shared,
+    db: &mut Database,
+    tally: &mut Tally,
+    rx: &mut Receiving,
+    value: &PDataValue,
+) -> Result<(), End> {
+    let Some(inc) = rx.incoming.as_mut() else {
+        return Err(End::Abort("a data set without its C-STORE command".into()));
+    };
+    if inc.presentation_context_id != value.presentation_context_id {
+        return Err(End::Abort(
+            "data set fragment on another presentation context".into(),
+        ));
+    }
+    if inc.file.len() - inc.head_len + value.data.len() > MAX_DATA_SET_BYTES {
+        return Err(End::Abort(format!(
+            "data set larger than {} MiB",
+            MAX_DATA_SET_BYTES >> 20
+        )));
+    }
+    inc.file.extend_from_slice(&value.data);
+    tally.record.bytes += value.data.len() as i64;
+    if !value.is_last {
+        return Ok(());
+    }
+    let inc = rx.incoming.take().expect("checked above");
+    let status = store(shared, db, &inc, tally);
+    let rsp = message::store_response(&inc.command, &status);
+    send_command(association, inc.presentation_context_id, rsp).map_err(End::Lost)
 }
 
 /// Stores one complete instance; the status to answer with.
