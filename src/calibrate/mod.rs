@@ -183,42 +183,12 @@ pub fn calibrate(
     refuse_small(&counts(rows.iter().map(|r| r.class)), "labelled")?;
     let prepared = labelled::prepare(rows, config).map_err(problems)?;
 
-    let mut x = Vec::new();
-    let mut y = Vec::new();
-    let mut before = Vec::new();
-    let mut failed = Vec::new();
-    let total = prepared.len();
-    for (done, p) in prepared.iter().enumerate() {
-        progress(done, total, &p.label.path);
-        match pipeline::analyse_files(
-            &p.paths,
-            &p.header,
-            analyser,
-            config.decode_threads(),
-            false,
-        ) {
-            Ok(a) => {
-                let r = &a.report;
-                x.push(r.features.iter().map(|(_, v)| *v).collect::<Vec<f64>>());
-                y.push(p.label.class);
-                before.push(Called {
-                    truth: p.label.class,
-                    probabilities: [
-                        r.probabilities.covid19,
-                        r.probabilities.other_pneumonia,
-                        r.probabilities.normal,
-                    ],
-                });
-            }
-            Err(f) => failed.push(format!(
-                "line {} ({}): {}",
-                p.label.line,
-                p.label.path.display(),
-                f.message
-            )),
-        }
-    }
-    progress(total, total, Path::new(""));
+    let Analysed {
+        x,
+        y,
+        before,
+        failed,
+    } = analyse_labelled(&prepared, analyser, config, &mut progress);
     let per_class = counts(y.iter().copied());
     refuse_small(&per_class, "analysed")?;
     if let Some(bad) = x.iter().position(|r| r.iter().any(|v| !v.is_finite())) {
@@ -261,8 +231,80 @@ pub fn calibrate(
         new_version,
         out: out.to_path_buf(),
     };
-    // Written beside --out and renamed into place (onto an absent or empty folder), so a
-    // failure midway never leaves a partial models folder where one is expected.
+    install_models(&models.dir, out, &model, &report, &date)?;
+    Ok(report)
+}
+
+/// What the labelled series gave: each analysed one's features, true class and the
+/// shipped classifier's call; the reasons of those that failed.
+struct Analysed {
+    x: Vec<Vec<f64>>,
+    /// Class indices, in `CLASSES` order.
+    y: Vec<usize>,
+    before: Vec<Called>,
+    failed: Vec<String>,
+}
+
+fn analyse_labelled(
+    prepared: &[labelled::Prepared],
+    analyser: &Analyser,
+    config: &Config,
+    progress: &mut impl FnMut(usize, usize, &Path),
+) -> Analysed {
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    let mut before = Vec::new();
+    let mut failed = Vec::new();
+    let total = prepared.len();
+    for (done, p) in prepared.iter().enumerate() {
+        progress(done, total, &p.label.path);
+        match pipeline::analyse_files(
+            &p.paths,
+            &p.header,
+            analyser,
+            config.decode_threads(),
+            false,
+        ) {
+            Ok(a) => {
+                let r = &a.report;
+                x.push(r.features.iter().map(|(_, v)| *v).collect::<Vec<f64>>());
+                y.push(p.label.class);
+                before.push(Called {
+                    truth: p.label.class,
+                    probabilities: [
+                        r.probabilities.covid19,
+                        r.probabilities.other_pneumonia,
+                        r.probabilities.normal,
+                    ],
+                });
+            }
+            Err(f) => failed.push(format!(
+                "line {} ({}): {}",
+                p.label.line,
+                p.label.path.display(),
+                f.message
+            )),
+        }
+    }
+    progress(total, total, Path::new(""));
+    Analysed {
+        x,
+        y,
+        before,
+        failed,
+    }
+}
+
+/// Writes the new models folder beside `out` and renames it into place (onto an absent or
+/// empty folder), so a failure midway never leaves a partial models folder where one is
+/// expected.
+fn install_models(
+    shipped: &Path,
+    out: &Path,
+    model: &fit::Fitted,
+    report: &Report,
+    date: &str,
+) -> anyhow::Result<()> {
     let name = out
         .file_name()
         .with_context(|| format!("--out {} names no folder", out.display()))?;
@@ -271,15 +313,14 @@ pub fn calibrate(
         name.to_string_lossy(),
         std::process::id()
     ));
-    let written = write_models(&models.dir, &staging, &model, &report, &date).and_then(|()| {
+    let written = write_models(shipped, &staging, model, report, date).and_then(|()| {
         std::fs::rename(&staging, out)
             .with_context(|| format!("cannot move the models into {}", out.display()))
     });
     if written.is_err() {
         let _ = std::fs::remove_dir_all(&staging);
     }
-    written?;
-    Ok(report)
+    written
 }
 
 /// The shipped manifest with a new classifier entry; the segmentation models copied.
