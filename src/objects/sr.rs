@@ -197,6 +197,59 @@ pub fn measurement_report(report: &SeriesReport, ctx: &ReportContext) -> Vec<u8>
 
 fn content_tree(r: &SeriesReport, ctx: &ReportContext) -> Item {
     use Rel::*;
+    let measurements = measurement_groups(r, ctx);
+    let library = ctx
+        .sources
+        .iter()
+        .map(|s| (Contains, Item::Image(s.clone())))
+        .collect();
+    Item::Container(
+        REPORT,
+        vec![
+            (HasConceptMod, Item::Coded(LANGUAGE, ENGLISH)),
+            (HasObsContext, Item::Coded(OBSERVER_TYPE, DEVICE)),
+            (
+                HasObsContext,
+                Item::UidRef(DEVICE_UID, ctx.device_uid.to_string()),
+            ),
+            (
+                HasObsContext,
+                Item::Text(DEVICE_NAME, "lungwatch".to_string()),
+            ),
+            (
+                HasObsContext,
+                Item::Text(DEVICE_MANUFACTURER, super::MANUFACTURER.to_string()),
+            ),
+            (HasConceptMod, Item::Coded(PROCEDURE_REPORTED, CT_CHEST)),
+            (
+                Contains,
+                Item::Container(
+                    IMAGE_LIBRARY,
+                    vec![(Contains, Item::Container(IMAGE_LIBRARY_GROUP, library))],
+                ),
+            ),
+            (
+                Contains,
+                Item::Container(IMAGING_MEASUREMENTS, measurements),
+            ),
+            (
+                Contains,
+                Item::Container(
+                    QUALITATIVE,
+                    vec![(
+                        Contains,
+                        Item::Text(DISCLAIMER_CODE, DISCLAIMER.to_string()),
+                    )],
+                ),
+            ),
+        ],
+    )
+}
+
+/// TID 1411 volumetric groups: the right lung, the left lung, both lungs (with zones,
+/// severity and class probabilities) and the lesions.
+fn measurement_groups(r: &SeriesReport, ctx: &ReportContext) -> Vec<(Rel, Item)> {
+    use Rel::*;
     let pct = |fraction: f64| fraction * 100.0;
     let group = |k: usize, label: &str, finding: Code, mut rest: Vec<(Rel, Item)>| {
         let mut items = vec![
@@ -271,7 +324,7 @@ fn content_tree(r: &SeriesReport, ctx: &ReportContext) -> Item {
             (Contains, Item::Num(AFFECTED, pct(ratio), PERCENT)),
         ]
     };
-    let measurements = vec![
+    vec![
         group(
             0,
             "right lung",
@@ -299,53 +352,7 @@ fn content_tree(r: &SeriesReport, ctx: &ReportContext) -> Item {
                 ),
             ],
         ),
-    ];
-    let library = ctx
-        .sources
-        .iter()
-        .map(|s| (Contains, Item::Image(s.clone())))
-        .collect();
-    Item::Container(
-        REPORT,
-        vec![
-            (HasConceptMod, Item::Coded(LANGUAGE, ENGLISH)),
-            (HasObsContext, Item::Coded(OBSERVER_TYPE, DEVICE)),
-            (
-                HasObsContext,
-                Item::UidRef(DEVICE_UID, ctx.device_uid.to_string()),
-            ),
-            (
-                HasObsContext,
-                Item::Text(DEVICE_NAME, "lungwatch".to_string()),
-            ),
-            (
-                HasObsContext,
-                Item::Text(DEVICE_MANUFACTURER, super::MANUFACTURER.to_string()),
-            ),
-            (HasConceptMod, Item::Coded(PROCEDURE_REPORTED, CT_CHEST)),
-            (
-                Contains,
-                Item::Container(
-                    IMAGE_LIBRARY,
-                    vec![(Contains, Item::Container(IMAGE_LIBRARY_GROUP, library))],
-                ),
-            ),
-            (
-                Contains,
-                Item::Container(IMAGING_MEASUREMENTS, measurements),
-            ),
-            (
-                Contains,
-                Item::Container(
-                    QUALITATIVE,
-                    vec![(
-                        Contains,
-                        Item::Text(DISCLAIMER_CODE, DISCLAIMER.to_string()),
-                    )],
-                ),
-            ),
-        ],
-    )
+    ]
 }
 
 /// TID 4019: lungwatch and each model (name, version, sha256).
