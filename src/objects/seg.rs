@@ -123,26 +123,7 @@ pub fn source_plane(
 pub fn segmentation(geometry: &SegGeometry, slices: &[SegSlice], ctx: &SegContext) -> Vec<u8> {
     let (rows, columns) = (geometry.rows, geometry.columns);
     let frames = SEGMENTS.len() * slices.len();
-    let mut bits = vec![0u8; (frames * rows * columns).div_ceil(8)];
-    let mut per_frame = Vec::with_capacity(frames);
-    let mut bit = 0usize;
-    for (number, ..) in SEGMENTS {
-        for (k, s) in slices.iter().enumerate() {
-            let (plane, value) = match number {
-                1 => (&s.lung, RIGHT_LUNG),
-                2 => (&s.lung, LEFT_LUNG),
-                3 => (&s.lesion, GROUND_GLASS_LABEL),
-                _ => (&s.lesion, CONSOLIDATION_LABEL),
-            };
-            for &v in plane.iter() {
-                if v == value {
-                    bits[bit / 8] |= 1 << (bit % 8);
-                }
-                bit += 1;
-            }
-            per_frame.push(frame_item(number, k as u32 + 1, s));
-        }
-    }
+    let (bits, per_frame) = frames_of(geometry, slices);
     let mut elements = result_instance(
         SOP_CLASS_UID,
         ctx.sop_instance_uid,
@@ -241,6 +222,33 @@ pub fn segmentation(geometry: &SegGeometry, slices: &[SegSlice], ctx: &SegContex
         SOP_CLASS_UID,
         ctx.sop_instance_uid,
     )
+}
+
+/// The frames, segment by segment and slice by slice within each: their bits packed
+/// (first pixel in the lowest bit, frames back to back) and their functional groups.
+fn frames_of(geometry: &SegGeometry, slices: &[SegSlice]) -> (Vec<u8>, Vec<InMemDicomObject>) {
+    let frames = SEGMENTS.len() * slices.len();
+    let mut bits = vec![0u8; (frames * geometry.rows * geometry.columns).div_ceil(8)];
+    let mut per_frame = Vec::with_capacity(frames);
+    let mut bit = 0usize;
+    for (number, ..) in SEGMENTS {
+        for (k, s) in slices.iter().enumerate() {
+            let (plane, value) = match number {
+                1 => (&s.lung, RIGHT_LUNG),
+                2 => (&s.lung, LEFT_LUNG),
+                3 => (&s.lesion, GROUND_GLASS_LABEL),
+                _ => (&s.lesion, CONSOLIDATION_LABEL),
+            };
+            for &v in plane.iter() {
+                if v == value {
+                    bits[bit / 8] |= 1 << (bit % 8);
+                }
+                bit += 1;
+            }
+            per_frame.push(frame_item(number, k as u32 + 1, s));
+        }
+    }
+    (bits, per_frame)
 }
 
 fn pad(mut v: Vec<u8>) -> Vec<u8> {
