@@ -4,7 +4,7 @@
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
-use crate::report::Class;
+use crate::report::{Class, ModelRef};
 
 /// The disclaimer every page carries.
 pub const DISCLAIMER: &str = "Decision support only, not a diagnosis.";
@@ -17,6 +17,22 @@ pub fn class_badge(class: Class) -> Markup {
         Class::Normal => "good",
     };
     html! { span class={ "badge " (kind) } { (class.label()) } }
+}
+
+/// Models as a table of name, version and a shortened checksum (the whole one on hover).
+pub fn models_table(models: &[ModelRef]) -> Markup {
+    html! {
+        table {
+            tr { th { "Model" } th { "Version" } th { "SHA-256" } }
+            @for m in models {
+                tr {
+                    td { (m.name) }
+                    td { (m.version) }
+                    td.mono title=(m.sha256) { (m.sha256.chars().take(12).collect::<String>()) "…" }
+                }
+            }
+        }
+    }
 }
 
 /// Which navigation entry is highlighted.

@@ -318,22 +318,6 @@ fn ingest_card(v: &StatusView) -> Markup {
     }
 }
 
-/// Models as a table of name, version and a shortened checksum (the whole one on hover).
-pub(super) fn models_table(models: &[ModelRef]) -> Markup {
-    html! {
-        table {
-            tr { th { "Model" } th { "Version" } th { "SHA-256" } }
-            @for m in models {
-                tr {
-                    td { (m.name) }
-                    td { (m.version) }
-                    td.mono title=(m.sha256) { (m.sha256.chars().take(12).collect::<String>()) "…" }
-                }
-            }
-        }
-    }
-}
-
 fn models_card(models: &[ModelRef]) -> Markup {
     html! {
         div.card {
@@ -341,7 +325,7 @@ fn models_card(models: &[ModelRef]) -> Markup {
             @if models.is_empty() {
                 p.empty { "No models loaded." }
             } @else {
-                (models_table(models))
+                (html::models_table(models))
             }
         }
     }

@@ -9,7 +9,6 @@ use super::artifacts;
 use super::format::{fmt_dicom_date, fmt_ms, fmt_time, mask_id, or_dash, pct, person_name};
 use super::html::{self, bar, class_badge};
 use super::server::Ctx;
-use super::status;
 use super::url::{Target, encode_segment};
 use crate::db::{self, DeliveryState, ReadQueries, Reader, ResultRow, StudyFilter};
 use crate::report::{Class, Probabilities, SeriesReport};
@@ -534,7 +533,7 @@ fn timings_and_models(s: &SeriesResult) -> Markup {
             tr { td { strong { "Total" } } td.num { strong { (fmt_ms(t.total as f64)) } } }
         }
         h3 { "Models" }
-        (status::models_table(&s.report.models))
+        (html::models_table(&s.report.models))
     }
 }
 
