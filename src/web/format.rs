@@ -1,7 +1,7 @@
 //! The text formatters the pages share: dates, durations, sizes, percentages, person
 //! names and masked IDs. Plain text out; the templates escape it.
 
-/// A DICOM person name (`Family^Given^Middle^Prefix^Suffix`) in reading order, unescaped.
+/// A DICOM person name (`Family^Given^Middle^Prefix^Suffix`) in reading order.
 pub fn person_name(pn: &str) -> String {
     let parts: Vec<&str> = pn.split('=').next().unwrap_or("").split('^').collect();
     let family = parts.first().copied().unwrap_or("").trim();
