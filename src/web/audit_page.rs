@@ -3,7 +3,7 @@
 use maud::html;
 
 use super::format::{fmt_time, or_dash};
-use super::html;
+use super::html::{self, SearchField};
 use super::url::Target;
 use crate::db::{self, AuditFilter, AuditRecord, ReadQueries, Reader};
 
@@ -63,18 +63,14 @@ pub fn collect(db: &Reader, t: &Target) -> db::Result<AuditView> {
 }
 
 pub fn render(v: &AuditView) -> String {
-    let val = |s: &Option<String>| s.clone().unwrap_or_default();
+    let search = [
+        SearchField::new("User", "user", v.user.as_deref(), None),
+        SearchField::new("Patient ID", "patient_id", v.patient_id.as_deref(), None),
+        SearchField::new("Day", "date", v.date.as_deref(), Some("YYYY-MM-DD")),
+    ];
     let body = html! {
         h1 { "Audit trail" }
-        div.card {
-            form.search method="get" action="/audit" {
-                label { "User" input name="user" value=(val(&v.user)); }
-                label { "Patient ID" input name="patient_id" value=(val(&v.patient_id)); }
-                label { "Day" input name="date" value=(val(&v.date)) placeholder="YYYY-MM-DD"; }
-                button type="submit" { "Search" } " "
-                a.button href="/audit" { "Clear" }
-            }
-        }
+        (html::search_form("/audit", &search))
         @if let Some(n) = &v.note { div.banner.warn { (n) } }
         div.card {
             @if v.rows.is_empty() {

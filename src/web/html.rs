@@ -35,6 +35,49 @@ pub fn models_table(models: &[ModelRef]) -> Markup {
     }
 }
 
+/// One field of a search form: its label, query parameter, current value and placeholder.
+pub struct SearchField<'a> {
+    pub label: &'a str,
+    pub name: &'a str,
+    pub value: Option<&'a str>,
+    pub placeholder: Option<&'a str>,
+}
+
+impl<'a> SearchField<'a> {
+    pub fn new(
+        label: &'a str,
+        name: &'a str,
+        value: Option<&'a str>,
+        placeholder: Option<&'a str>,
+    ) -> Self {
+        SearchField {
+            label,
+            name,
+            value,
+            placeholder,
+        }
+    }
+}
+
+/// A GET search form to `action`, its fields showing the current terms, with a Search
+/// button and a Clear link back to `action`.
+pub fn search_form(action: &str, fields: &[SearchField]) -> Markup {
+    html! {
+        div.card {
+            form.search method="get" action=(action) {
+                @for f in fields {
+                    label {
+                        (f.label)
+                        input name=(f.name) value=(f.value.unwrap_or("")) placeholder=[f.placeholder];
+                    }
+                }
+                button type="submit" { "Search" } " "
+                a.button href=(action) { "Clear" }
+            }
+        }
+    }
+}
+
 /// Which navigation entry is highlighted.
 #[derive(Clone, Copy, PartialEq)]
 pub enum Nav {

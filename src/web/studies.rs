@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::artifacts;
 use super::format::{fmt_dicom_date, fmt_ms, fmt_time, mask_id, or_dash, pct, person_name};
-use super::html::{self, bar, class_badge};
+use super::html::{self, SearchField, bar, class_badge};
 use super::server::Ctx;
 use super::url::{Target, encode_segment};
 use crate::db::{self, DeliveryState, ReadQueries, Reader, ResultRow, StudyFilter};
@@ -160,21 +160,29 @@ pub fn collect_list(ctx: &Ctx, db: &Reader, t: &Target) -> db::Result<StudiesVie
 }
 
 pub fn render_list(v: &StudiesView) -> String {
-    let val = |s: &Option<String>| s.clone().unwrap_or_default();
+    let search = [
+        SearchField::new(
+            "Patient ID",
+            "patient_id",
+            v.search.patient_id.as_deref(),
+            None,
+        ),
+        SearchField::new(
+            "Accession",
+            "accession",
+            v.search.accession.as_deref(),
+            None,
+        ),
+        SearchField::new(
+            "Study date (or YYYY-MM, YYYY)",
+            "date",
+            v.search.date.as_deref(),
+            Some("YYYY-MM-DD"),
+        ),
+    ];
     let body = html! {
         h1 { "Studies" }
-        div.card {
-            form.search method="get" action="/studies" {
-                label { "Patient ID" input name="patient_id" value=(val(&v.search.patient_id)); }
-                label { "Accession" input name="accession" value=(val(&v.search.accession)); }
-                label {
-                    "Study date (or YYYY-MM, YYYY)"
-                    input name="date" value=(val(&v.search.date)) placeholder="YYYY-MM-DD";
-                }
-                button type="submit" { "Search" } " "
-                a.button href="/studies" { "Clear" }
-            }
-        }
+        (html::search_form("/studies", &search))
         @for n in &v.notes { div.banner.warn { (n) } }
         div.card {
             @if v.studies.is_empty() {
