@@ -167,7 +167,7 @@ fn start_refuses_a_non_loopback_address_without_tls() {
         allow_plain_http: true,
         ..cfg
     };
-    let web = web::start(&cfg, &audit_config(true), &f.db_path, &f.data, state).unwrap();
+    let web = start_with(&f, &cfg, state);
     let addr = SocketAddr::from(([127, 0, 0, 1], web.local_addr().port()));
     let page = get_with(addr, "/", Some(&format!("Bearer {TOKEN}"))).text();
     assert!(
@@ -354,7 +354,7 @@ fn repeated_failed_logins_get_429() {
     assert_eq!(counts.locked_addresses, 1);
     // The lock-out survives a restart of the page (SIGHUP), as it lives in WebState.
     drop(web);
-    let web = web::start(&cfg, &audit_config(true), &f.db_path, &f.data, state).unwrap();
+    let web = start_with(&f, &cfg, state);
     assert_eq!(get_with(web.local_addr(), "/", Some(&good)).status, 429);
 }
 

@@ -186,14 +186,7 @@ fn audit_latency_bench() {
     };
     let auth = basic("ann", "viewer pass");
     let state = Arc::new(WebState::new(f.incoming.clone(), models()));
-    let on = web::start(
-        &cfg,
-        &audit_config(true),
-        &f.db_path,
-        &f.data,
-        Arc::clone(&state),
-    )
-    .unwrap();
+    let on = start_with(&f, &cfg, Arc::clone(&state));
     let off = web::start(&cfg, &audit_config(false), &f.db_path, &f.data, state).unwrap();
     let path = format!("/studies/{STUDY_A}");
     let (mut t_on, mut t_off) = (Vec::with_capacity(n), Vec::with_capacity(n));

@@ -45,14 +45,8 @@ fn hostile_models() -> Vec<ModelRef> {
 }
 
 fn hostile_fixture() -> Fixture {
-    let root = tempfile::tempdir().unwrap();
-    let data = root.path().join("data");
     // A folder name is text the status page shows too.
-    let incoming = root.path().join(mark("incoming"));
-    std::fs::create_dir_all(&data).unwrap();
-    std::fs::create_dir_all(&incoming).unwrap();
-    let db_path = data.join("lungwatch.sqlite");
-    let mut db = Database::open(&db_path).unwrap();
+    let (f, mut db) = Fixture::empty(&mark("incoming"));
     let now = now_secs();
     let (series, study, patient) = (mark("series_uid"), mark("study_uid"), mark("patient_id"));
     let (name, date) = (
@@ -144,7 +138,7 @@ fn hostile_fixture() -> Fixture {
     })
     .unwrap();
     drop(db);
-    AuditWriter::open(&db_path)
+    AuditWriter::open(&f.db_path)
         .unwrap()
         .append(&[AuditRecord {
             at: now,
@@ -157,12 +151,7 @@ fn hostile_fixture() -> Fixture {
             event: AuditEvent::Read,
         }])
         .unwrap();
-    Fixture {
-        _root: root,
-        db_path,
-        data,
-        incoming,
-    }
+    f
 }
 
 #[test]
@@ -191,14 +180,7 @@ fn every_field_shown_is_escaped() {
             trust: Some(mark("destination_trust")),
         }],
     });
-    let web = web::start(
-        &cfg,
-        &audit_config(true),
-        &f.db_path,
-        &f.data,
-        Arc::clone(&state),
-    )
-    .unwrap();
+    let web = start_with(f, &cfg, Arc::clone(&state));
     let addr = web.local_addr();
     let boss = basic("boss", "admin pass");
     let page = |path: &str| {

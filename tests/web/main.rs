@@ -233,14 +233,31 @@ struct Fixture {
 const STUDY_A: &str = "1.2.826.0.1.3680043.8.498.1001";
 const STUDY_EVIL: &str = "1.2.826.0.1.3680043.8.498.2001";
 
+impl Fixture {
+    /// A temporary root with `data/` (an empty database in it) and an incoming folder of
+    /// that name.
+    fn empty(incoming: &str) -> (Fixture, Database) {
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("data");
+        let incoming = root.path().join(incoming);
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::create_dir_all(&incoming).unwrap();
+        let db_path = data.join("lungwatch.sqlite");
+        let db = Database::open(&db_path).unwrap();
+        let f = Fixture {
+            _root: root,
+            db_path,
+            data,
+            incoming,
+        };
+        (f, db)
+    }
+}
+
 fn fixture() -> Fixture {
-    let root = tempfile::tempdir().unwrap();
-    let data = root.path().join("data");
-    let incoming = root.path().join("incoming");
-    std::fs::create_dir_all(&data).unwrap();
-    std::fs::create_dir_all(&incoming).unwrap();
-    let db_path = data.join("lungwatch.sqlite");
-    let mut db = Database::open(&db_path).unwrap();
+    let (f, mut db) = Fixture::empty("incoming");
+    let root = f._root.path().to_path_buf();
+    let data = f.data.clone();
     let base = Study {
         series: "",
         study: "",
@@ -324,8 +341,8 @@ fn fixture() -> Fixture {
         },
         "../outside",
     );
-    std::fs::create_dir_all(root.path().join("outside")).unwrap();
-    std::fs::write(root.path().join("outside/coronal.png"), b"secret").unwrap();
+    std::fs::create_dir_all(root.join("outside")).unwrap();
+    std::fs::write(root.join("outside/coronal.png"), b"secret").unwrap();
     // A symlink inside a result folder pointing out of the data folder.
     std::fs::create_dir_all(data.join("results/evil/r1")).unwrap();
     std::os::unix::fs::symlink("/etc/passwd", data.join("results/evil/r1/coronal.png")).unwrap();
@@ -388,12 +405,7 @@ fn fixture() -> Fixture {
         now,
     )
     .unwrap();
-    Fixture {
-        _root: root,
-        db_path,
-        data,
-        incoming,
-    }
+    f
 }
 
 fn config(auth: bool, masked: bool) -> WebConfig {
@@ -417,15 +429,12 @@ fn audit_config(enabled: bool) -> AuditConfig {
 
 fn start(f: &Fixture, config: &WebConfig) -> (WebHandle, Arc<WebState>) {
     let state = Arc::new(WebState::new(f.incoming.clone(), models()));
-    let h = web::start(
-        config,
-        &audit_config(true),
-        &f.db_path,
-        &f.data,
-        Arc::clone(&state),
-    )
-    .unwrap();
-    (h, state)
+    (start_with(f, config, Arc::clone(&state)), state)
+}
+
+/// The page on `f`, with the audit trail on, sharing `state` with the test.
+fn start_with(f: &Fixture, config: &WebConfig, state: Arc<WebState>) -> WebHandle {
+    web::start(config, &audit_config(true), &f.db_path, &f.data, state).unwrap()
 }
 
 struct Response {
