@@ -37,7 +37,7 @@ pub fn group_by_series<T>(items: Instances<T>) -> (BTreeMap<String, Instances<T>
 /// geometry: a series gets the reason of the first rule it breaks in that order.
 pub fn select(headers: &[&InstanceHeader], rules: &Selection) -> Result<(), String> {
     let first = headers.first().ok_or("the series has no instances")?;
-    select_kind(headers, rules)?;
+    select_kind(first, headers, rules)?;
     // Every value the volume and the analysis compute with, before any geometry is used.
     for h in headers {
         plausible::check_instance(h).map_err(|e| match h.instance_number {
@@ -51,13 +51,17 @@ pub fn select(headers: &[&InstanceHeader], rules: &Selection) -> Result<(), Stri
         headers.len(),
         rules.max_voxels,
     )?;
-    select_geometry(headers, rules)
+    select_geometry(first, headers, rules)
 }
 
 /// Whether the series is an axial-capable CT stack at all: not lungwatch's own objects,
-/// one selected modality, no localizer, single-frame greyscale images.
-fn select_kind(headers: &[&InstanceHeader], rules: &Selection) -> Result<(), String> {
-    let first = headers.first().ok_or("the series has no instances")?;
+/// one selected modality, no localizer, single-frame greyscale images. `first` is
+/// `headers[0]`, as for `select_geometry`.
+fn select_kind(
+    first: &InstanceHeader,
+    headers: &[&InstanceHeader],
+    rules: &Selection,
+) -> Result<(), String> {
     // A PACS that routes everything back must not make a loop: lungwatch's own objects
     // are stored, never analysed (nor, later, sent again).
     if headers
@@ -120,8 +124,11 @@ fn select_kind(headers: &[&InstanceHeader], rules: &Selection) -> Result<(), Str
 
 /// One grid without duplicate positions, axial within the tilt limit, enough slices, thin
 /// enough.
-fn select_geometry(headers: &[&InstanceHeader], rules: &Selection) -> Result<(), String> {
-    let first = headers.first().ok_or("the series has no instances")?;
+fn select_geometry(
+    first: &InstanceHeader,
+    headers: &[&InstanceHeader],
+    rules: &Selection,
+) -> Result<(), String> {
     let geometry: Vec<SliceGeometry> = headers
         .iter()
         .map(|h| SliceGeometry::from_header(h))
