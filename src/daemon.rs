@@ -159,8 +159,6 @@ struct Running {
     worker: Stoppable,
     outbox: Stoppable,
     scp: Option<dimse::ScpHandle>,
-    /// The receiver's bound address (for the status page's DICOM card).
-    bound: Option<std::net::SocketAddr>,
     /// Set while the data filesystem is full; ingest, analysis and the receiver wait.
     paused: Arc<AtomicBool>,
     /// Paths the watcher saw change.
@@ -263,7 +261,6 @@ impl Running {
             worker,
             outbox,
             scp,
-            bound,
             paused,
             events,
             _watcher: watcher,
@@ -283,8 +280,9 @@ impl Running {
             &self.db,
         );
         let c = &self.config;
+        let bound = self.scp.as_ref().map(|s| s.local_addr());
         self.state
-            .set_dicom_security(self.tls.describe(&c.dicom, &c.destinations, self.bound));
+            .set_dicom_security(self.tls.describe(&c.dicom, &c.destinations, bound));
         reload_models(
             c,
             &mut self.models_in_service,
