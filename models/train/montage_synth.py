@@ -3,6 +3,7 @@ slices are only LOOKED AT, to judge realism; nothing from them enters training).
 
   python montage_synth.py --out /tmp/lungwatch-cache/png
   python montage_synth.py --task lesion4 --out /tmp/lungwatch-cache/png   # 2.5D samples
+  python montage_synth.py --task lesion5 --out /tmp/lungwatch-cache/png   # surface hard negatives
 
 Writes synth_v3.png (training samples as the network sees them, lesion outline yellow =
 ground-glass, red = consolidation, and the same samples without overlay) and
@@ -19,6 +20,7 @@ from scipy import ndimage as ndi
 
 import common as C
 import pipeline as P
+import synth
 import train_seg as T
 
 
@@ -45,6 +47,26 @@ def grid(tiles, ncol, size=256):
     return np.concatenate(rows, 0)
 
 
+def surface_pairs(vols, rng, n, path):
+    """The v0.5 hard negative: n slices from the ends of the lung, each as it is, with
+    synth.surface_partial_volume (labelled background), and the HU it added (black 0,
+    white 500 HU or more), side by side."""
+    tiles = []
+    for _ in range(n):
+        v = vols[rng.integers(len(vols))]
+        ls = v["lung_slices"]
+        k = max(1, int(round(0.15 * len(ls))))
+        z = rng.choice(np.concatenate([ls[:k], ls[-k:]]))
+        (cy, cx), pix = v["box"]
+        hu = C.sample_plane(v["vol"][z], v["les_n"], (cy, cx), pix, v["sp"][1:])
+        lab = C.sample_plane(v["lab"][z], v["les_n"], (cy, cx), pix, v["sp"][1:], order=0)
+        hu2 = synth.surface_partial_volume(hu, lab, rng, pix)
+        added = (np.clip((hu2 - hu) / 500, 0, 1) * 255).astype(np.uint8)
+        tiles += [gray(C.normalise(hu)), gray(C.normalise(hu2)), added]
+    Image.fromarray(grid(tiles, 6)).save(path)
+    print("wrote", path)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=C.DATA_DEFAULT)
@@ -52,13 +74,16 @@ def main():
     ap.add_argument("--out", default="/tmp/lungwatch-cache/png")
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--seed", type=int, default=3)
-    ap.add_argument("--task", choices=["lesion3", "lesion4"], default="lesion3")
+    ap.add_argument("--task", choices=["lesion3", "lesion4", "lesion5"], default="lesion3")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     vols = T.load_training_volumes(a.data, a.cache, C.LES_N, names=C.NORMAL_VOLUMES_V3, lung_model=True)
     for v in vols:
         v["les_n"] = C.LES_N
     rng = np.random.default_rng(a.seed)
+    if a.task == "lesion5":
+        surface_pairs(vols, rng, a.n, os.path.join(a.out, "synth_v5_surfaces.png"))
+        return
     if a.task == "lesion4":
         rows = []
         while len(rows) < 4 * max(1, a.n // 4):  # a.n // 4 samples, 4 tiles each

@@ -298,8 +298,9 @@ def insert_lesions_v3(hu, lung, rng, pix_mm):
 
 def hard_negatives(hu, lung, rng, pix_mm):
     """Normal findings that must stay background (label 0): dependent (posterior) density
-    as a smooth gradient along the posterior pleura, and a breathing / partial-volume haze
-    near the lung base edge. Applied to HU in the lesion-model frame."""
+    as a smooth gradient along the posterior pleura, and a global density shift of the
+    parenchyma (expiration, low dose, soft kernel). Applied to HU in the lesion-model frame.
+    Partial volume at soft-tissue surfaces is surface_partial_volume (v0.5 recipe)."""
     hu = hu.astype(np.float32).copy()
     lungm = lung > 0
     if lungm.sum() < 30:
@@ -318,6 +319,39 @@ def hard_negatives(hu, lung, rng, pix_mm):
         # global parenchymal density shift (expiration, low dose, soft kernel)
         hu = hu + lungm * rng.uniform(20, 90)
     return hu
+
+
+def surface_partial_volume(hu, lung, rng, pix_mm):
+    """Partial volume where the slice cuts a soft-tissue surface obliquely: the domes of
+    the diaphragm over the liver and spleen at the lung bases, the heart border. Through the
+    slice thickness the lung voxels next to that surface average in soft tissue, so a crescent
+    of -700 to -350 HU runs along it and fades over a few millimetres into the lung; the
+    vessels inside stay visible, only denser. It is normal anatomy, so its label stays
+    background. Built from the slice's own soft tissue: a random stretch of the lung boundary
+    that touches it (a smooth window along the boundary), or all of it (a dome cut near its
+    top, ringed by lung). Applied to HU in the lesion-model frame; labels are unchanged."""
+    hu = hu.astype(np.float32).copy()
+    lungm = lung > 0
+    soft = (~lungm) & (hu > -300)
+    if lungm.sum() < 30 or soft.sum() < 30:
+        return hu
+    d_mm = ndi.distance_transform_edt(~soft) * pix_mm  # distance from the soft tissue
+    contact = lungm & (d_mm <= 1.5 * pix_mm)
+    if contact.sum() < 5:
+        return hu
+    if rng.random() < 0.75:
+        ys, xs = np.nonzero(contact)
+        i = rng.integers(len(ys))
+        yy, xx = np.mgrid[:hu.shape[0], :hu.shape[1]]
+        r_px = rng.uniform(15, 70) / pix_mm
+        window = np.exp(-((yy - ys[i]) ** 2 + (xx - xs[i]) ** 2) / (2 * r_px ** 2)).astype(np.float32)
+    else:
+        window = np.ones(hu.shape, np.float32)
+    width = rng.uniform(2, 12)
+    depth = np.exp(-(d_mm / width) ** rng.uniform(1.0, 2.0))
+    alpha = rng.uniform(0.2, 0.6) * depth * window * (1 + 0.15 * _smooth_noise(rng, hu.shape, 3 / pix_mm))
+    tissue = rng.uniform(20, 70)
+    return hu + lungm * np.clip(alpha, 0, 0.8) * (tissue - hu)
 
 
 # ====================================================================== v0.4 synthesis (2.5D)

@@ -75,12 +75,20 @@ def scanner_aug(hu, rng):
     return hu[0] if plane else hu
 
 
-def make_sample_v3(v, rng):
+def make_sample_v3(v, rng, surfaces=False):
     """Lesion v0.3 sample: real lesion-free background (slice-thickness augmentation by
     averaging neighbour slices), hard negatives, v0.3 synthetic lesions, flips, scanner
-    augmentation."""
+    augmentation. surfaces=True is the v0.5 recipe (task lesion5): a quarter of the slices
+    come from the ends of the lung (bases and apices, where slices cut the pleura and the
+    diaphragm obliquely) and 40 % get surface partial volume as a hard negative. With
+    surfaces=False the random draws are exactly v0.3's, so its validation batch is unchanged."""
     Z = v["vol"].shape[0]
-    z = rng.choice(v["lung_slices"]) if rng.random() < 0.95 else rng.integers(Z)
+    ls = v["lung_slices"]
+    if surfaces and rng.random() < 0.25:
+        k = max(1, int(round(0.15 * len(ls))))
+        z = rng.choice(np.concatenate([ls[:k], ls[-k:]]))
+    else:
+        z = rng.choice(ls) if rng.random() < 0.95 else rng.integers(Z)
     n = v["les_n"]
     (cy, cx), pix = v["box"]
     pix = pix * rng.uniform(0.85, 1.2)
@@ -95,6 +103,8 @@ def make_sample_v3(v, rng):
     lab = C.sample_plane(v["lab"][z], n, center, pix, sp, rot, order=0)
     if rng.random() < 0.5:
         hu = synth.hard_negatives(hu, lab, rng, pix)
+    if surfaces and rng.random() < 0.4:
+        hu = synth.surface_partial_volume(hu, lab, rng, pix)
     if rng.random() < 0.8:
         hu, les = synth.insert_lesions_v3(hu, lab, rng, pix)
     else:
@@ -152,8 +162,8 @@ def make_sample_v4(v, rng):
 
 def make_sample(v, rng, task):
     """One augmented training pair in the model frame: (x float32 (N,N), y int64 (N,N))."""
-    if task == "lesion3":
-        return make_sample_v3(v, rng)
+    if task in ("lesion3", "lesion5"):
+        return make_sample_v3(v, rng, surfaces=task == "lesion5")
     if task == "lesion4":
         return make_sample_v4(v, rng)
     Z = v["vol"].shape[0]
@@ -257,9 +267,11 @@ def dice_loss(logits, y, n_cls):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--task", choices=["lung", "lesion", "lesion3", "lesion4"], required=True,
+    ap.add_argument("--task", choices=["lung", "lesion", "lesion3", "lesion4", "lesion5"], required=True,
                     help="lesion3 = v0.3 recipe (CC BY backgrounds, lung-model labels, synth v3); "
-                         "lesion4 = the same recipe as 2.5D (3 slices in, synth v4)")
+                         "lesion4 = the same recipe as 2.5D (3 slices in, synth v4); "
+                         "lesion5 = lesion3 plus surface partial volume and lung-end slices "
+                         "(validated on the lesion3 batch)")
     ap.add_argument("--ckpt-every", type=int, default=500)
     ap.add_argument("--data", default=C.DATA_DEFAULT)
     ap.add_argument("--cache", default="/tmp/lungwatch-cache")
@@ -287,7 +299,7 @@ def main():
     n = C.LUNG_N if task == "lung" else (a.size or C.LES_N)
     base = a.base or 8
     minutes = a.minutes if a.minutes is not None else (14 if task == "lung" else 40)
-    if task in ("lesion3", "lesion4"):
+    if task in ("lesion3", "lesion4", "lesion5"):
         vols = load_training_volumes(a.data, a.cache, n, names=C.NORMAL_VOLUMES_V3, lung_model=True)
     else:
         vols = load_training_volumes(a.data, a.cache, n if task == "lesion" else None)
@@ -296,7 +308,8 @@ def main():
     # fixed synthetic validation set (same generator, other seed) to pick nothing but to
     # report convergence; the real evaluations are in eval_*.py
     vrng = np.random.default_rng(VAL_SEED)
-    vx, vy = batch(vols, vrng, task, 96 if task in ("lesion3", "lesion4") else 48)
+    val_task = "lesion3" if task == "lesion5" else task  # v0.5 is judged on v0.3's batch
+    vx, vy = batch(vols, vrng, val_task, 96 if task in ("lesion3", "lesion4", "lesion5") else 48)
     in_ch = 3 if task == "lesion4" else 1
     model = C.unet(in_ch, 3, base=base)
     frozen_bn = False
@@ -370,7 +383,7 @@ def main():
         hus = np.stack([C.sample_plane(v["vol"][zz], n, (cy, cx), pix, v["sp"][1:]) for zz in zs])
         labs = np.stack([C.sample_plane(v["lab"][zz], n, (cy, cx), pix, v["sp"][1:], order=0) for zz in zs])
         hu, _ = synth.insert_lesions_v4(hus, labs, np.random.default_rng(7), pix, k * v["sp"][0])
-    elif task == "lesion3":
+    elif task in ("lesion3", "lesion5"):
         (cy, cx), pix = v["box"]
         hu = C.sample_plane(v["vol"][z], n, (cy, cx), pix, v["sp"][1:])
         lab = C.sample_plane(v["lab"][z], n, (cy, cx), pix, v["sp"][1:], order=0)
