@@ -95,6 +95,19 @@ fn three_real_series_give_plausible_results_matching_the_reference() {
         );
         let p = r.probabilities;
         assert!((p.covid19 + p.other_pneumonia + p.normal - 1.0).abs() < 1e-4);
+        // The manifest's low-burden caution (1 %): on a pneumonia call from a small burden.
+        let cautioned = r
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("low lesion burden"));
+        let low_burden = r.top_class.as_str() != "normal"
+            && r.affected_ratio.total > 0.0
+            && r.affected_ratio.total < 0.01;
+        assert_eq!(
+            cautioned, low_burden,
+            "{name}: low-burden caution {:?}",
+            r.warnings
+        );
         assert_eq!(r.models.len(), 3);
         let per_slice = r.per_slice.as_ref().expect("--per-slice");
         assert_eq!(per_slice.len(), r.slice_count);

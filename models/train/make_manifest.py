@@ -24,6 +24,14 @@ VERSION = {"lung_seg": "0.1.0", "lesion_seg": "0.3.0", "classifier": "0.2.0"}
 #   "involved" in the classifier feature zones_involved.
 RULES = {"min_component_ml": 0.25, "zone_min_ratio": 0.01}
 
+# A caution, not a rule (no figure changes): an affected ratio above 0 and under
+# low_burden_ratio, on a scan not called normal, is of the size the lesion model has
+# reported on real normal scans from scanners it was not trained on (MODEL_CARD.md, "Known
+# limits": up to 0.59 % on POPI over v0.3 and its candidates), so the class call rests on
+# findings that may be false positives. 1 % is about twice the largest seen. lungwatch
+# writes the caution into the report's warnings (page, CLI, SR); pipeline.py has no report.
+LOW_BURDEN_RATIO = 0.01
+
 # The lung model's gas-pocket rule (MODEL_CARD.md, "Lung segmentation", post-processing),
 # read by pipeline.py and by lungwatch from the manifest written here: aerated = below
 # -500 HU; an aerated component under 10 % of the largest and of at least 2 mL is gas.
@@ -110,6 +118,8 @@ def main():
                   f"min_component_ml = {RULES['min_component_ml']}",
                   'zone_scoring = "a zone (a third of one lung) scores 0 in the severity score unless its lesion voxels / lung voxels >= zone_min_ratio; then 1 (< 0.25), 2 (< 0.5), 3 (< 0.75) or 4"',
                   f"zone_min_ratio = {RULES['zone_min_ratio']}",
+                  'low_burden = "a caution, not a rule: when the affected ratio after the rules is above 0 and under low_burden_ratio and the top class is not normal, the report warns that findings of this size have been seen on normal scans from unseen scanners (MODEL_CARD.md, Known limits)"',
+                  f"low_burden_ratio = {LOW_BURDEN_RATIO}",
                   ""]
         else:
             L += ['task = "3-class probabilities from the quantified lesion pattern"',

@@ -87,6 +87,10 @@ pub struct Postprocessing {
     /// A zone scores in the severity score only from this lesion share on.
     #[serde(default)]
     pub zone_min_ratio: Option<f64>,
+    /// A caution, not a rule: an affected ratio above 0 and under this, on a scan not
+    /// called normal, is of the size seen as false positives on normal scans. Optional.
+    #[serde(default)]
+    pub low_burden_ratio: Option<f64>,
     /// Lung model: lung-labelled voxels below this HU are aerated.
     #[serde(default)]
     pub gas_pocket_aerated_below_hu: Option<f64>,
@@ -111,6 +115,8 @@ pub struct GasPocketRules {
 pub struct LesionRules {
     pub min_component_ml: f64,
     pub zone_min_ratio: f64,
+    /// 0 when the manifest gives no low-burden caution.
+    pub low_burden_ratio: f64,
 }
 
 impl ModelEntry {
@@ -130,6 +136,7 @@ impl ModelEntry {
         LesionRules {
             min_component_ml: p.min_component_ml.unwrap_or(0.0),
             zone_min_ratio: p.zone_min_ratio.unwrap_or(0.0),
+            low_burden_ratio: p.low_burden_ratio.unwrap_or(0.0),
         }
     }
 }
@@ -281,6 +288,14 @@ fn validate_postprocessing(m: &Models) -> Result<(), String> {
             );
         }
     }
+    match rules.and_then(|r| r.low_burden_ratio) {
+        Some(v) if !(v.is_finite() && (0.0..=0.1).contains(&v)) => {
+            return Err(
+                "models.lesion_seg.postprocessing.low_burden_ratio must be in 0..=0.1".into(),
+            );
+        }
+        _ => {}
+    }
     Ok(())
 }
 
@@ -331,6 +346,7 @@ mod tests {
         let rules = m.models.lesion_seg.lesion_rules();
         assert!(rules.min_component_ml > 0.0);
         assert!(rules.zone_min_ratio > 0.0);
+        assert!(rules.low_burden_ratio > 0.0);
         // The lung model's table holds the gas-pocket rule, not the lesion rules.
         assert_eq!(m.models.lung_seg.lesion_rules(), LesionRules::default());
         let gas = m.models.lung_seg.gas_pocket_rules();
@@ -350,6 +366,18 @@ mod tests {
         let bad_ratio = text.replace("zone_min_ratio = 0.01", "zone_min_ratio = 0.5");
         assert_ne!(bad_ratio, text);
         assert!(load_text(&bad_ratio, "ratio").is_err());
+        // The low-burden caution is optional, but a given value must make sense.
+        let no_caution: String = text
+            .lines()
+            .filter(|l| !l.starts_with("low_burden_ratio"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let m = load_text(&no_caution, "nocaution").expect("the caution is optional");
+        assert_eq!(m.models.lesion_seg.lesion_rules().low_burden_ratio, 0.0);
+        let bad_caution = text.replace("low_burden_ratio = 0.01", "low_burden_ratio = 1.0");
+        assert_ne!(bad_caution, text);
+        let e = load_text(&bad_caution, "caution").unwrap_err().to_string();
+        assert!(e.contains("low_burden_ratio must be in"), "{e}");
         let unknown = text.replace("\"lung_base_ratio\"]", "\"vessel_count\"]");
         assert_ne!(unknown, text);
         let e = load_text(&unknown, "feature").unwrap_err().to_string();

@@ -160,6 +160,11 @@ impl Analyser {
         let classify_started = Instant::now();
         let probabilities = classify(models, &q)?;
         let classify_ns = classify_started.elapsed().as_nanos() as u64;
+        warnings.extend(low_burden_caution(
+            q.affected_ratio(),
+            top_class(probabilities),
+            rules.low_burden_ratio,
+        ));
         let lung_ml = q.lung_total() as f64 * q.voxel_ml;
         if q.lung_total() > 0 && !(1000.0..=12000.0).contains(&lung_ml) {
             warnings.push(format!(
@@ -379,6 +384,27 @@ fn classify(models: &ModelSet, q: &Quantities) -> anyhow::Result<[f64; 3]> {
     Ok([output[0] as f64, output[1] as f64, output[2] as f64])
 }
 
+/// The class with the highest probability (the first of equals).
+fn top_class(p: [f64; 3]) -> Class {
+    Class::ALL[(0..3).fold(0, |best, k| if p[k] > p[best] { k } else { best })]
+}
+
+/// The manifest's low-burden caution: a scan called COVID-19 or other pneumonia on an
+/// affected ratio above 0 and under `limit` rests on findings of the size the lesion model
+/// has produced on normal scans, so the report says so. `limit` 0 turns it off.
+fn low_burden_caution(affected_ratio: f64, top: Class, limit: f64) -> Option<String> {
+    (top != Class::Normal && affected_ratio > 0.0 && affected_ratio < limit).then(|| {
+        format!(
+            "low lesion burden ({:.2} % of the lung, under {} %): false positives of this size \
+             have been seen on normal scans from scanners the lesion model was not trained on, \
+             most often along the diaphragm at the lung bases (model card); check the lesions \
+             in the previews before relying on the class call",
+            affected_ratio * 100.0,
+            limit * 100.0
+        )
+    })
+}
+
 #[allow(clippy::too_many_arguments)]
 fn build_report(
     volume: &Volume,
@@ -391,7 +417,6 @@ fn build_report(
     warnings: Vec<String>,
     per_slice: bool,
 ) -> SeriesReport {
-    let top = (0..3).fold(0, |best, k| if p[k] > p[best] { k } else { best });
     let ml = |voxels: u64| voxels as f64 * q.voxel_ml;
     let zones = Zones {
         right_lower: q.zone_ratio.right[0],
@@ -435,7 +460,7 @@ fn build_report(
             other_pneumonia: p[1],
             normal: p[2],
         },
-        top_class: Class::ALL[top],
+        top_class: top_class(p),
         lung_volume_ml: Sides {
             right: ml(q.lung.right),
             left: ml(q.lung.left),
@@ -541,4 +566,31 @@ pub fn write_artifacts(analysis: &Analysis, dir: &Path) -> std::io::Result<Vec<S
     }
     std::fs::File::open(dir)?.sync_all()?;
     Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_top_class_is_the_most_probable_and_the_first_of_equals() {
+        assert_eq!(top_class([0.2, 0.7, 0.1]), Class::OtherPneumonia);
+        assert_eq!(top_class([0.1, 0.1, 0.8]), Class::Normal);
+        assert_eq!(top_class([0.4, 0.4, 0.2]), Class::Covid19);
+    }
+
+    #[test]
+    fn a_pneumonia_call_on_a_low_burden_is_cautioned() {
+        let caution = low_burden_caution(0.0048, Class::Covid19, 0.01).expect("cautioned");
+        assert!(
+            caution.contains("0.48 % of the lung, under 1 %"),
+            "{caution}"
+        );
+        assert!(low_burden_caution(0.0048, Class::OtherPneumonia, 0.01).is_some());
+        // Not for a normal call, nothing found, a burden at or over the limit, or no limit.
+        assert_eq!(low_burden_caution(0.0048, Class::Normal, 0.01), None);
+        assert_eq!(low_burden_caution(0.0, Class::Covid19, 0.01), None);
+        assert_eq!(low_burden_caution(0.01, Class::Covid19, 0.01), None);
+        assert_eq!(low_burden_caution(0.0048, Class::Covid19, 0.0), None);
+    }
 }

@@ -73,6 +73,7 @@ const P_COVID: Code = Code("LW-P-COVID", LOCAL, "Probability of COVID-19 pneumon
 const P_OTHER: Code = Code("LW-P-OTHER", LOCAL, "Probability of other pneumonia");
 const P_NORMAL: Code = Code("LW-P-NORMAL", LOCAL, "Probability of normal or other");
 const DISCLAIMER_CODE: Code = Code("LW-NOTE", LOCAL, "Note");
+const WARNING_CODE: Code = Code("LW-WARNING", LOCAL, "Analysis warning");
 const ZONES: [(&str, &str); 6] = [
     ("LW-AR-RU", "Affected ratio, right upper zone"),
     ("LW-AR-RM", "Affected ratio, right middle zone"),
@@ -198,6 +199,16 @@ pub fn measurement_report(report: &SeriesReport, ctx: &ReportContext) -> Vec<u8>
 fn content_tree(r: &SeriesReport, ctx: &ReportContext) -> Item {
     use Rel::*;
     let measurements = measurement_groups(r, ctx);
+    // The disclaimer, then each warning of the analysis (geometry, low burden), so that a
+    // reader in the PACS sees what the page shows.
+    let qualitative = std::iter::once(DISCLAIMER.to_string())
+        .map(|text| (Contains, Item::Text(DISCLAIMER_CODE, text)))
+        .chain(
+            r.warnings
+                .iter()
+                .map(|w| (Contains, Item::Text(WARNING_CODE, w.clone()))),
+        )
+        .collect();
     let library = ctx
         .sources
         .iter()
@@ -232,16 +243,7 @@ fn content_tree(r: &SeriesReport, ctx: &ReportContext) -> Item {
                 Contains,
                 Item::Container(IMAGING_MEASUREMENTS, measurements),
             ),
-            (
-                Contains,
-                Item::Container(
-                    QUALITATIVE,
-                    vec![(
-                        Contains,
-                        Item::Text(DISCLAIMER_CODE, DISCLAIMER.to_string()),
-                    )],
-                ),
-            ),
+            (Contains, Item::Container(QUALITATIVE, qualitative)),
         ],
     )
 }
@@ -563,7 +565,7 @@ pub(crate) mod tests {
                 sha256: "ab".repeat(32),
             }],
             timings_ms: Timings::default(),
-            warnings: vec![],
+            warnings: vec!["low lesion burden (0.48 % of the lung, under 1 %)".into()],
             per_slice: None,
         }
     }
@@ -703,6 +705,10 @@ pub(crate) mod tests {
             assert!(text.contains("Imaging Measurement Report"), "{text}");
             assert!(text.contains("Probability of COVID-19 pneumonia"), "{text}");
             assert!(text.contains("2500.5"), "{text}");
+            assert!(
+                text.contains("Analysis warning") && text.contains("low lesion burden (0.48 %"),
+                "the analysis warnings are in the report: {text}"
+            );
             println!("{text}");
         }
         if tool("dciodvfy") {
