@@ -54,9 +54,7 @@ def surface_pairs(vols, rng, n, path):
     tiles = []
     for _ in range(n):
         v = vols[rng.integers(len(vols))]
-        ls = v["lung_slices"]
-        k = max(1, int(round(0.15 * len(ls))))
-        z = rng.choice(np.concatenate([ls[:k], ls[-k:]]))
+        z = rng.choice(T.lung_end_slices(v["lung_slices"]))
         (cy, cx), pix = v["box"]
         hu = C.sample_plane(v["vol"][z], v["les_n"], (cy, cx), pix, v["sp"][1:])
         lab = C.sample_plane(v["lab"][z], v["les_n"], (cy, cx), pix, v["sp"][1:], order=0)

@@ -75,6 +75,13 @@ def scanner_aug(hu, rng):
     return hu[0] if plane else hu
 
 
+def lung_end_slices(lung_slices):
+    """The lowest and the highest 15 % of a volume's slices with lung (at least one each):
+    bases and apices, where the slice cuts the pleura and the diaphragm obliquely."""
+    k = max(1, round(0.15 * len(lung_slices)))
+    return np.concatenate([lung_slices[:k], lung_slices[-k:]])
+
+
 def make_sample_v3(v, rng, surfaces=False):
     """Lesion v0.3 sample: real lesion-free background (slice-thickness augmentation by
     averaging neighbour slices), hard negatives, v0.3 synthetic lesions, flips, scanner
@@ -85,8 +92,7 @@ def make_sample_v3(v, rng, surfaces=False):
     Z = v["vol"].shape[0]
     ls = v["lung_slices"]
     if surfaces and rng.random() < 0.25:
-        k = max(1, int(round(0.15 * len(ls))))
-        z = rng.choice(np.concatenate([ls[:k], ls[-k:]]))
+        z = rng.choice(lung_end_slices(ls))
     else:
         z = rng.choice(ls) if rng.random() < 0.95 else rng.integers(Z)
     n = v["les_n"]
