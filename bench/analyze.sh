@@ -4,7 +4,8 @@
 # the same ONNX models. Prints wall time, peak RSS, the ratio, and lungwatch's stages.
 #   bash bench/analyze.sh        (needs ../shared/data, a Python with the packages in
 #                                 models/train/requirements.txt as $PYTHON, and dcmtk)
-# The 300-slice series is made once from covid19-P002 by bench/make_long_series.py.
+# The 300- and 600-slice series are made once from covid19-P002 by bench/make_long_series.py
+# (600 slices: the size for which the peak RSS target, 1.5 GiB, is set).
 set -euo pipefail
 case "${1:-}" in -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;; esac
 cd "$(dirname "$0")/.."
@@ -15,11 +16,16 @@ PYTHON=${PYTHON:-python3}
 bin=${LUNGWATCH_BIN:-./target/release/lungwatch}
 [ -n "${LUNGWATCH_BIN:-}" ] || cargo build --release -q
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-long=target/bench/covid19-P002-300
-if [ ! -f "$long/IM0300.dcm" ]; then
-  rm -rf "$long"
-  "$PYTHON" bench/make_long_series.py "$data/covid19-P002" "$long" --slices 300 >&2
-fi
+long_series() { # slices → the folder of covid19-P002 interpolated to that many slices
+  local dir=target/bench/covid19-P002-$1
+  if [ ! -f "$dir/IM$(printf %04d "$1").dcm" ]; then
+    rm -rf "$dir"
+    "$PYTHON" bench/make_long_series.py "$data/covid19-P002" "$dir" --slices "$1" >&2
+  fi
+  echo "$dir"
+}
+long300=$(long_series 300)
+long600=$(long_series 600)
 
 timed() { # output-file cmd... → "wall_s rss_mib"
   local out=$1; shift
@@ -31,7 +37,7 @@ timed() { # output-file cmd... → "wall_s rss_mib"
 echo "| series | slices | lungwatch wall s | lungwatch RSS MiB | Python wall s | Python RSS MiB | lungwatch / Python |"
 echo "|---|---|---|---|---|---|---|"
 stages=""
-for s in "$data/covid19-P002" "$data/cap-cap002" "$data/normal-normal002" "$long"; do
+for s in "$data/covid19-P002" "$data/cap-cap002" "$data/normal-normal002" "$long300" "$long600"; do
   name=$(basename "$s")
   n=$(find "$s" -maxdepth 1 -name '*.dcm' | wc -l)
   read -r lw lr < <(timed "$work/lw.json" "$bin" analyze "$s" --json)
