@@ -82,16 +82,39 @@ def lung_end_slices(lung_slices):
     return np.concatenate([lung_slices[:k], lung_slices[-k:]])
 
 
-def make_sample_v3(v, rng, surfaces=False):
+def through_plane_partial_volume(v, z, hu, rng, plane):
+    """The slice of a lung end (base or apex) averaged with one outward neighbour 1.5-5 mm
+    away, weight 0.2-0.6: a slice profile (or breathing motion) that reaches past the top
+    of a diaphragm dome takes in a whole patch of liver or spleen, and the lung field over
+    it reads -450 to -700 HU with its vessels blurred (the false positives on POPI, MODEL_CARD
+    v0.5 section). Normal anatomy, so labels are unchanged. `plane` samples a slice of the
+    volume into the frame of `hu`."""
+    ls = v["lung_slices"]
+    step = max(1, round(rng.uniform(1.5, 5.0) / v["sp"][0]))
+    zz = z - step if z < np.median(ls) else z + step  # towards the nearer end of the lung
+    if not 0 <= zz < v["vol"].shape[0]:
+        return hu
+    a = rng.uniform(0.2, 0.6)
+    return (1 - a) * hu + a * plane(v["vol"][zz])
+
+
+# The 2D tasks on the v0.3 backgrounds and synthesis: v0.3, v0.5 and v0.6 recipes.
+V3_TASKS = ("lesion3", "lesion5", "lesion6")
+
+
+def make_sample_v3(v, rng, surfaces=False, through_plane=False):
     """Lesion v0.3 sample: real lesion-free background (slice-thickness augmentation by
     averaging neighbour slices), hard negatives, v0.3 synthetic lesions, flips, scanner
     augmentation. surfaces=True is the v0.5 recipe (task lesion5): a quarter of the slices
     come from the ends of the lung (bases and apices, where slices cut the pleura and the
-    diaphragm obliquely) and 40 % get surface partial volume as a hard negative. With
-    surfaces=False the random draws are exactly v0.3's, so its validation batch is unchanged."""
+    diaphragm obliquely) and 40 % get surface partial volume as a hard negative.
+    through_plane=True (task lesion6, with surfaces) adds, on 60 % of those lung-end slices,
+    through_plane_partial_volume. With both False the random draws are exactly v0.3's, so
+    its validation batch is unchanged; with through_plane False they are v0.5's."""
     Z = v["vol"].shape[0]
     ls = v["lung_slices"]
-    if surfaces and rng.random() < 0.25:
+    from_end = surfaces and rng.random() < 0.25
+    if from_end:
         z = rng.choice(lung_end_slices(ls))
     else:
         z = rng.choice(ls) if rng.random() < 0.95 else rng.integers(Z)
@@ -106,6 +129,8 @@ def make_sample_v3(v, rng, surfaces=False):
         w = rng.uniform(0.15, 0.35)
         hu = (1 - 2 * w) * hu + w * (C.sample_plane(v["vol"][z - 1], n, center, pix, sp, rot)
                                      + C.sample_plane(v["vol"][z + 1], n, center, pix, sp, rot))
+    if through_plane and from_end and rng.random() < 0.6:
+        hu = through_plane_partial_volume(v, z, hu, rng, lambda s: C.sample_plane(s, n, center, pix, sp, rot))
     lab = C.sample_plane(v["lab"][z], n, center, pix, sp, rot, order=0)
     if rng.random() < 0.5:
         hu = synth.hard_negatives(hu, lab, rng, pix)
@@ -168,8 +193,8 @@ def make_sample_v4(v, rng):
 
 def make_sample(v, rng, task):
     """One augmented training pair in the model frame: (x float32 (N,N), y int64 (N,N))."""
-    if task in ("lesion3", "lesion5"):
-        return make_sample_v3(v, rng, surfaces=task == "lesion5")
+    if task in V3_TASKS:
+        return make_sample_v3(v, rng, surfaces=task in ("lesion5", "lesion6"), through_plane=task == "lesion6")
     if task == "lesion4":
         return make_sample_v4(v, rng)
     Z = v["vol"].shape[0]
@@ -273,16 +298,21 @@ def dice_loss(logits, y, n_cls):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--task", choices=["lung", "lesion", "lesion3", "lesion4", "lesion5"], required=True,
+    ap.add_argument("--task", choices=["lung", "lesion", "lesion3", "lesion4", "lesion5", "lesion6"], required=True,
                     help="lesion3 = v0.3 recipe (CC BY backgrounds, lung-model labels, synth v3); "
                          "lesion4 = the same recipe as 2.5D (3 slices in, synth v4); "
                          "lesion5 = lesion3 plus surface partial volume and lung-end slices "
-                         "(validated on the lesion3 batch)")
+                         "(validated on the lesion3 batch); lesion6 = lesion5 plus through-plane "
+                         "partial volume at the lung ends (validated on the lesion3 batch)")
     ap.add_argument("--ckpt-every", type=int, default=500)
     ap.add_argument("--data", default=C.DATA_DEFAULT)
     ap.add_argument("--cache", default="/tmp/lungwatch-cache")
     ap.add_argument("--out", default=os.path.join(C.HERE, ".."))
     ap.add_argument("--minutes", type=float, default=None)
+    ap.add_argument("--iterations", type=int, default=None,
+                    help="train for exactly this many iterations, the cosine schedule over them, instead "
+                         "of --minutes of wall time (whose iteration count follows the machine's load), "
+                         "so that runs on machines of different load compare")
     ap.add_argument("--base", type=int, default=None)
     ap.add_argument("--bs", type=int, default=12)
     ap.add_argument("--lr", type=float, default=3e-3)
@@ -305,7 +335,7 @@ def main():
     n = C.LUNG_N if task == "lung" else (a.size or C.LES_N)
     base = a.base or 8
     minutes = a.minutes if a.minutes is not None else (14 if task == "lung" else 40)
-    if task in ("lesion3", "lesion4", "lesion5"):
+    if task in V3_TASKS or task == "lesion4":
         vols = load_training_volumes(a.data, a.cache, n, names=C.NORMAL_VOLUMES_V3, lung_model=True)
     else:
         vols = load_training_volumes(a.data, a.cache, n if task == "lesion" else None)
@@ -314,8 +344,8 @@ def main():
     # fixed synthetic validation set (same generator, other seed) to pick nothing but to
     # report convergence; the real evaluations are in eval_*.py
     vrng = np.random.default_rng(VAL_SEED)
-    val_task = "lesion3" if task == "lesion5" else task  # v0.5 is judged on v0.3's batch
-    vx, vy = batch(vols, vrng, val_task, 96 if task in ("lesion3", "lesion4", "lesion5") else 48)
+    val_task = "lesion3" if task in V3_TASKS else task  # v0.5 and v0.6 are judged on v0.3's batch
+    vx, vy = batch(vols, vrng, val_task, 96 if task in V3_TASKS or task == "lesion4" else 48)
     in_ch = 3 if task == "lesion4" else 1
     model = C.unet(in_ch, 3, base=base)
     frozen_bn = False
@@ -333,9 +363,10 @@ def main():
     budget = minutes * 60
     while True:
         el = time.time() - t0
-        if el > budget:
+        if (it >= a.iterations) if a.iterations else (el > budget):
             break
-        lr = a.lr * 0.5 * (1 + np.cos(np.pi * min(1.0, el / budget)))
+        progress = it / a.iterations if a.iterations else el / budget
+        lr = a.lr * 0.5 * (1 + np.cos(np.pi * min(1.0, progress)))
         if a.warmup:
             lr *= min(1.0, (it + 1) / a.warmup)
         for g in opt.param_groups:
@@ -389,7 +420,7 @@ def main():
         hus = np.stack([C.sample_plane(v["vol"][zz], n, (cy, cx), pix, v["sp"][1:]) for zz in zs])
         labs = np.stack([C.sample_plane(v["lab"][zz], n, (cy, cx), pix, v["sp"][1:], order=0) for zz in zs])
         hu, _ = synth.insert_lesions_v4(hus, labs, np.random.default_rng(7), pix, k * v["sp"][0])
-    elif task in ("lesion3", "lesion5"):
+    elif task in V3_TASKS:
         (cy, cx), pix = v["box"]
         hu = C.sample_plane(v["vol"][z], n, (cy, cx), pix, v["sp"][1:])
         lab = C.sample_plane(v["lab"][z], n, (cy, cx), pix, v["sp"][1:], order=0)
