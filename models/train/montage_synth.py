@@ -4,6 +4,7 @@ slices are only LOOKED AT, to judge realism; nothing from them enters training).
   python montage_synth.py --out /tmp/lungwatch-cache/png
   python montage_synth.py --task lesion4 --out /tmp/lungwatch-cache/png   # 2.5D samples
   python montage_synth.py --task lesion5 --out /tmp/lungwatch-cache/png   # surface hard negatives
+  python montage_synth.py --task lesion6 --out /tmp/lungwatch-cache/png   # through-plane ones
 
 Writes synth_v3.png (training samples as the network sees them, lesion outline yellow =
 ground-glass, red = consolidation, and the same samples without overlay) and
@@ -12,6 +13,7 @@ same window). With --task lesion4, synth_v4.png instead: each row one 2.5D sampl
 channels z-k, z, z+k and the centre slice with the label outline."""
 import argparse
 import csv
+import functools
 import os
 
 import numpy as np
@@ -47,18 +49,28 @@ def grid(tiles, ncol, size=256):
     return np.concatenate(rows, 0)
 
 
-def surface_pairs(vols, rng, n, path):
-    """The v0.5 hard negative: n slices from the ends of the lung, each as it is, with
-    synth.surface_partial_volume (labelled background), and the HU it added (black 0,
-    white 500 HU or more), side by side."""
+def box_plane(v, img, order=1):
+    """A slice of volume v sampled into its lesion-box frame, unaugmented."""
+    (cy, cx), pix = v["box"]
+    return C.sample_plane(img, v["les_n"], (cy, cx), pix, v["sp"][1:], order=order)
+
+
+def surface_pairs(vols, rng, n, path, through_plane=False):
+    """A lung-end hard negative: n slices from the ends of the lung, each as it is, with
+    the hard negative (labelled background), and the HU it added (black 0, white 500 HU
+    or more), side by side. v0.5's is synth.surface_partial_volume; with through_plane,
+    v0.6's train_seg.through_plane_partial_volume."""
     tiles = []
     for _ in range(n):
         v = vols[rng.integers(len(vols))]
         z = rng.choice(T.lung_end_slices(v["lung_slices"]))
-        (cy, cx), pix = v["box"]
-        hu = C.sample_plane(v["vol"][z], v["les_n"], (cy, cx), pix, v["sp"][1:])
-        lab = C.sample_plane(v["lab"][z], v["les_n"], (cy, cx), pix, v["sp"][1:], order=0)
-        hu2 = synth.surface_partial_volume(hu, lab, rng, pix)
+        pix = v["box"][1]
+        plane = functools.partial(box_plane, v)
+        hu = plane(v["vol"][z])
+        if through_plane:
+            hu2 = T.through_plane_partial_volume(v, z, hu, rng, plane)
+        else:
+            hu2 = synth.surface_partial_volume(hu, plane(v["lab"][z], order=0), rng, pix)
         added = (np.clip((hu2 - hu) / 500, 0, 1) * 255).astype(np.uint8)
         tiles += [gray(C.normalise(hu)), gray(C.normalise(hu2)), added]
     Image.fromarray(grid(tiles, 6)).save(path)
@@ -72,7 +84,7 @@ def main():
     ap.add_argument("--out", default="/tmp/lungwatch-cache/png")
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--seed", type=int, default=3)
-    ap.add_argument("--task", choices=["lesion3", "lesion4", "lesion5"], default="lesion3")
+    ap.add_argument("--task", choices=["lesion3", "lesion4", "lesion5", "lesion6"], default="lesion3")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     vols = T.load_training_volumes(a.data, a.cache, C.LES_N, names=C.NORMAL_VOLUMES_V3, lung_model=True)
@@ -81,6 +93,9 @@ def main():
     rng = np.random.default_rng(a.seed)
     if a.task == "lesion5":
         surface_pairs(vols, rng, a.n, os.path.join(a.out, "synth_v5_surfaces.png"))
+        return
+    if a.task == "lesion6":
+        surface_pairs(vols, rng, a.n, os.path.join(a.out, "synth_v6_through_plane.png"), through_plane=True)
         return
     if a.task == "lesion4":
         rows = []
