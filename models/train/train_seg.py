@@ -9,6 +9,7 @@ licence - see MODEL_CARD.md), with classical lung labels (common.classical_lung_
 synthetic lesions (synth.py). No covid-ct-md and no infnet-eval data is used for training.
 """
 import argparse
+import functools
 import os
 import time
 
@@ -123,15 +124,15 @@ def make_sample_v3(v, rng, surfaces=False, through_plane=False):
     pix = pix * rng.uniform(0.85, 1.2)
     center = (cy + rng.normal(0, 6) / v["sp"][1], cx + rng.normal(0, 6) / v["sp"][2])
     rot = rng.normal(0, 6)
-    sp = v["sp"][1:]
-    hu = C.sample_plane(v["vol"][z], n, center, pix, sp, rot)
+    plane = functools.partial(C.sample_plane, n=n, center_rc=center, out_pix_mm=pix,
+                              spacing_rc=v["sp"][1:], rot_deg=rot)  # this sample's frame
+    hu = plane(v["vol"][z])
     if rng.random() < 0.3 and 0 < z < Z - 1:  # thicker slice: partial volume along z
         w = rng.uniform(0.15, 0.35)
-        hu = (1 - 2 * w) * hu + w * (C.sample_plane(v["vol"][z - 1], n, center, pix, sp, rot)
-                                     + C.sample_plane(v["vol"][z + 1], n, center, pix, sp, rot))
+        hu = (1 - 2 * w) * hu + w * (plane(v["vol"][z - 1]) + plane(v["vol"][z + 1]))
     if through_plane and from_end and rng.random() < 0.6:
-        hu = through_plane_partial_volume(v, z, hu, rng, lambda s: C.sample_plane(s, n, center, pix, sp, rot))
-    lab = C.sample_plane(v["lab"][z], n, center, pix, sp, rot, order=0)
+        hu = through_plane_partial_volume(v, z, hu, rng, plane)
+    lab = plane(v["lab"][z], order=0)
     if rng.random() < 0.5:
         hu = synth.hard_negatives(hu, lab, rng, pix)
     if surfaces and rng.random() < 0.4:
